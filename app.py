@@ -1,0 +1,190 @@
+"""Gradio app: every SR model family behind one interface, side by side.
+
+    python app.py            # http://127.0.0.1:7860 (also works as a Hugging Face Space)
+
+The app only lays out what ``comparisons.compare.run_comparison`` computes; the benchmark and the
+tests call the same function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from comparisons.compare import MODE_HR, MODE_LR, nearest_upscale, run_comparison, zoom_crops
+from comparisons.examples import example_images
+from comparisons.plots import benchmark_figure
+from sr_models.base import ModelUnavailableError, SRInputError
+from sr_models.registry import discover, get_models
+
+MAX_SLOTS = 6  # output panels laid out in advance; Gradio needs a fixed number of components
+SCALES = [2, 3, 4, 8, 16]
+MODES = {
+    "High-resolution image: degrade it, then compare against it": MODE_HR,
+    "My low-resolution image: just upscale it": MODE_LR,
+}
+DIFFUSION_SAMPLERS = ["ddim", "ddpm", "dpmsolver++"]
+
+
+class UploadImage(gr.Image):
+    """gr.Image whose upload is checked by our loader, not Gradio's: a broken or non-image file
+    reaches ``load_image``, which explains the problem instead of failing inside Gradio."""
+
+    is_template = True  # rendered by the frontend of gr.Image
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        try:
+            return super().preprocess(payload)
+        except Exception:  # Pillow could not open it: hand the raw file to our loader
+            return payload.path
+
+
+def model_choices(models) -> list[tuple[str, str]]:
+    choices = []
+    for name, model in models.items():
+        available = model.availability()
+        scales = "/".join(f"{s}x" for s in model.scales)
+        label = f"{name} ({model.family}, {scales})" + ("" if available.ok else f" - unavailable: {available.reason}")
+        choices.append((label, name))
+    return choices
+
+
+def _user_error(err: Exception) -> gr.Error:
+    return gr.Error(str(err.args[0] if err.args else err), print_exception=False)
+
+
+def build_app(models: dict | None = None, example_dir: str | Path | None = None) -> gr.Blocks:
+    models = models if models is not None else discover()
+    example_dir = Path(example_dir or Path(tempfile.gettempdir()) / "sr_lab_examples")
+    examples = [str(p) for p in example_images(example_dir)]
+    defaults = [n for n in ("bicubic", "regression-x4") if n in models]
+
+    def compare(image, mode_label, scale, names, steps, sampler, eta, seed, progress=gr.Progress()):
+        if image is None:
+            raise gr.Error("Upload an image or pick an example first.", print_exception=False)
+        try:
+            chosen = get_models(names or [], models)
+            comparison = run_comparison(
+                image, MODES[mode_label], int(scale), chosen, steps=int(steps) if steps else None,
+                sampler=sampler or None, eta=float(eta or 0), seed=int(seed or 0),
+                on_model=lambda i, n, name: progress((i, n), desc=f"{name} ({i + 1}/{n})"),
+            )  # fmt: skip
+        except (SRInputError, ModelUnavailableError, KeyError) as err:
+            raise _user_error(err) from None
+        for note in comparison.notes:
+            gr.Info(note)
+        status = [f"**Input** {comparison.lr.shape[1]}x{comparison.lr.shape[0]} → **output** "
+                  f"{comparison.lr.shape[1] * comparison.scale}x{comparison.lr.shape[0] * comparison.scale} "
+                  f"({comparison.scale}x)"]  # fmt: skip
+        status += [f"- note: {n}" for n in comparison.notes]
+        status += [f"- **{name} did not run**: {msg}" for name, msg in comparison.errors.items()]
+        lr_big = nearest_upscale(comparison.lr, comparison.scale)
+        slots = []
+        for i in range(MAX_SLOTS):
+            if i < len(comparison.results):
+                r = comparison.results[i]
+                slots.append(gr.ImageSlider(value=(lr_big, r.image), label=f"input ◀ ▶ {r.model}", visible=True))
+            else:
+                slots.append(gr.ImageSlider(value=None, visible=False))
+        table = comparison.table()
+        headers = list(table[0]) if table else ["model"]
+        frame = gr.Dataframe(value=[[row.get(h, "") for h in headers] for row in table], headers=headers)
+        plot = None
+        if comparison.hr is not None and table:
+            plot = benchmark_figure(
+                [{"dataset": "this image", "model": r.model, "seconds_per_image": r.seconds, "nfe": r.nfe,
+                  **s} for r, s in zip(comparison.results, comparison.scores)],  # fmt: skip
+                title="quality vs time on this image",
+            )
+        return ["\n".join(status), *slots, frame, plot, comparison]
+
+    def zoom(comparison, cx, cy, size, magnify):
+        if comparison is None:
+            return []
+        return zoom_crops(comparison, cx / 100, cy / 100, int(size), int(magnify))
+
+    def upscale_api(image, model, scale, steps, sampler, seed):
+        """Plain API: one model, the image is the LR input; returns the PNG path and the run's facts."""
+        try:
+            (chosen,) = get_models([model], models)
+            comparison = run_comparison(image, MODE_LR, int(scale), [chosen], steps=int(steps) if steps else None,
+                                        sampler=sampler or None, seed=int(seed or 0))  # fmt: skip
+        except (SRInputError, ModelUnavailableError, KeyError, ValueError) as err:
+            raise _user_error(err) from None
+        if comparison.errors:
+            raise gr.Error(comparison.errors[model], print_exception=False)
+        r = comparison.results[0]
+        path = Path(tempfile.mkdtemp()) / f"{model}_x{scale}.png"
+        Image.fromarray(r.image).save(path)
+        info = {"model": r.model, "scale": r.scale, "nfe": r.nfe, "seconds": r.seconds,
+                "lr_psnr": comparison.scores[0]["lr_psnr"], "settings": r.settings, "notes": comparison.notes}  # fmt: skip
+        return str(path), info
+
+    with gr.Blocks(title="Diffusion SR lab") as demo:
+        gr.Markdown(
+            "# Diffusion SR lab\nCompare super-resolution models on the same image: bicubic, regression CNNs "
+            "and diffusion models. In *high-resolution* mode the image is degraded with the benchmark's "
+            "MATLAB-bicubic downscale and every output is scored against it (PSNR/SSIM on Y, border = scale)."
+        )
+        state = gr.State(None)
+        with gr.Row():
+            with gr.Column(scale=1):
+                image = UploadImage(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"])
+                gr.Examples(examples=examples, inputs=image, label="Examples (scikit-image samples, a test chart)")
+                mode = gr.Radio(list(MODES), value=list(MODES)[0], label="What is this image?")
+                scale = gr.Dropdown(SCALES, value=4, label="Scale")
+                names = gr.CheckboxGroup(model_choices(models), value=defaults, label="Models")
+                with gr.Accordion("Diffusion sampling", open=False):
+                    steps = gr.Slider(0, 200, value=0, step=1, label="Steps (0 = model default)")
+                    sampler = gr.Dropdown(["", *DIFFUSION_SAMPLERS], value="", label="Sampler (empty = model default)")
+                    eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM eta")
+                    seed = gr.Number(0, precision=0, label="Seed")
+                run = gr.Button("Upscale", variant="primary")
+            with gr.Column(scale=2):
+                status = gr.Markdown()
+                slots = [gr.ImageSlider(visible=False, format="png", type="numpy") for _ in range(MAX_SLOTS)]
+                table = gr.Dataframe(label="Metrics", interactive=False, wrap=True)
+                plot = gr.Plot(label="Quality vs time")
+                with gr.Accordion("Zoom: the same region of every image", open=True):
+                    with gr.Row():
+                        cx = gr.Slider(0, 100, value=50, label="centre x (%)")
+                        cy = gr.Slider(0, 100, value=50, label="centre y (%)")
+                        size = gr.Slider(16, 256, value=64, step=16, label="region (output px)")
+                        magnify = gr.Slider(1, 8, value=4, step=1, label="magnify")
+                    crops = gr.Gallery(label="Zoomed crops", columns=4, format="png", object_fit="contain")
+        with gr.Row(visible=False):  # the plain API endpoint, for gradio_client and scripts
+            api_in = [UploadImage(type="filepath", image_mode=None), gr.Textbox(), gr.Number(), gr.Number(), gr.Textbox(), gr.Number()]
+            api_out = [gr.Image(type="filepath", format="png"), gr.JSON()]
+            api_button = gr.Button()
+        api_button.click(upscale_api, api_in, api_out, api_name="upscale")
+
+        run.click(
+            compare, [image, mode, scale, names, steps, sampler, eta, seed], [status, *slots, table, plot, state],
+            api_name="compare",
+        ).then(zoom, [state, cx, cy, size, magnify], crops, api_name=False)  # fmt: skip
+        for control in (cx, cy, size, magnify):
+            control.release(zoom, [state, cx, cy, size, magnify], crops, api_name=False)
+    return demo
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Diffusion SR lab: compare SR models in the browser.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    args = parser.parse_args()
+    demo = build_app()
+    demo.queue(default_concurrency_limit=1, max_size=32)  # one CPU job at a time, a waiting line for a class
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=gr.themes.Soft())
+
+
+if __name__ == "__main__":
+    main()

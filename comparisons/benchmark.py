@@ -1,0 +1,249 @@
+"""Benchmark command: every model through the same interface, the same degradation and metrics.
+
+    python -m comparisons.benchmark --models bicubic,regression-x4 --scale 4 \
+        --data ../shared/data/test/Set5 --data ../shared/data/test/Set14 --out results/x4
+
+Writes ``per_image.csv``, ``summary.csv``, ``summary.md`` (a table whose header states the
+protocol) and ``summary.html`` (an interactive quality-vs-time plot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from comparisons.evaluation import list_images, score, test_pairs
+from sr_models.base import ModelUnavailableError, SRInputError
+from sr_models.registry import discover, get_models
+
+SUMMARY_COLUMNS = [
+    "dataset", "model", "family", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "lpips", "fid", "is_mean",
+    "seconds_per_image", "nfe", "peak_memory_mb", "steps", "sampler", "seed", "crop",
+]  # fmt: skip
+PER_IMAGE_COLUMNS = [
+    "dataset", "model", "scale", "image", "height", "width", "psnr_y", "ssim_y", "lr_psnr", "lpips",
+    "seconds", "nfe", "peak_memory_mb",
+]  # fmt: skip
+METRIC_KEYS = ("psnr_y", "ssim_y", "lr_psnr")
+
+
+def protocol_text(scale: int, crop: int | None, limit: int | None, seed: int, steps, sampler) -> str:
+    parts = [
+        f"x{scale}; HR mod-cropped to {scale}",
+        f"HR center crop {crop} px" if crop else "whole images",
+        f"first {limit} images per set" if limit else "all images",
+        "LR = MATLAB-bicubic imresize(HR, 1/scale) rounded to uint8",
+        f"PSNR/SSIM on BT.601 Y, {scale} px border shaved, SSIM Gaussian 11x11 sigma 1.5",
+        "gray images on their one channel",
+        "LR-PSNR = PSNR(imresize(SR, 1/scale), LR) on RGB",
+        f"seed {seed}, steps {steps or 'model default'}, sampler {sampler or 'model default'}",
+    ]
+    return "; ".join(parts)
+
+
+def run_benchmark(
+    models,
+    scale: int,
+    datasets: list[str],
+    out: Path,
+    limit: int | None = None,
+    crop: int | None = None,
+    steps: int | None = None,
+    sampler: str | None = None,
+    seed: int = 0,
+    eta: float = 0.0,
+    save_images: bool = False,
+    perceptual: bool = False,
+    lpips_model=None,
+    feature_extractor=None,
+    fid_patch: int = 64,
+) -> list[dict]:
+    """Run every model on every folder; write the reports into ``out``; return the summary rows.
+
+    ``perceptual`` adds LPIPS (per image) and patch FID / IS (per set) where their weights are
+    present and says plainly which are missing; ``lpips_model`` / ``feature_extractor`` replace
+    the pretrained backbones (tests use random ones).
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    lpips_fn, fid_on, notes = _perceptual_setup(perceptual, lpips_model, feature_extractor)
+    for model in models:
+        if scale not in model.scales:
+            raise SRInputError(f"{model.name} supports {'/'.join(map(str, model.scales))}x, not {scale}x")
+        available = model.availability()
+        if not available.ok:
+            raise ModelUnavailableError(f"{model.name} is not available: {available.reason}")
+    total = sum(len(list_images(d)[:limit]) for d in datasets) * len(models)
+    per_image, summary = [], []
+    bar = tqdm(total=total, desc="benchmark", unit="img", dynamic_ncols=True)
+    for data in datasets:
+        dataset = Path(data).name
+        pairs = list(test_pairs(data, scale, limit=limit, crop=crop))
+        for model in models:
+            rows, outputs = [], []
+            for pair in pairs:
+                bar.set_postfix_str(f"{dataset}/{model.name}/{pair.name}", refresh=False)
+                result = model.upscale(pair.lr, scale=scale, steps=steps, sampler=sampler, seed=seed, eta=eta)
+                row = {
+                    "dataset": dataset, "model": model.name, "scale": scale, "image": pair.name,
+                    "height": pair.hr.shape[0], "width": pair.hr.shape[1],
+                    **score(result.image, pair.hr, pair.lr, scale),
+                    "seconds": result.seconds, "nfe": result.nfe, "peak_memory_mb": result.peak_memory_mb,
+                }  # fmt: skip
+                if lpips_fn is not None:
+                    row["lpips"] = lpips_fn(result.image, pair.hr)
+                rows.append(row)
+                outputs.append(result.image)
+                if save_images:
+                    folder = out / "images" / dataset / model.name
+                    folder.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(result.image).save(folder / f"{pair.name}.png")
+                bar.update(1)
+            per_image += rows
+            extra = {}
+            if lpips_fn is not None:
+                extra["lpips"] = float(np.mean([r["lpips"] for r in rows]))
+            if fid_on:
+                from comparisons.perceptual import distribution_metrics
+
+                dist = distribution_metrics(outputs, [p.hr for p in pairs], patch=fid_patch,
+                                            feature_extractor=feature_extractor)  # fmt: skip
+                extra.update({"fid": dist["fid"], "is_mean": dist["is_mean"]})
+                notes.append(f"FID/IS ({dataset}, {model.name}): {dist['protocol']}")
+            summary.append(
+                {
+                    **extra,
+                    "dataset": dataset, "model": model.name, "family": model.family, "scale": scale,
+                    "n_images": len(rows),
+                    **{k: float(np.mean([r[k] for r in rows])) for k in METRIC_KEYS},
+                    "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
+                    "nfe": float(np.mean([r["nfe"] for r in rows])),
+                    "peak_memory_mb": float(np.max([r["peak_memory_mb"] for r in rows])),
+                    "steps": result.settings.get("steps") or "", "sampler": result.settings.get("sampler") or "",
+                    "seed": seed, "crop": crop or "",
+                }  # fmt: skip
+            )
+    bar.close()
+    _write_csv(out / "per_image.csv", per_image, PER_IMAGE_COLUMNS)
+    _write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
+    protocol = protocol_text(scale, crop, limit, seed, steps, sampler)
+    notes = list(dict.fromkeys(n.split(": ", 1)[1] if n.startswith("FID/IS (") else n for n in notes))
+    (out / "summary.md").write_text(markdown_table(summary, protocol, notes))
+    try:
+        from comparisons.plots import benchmark_figure
+
+        benchmark_figure(summary, title=protocol).write_html(out / "summary.html", include_plotlyjs="cdn")
+    except ImportError:  # plotly is optional for the numbers
+        pass
+    return summary
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        if value.is_integer():
+            return str(int(value))
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+
+
+def markdown_table(summary: list[dict], protocol: str, notes: list[str] = ()) -> str:
+    columns = ["dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr"]
+    columns += [c for c in ("lpips", "fid", "is_mean") if summary and c in summary[0]]
+    columns += ["seconds_per_image", "nfe"]
+    lines = [f"Protocol: {protocol}", *[f"Note: {n}" for n in notes], ""]
+    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in summary:
+        lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _perceptual_setup(perceptual: bool, lpips_model, feature_extractor):
+    """(lpips function or None, whether to compute FID/IS, notes for the report)."""
+    if not perceptual:
+        return None, False, []
+    from comparisons.perceptual import available_perceptual_metrics, load_lpips, lpips_distance
+
+    missing = available_perceptual_metrics() if lpips_model is None or feature_extractor is None else {}
+    notes = []
+    lpips_fn = None
+    if lpips_model is not None or not missing.get("lpips"):
+        model = lpips_model or load_lpips()
+        lpips_fn = lambda sr, hr: lpips_distance(sr, hr, model)  # noqa: E731
+    else:
+        notes.append(f"LPIPS skipped: {missing['lpips']}")
+    fid_on = feature_extractor is not None or not missing.get("fid")
+    if not fid_on:
+        notes.append(f"FID/IS skipped: {missing['fid']}")
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return lpips_fn, fid_on, notes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m comparisons.benchmark",
+        description="Benchmark SR models on test folders with the standard protocol (Y channel, border = scale).",
+    )
+    p.add_argument("--list", action="store_true", help="list the models found and whether they can run here")
+    p.add_argument("--models", help="comma-separated model names (see --list)")
+    p.add_argument("--scale", type=int)
+    p.add_argument("--data", action="append", help="test folder of HR images; repeat for several")
+    p.add_argument("--out", help="output folder for the CSV/Markdown/HTML files")
+    p.add_argument("--limit", type=int, help="use at most this many images per folder")
+    p.add_argument("--crop", type=int, help="evaluate on HR center crops of this size (for slow models)")
+    p.add_argument("--steps", type=int, help="sampling steps for diffusion models (default: each model's)")
+    p.add_argument("--sampler", help="sampler for diffusion models (default: each model's)")
+    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model-dir", action="append", default=[], help="extra folder of model folders")
+    p.add_argument("--save-images", action="store_true", help="also write the SR outputs as PNG")
+    p.add_argument(
+        "--perceptual", action="store_true",
+        help="add LPIPS and patch FID/IS (needs weights: python -m comparisons.perceptual --prefetch)",
+    )  # fmt: skip
+    p.add_argument("--fid-patch", type=int, default=64, help="patch size of the FID/IS protocol")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, m in discover(model_dirs=args.model_dir).items():
+            a = m.availability()
+            print(f"{name:28s} {m.family:12s} x{'/'.join(map(str, m.scales)):10s} {'ok' if a.ok else a.reason}")
+        return 0
+    missing = [f"--{k}" for k in ("models", "scale", "data", "out") if not getattr(args, k)]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
+    try:
+        models = get_models(
+            [n.strip() for n in args.models.split(",") if n.strip()], discover(model_dirs=args.model_dir)
+        )
+        summary = run_benchmark(
+            models, args.scale, args.data, Path(args.out), limit=args.limit, crop=args.crop,
+            steps=args.steps, sampler=args.sampler, seed=args.seed, eta=args.eta, save_images=args.save_images,
+            perceptual=args.perceptual, fid_patch=args.fid_patch,
+        )  # fmt: skip
+    except (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    print((Path(args.out) / "summary.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

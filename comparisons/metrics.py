@@ -1,0 +1,98 @@
+"""Full-reference fidelity metrics with the SR benchmark's convention as explicit parameters.
+
+Convention of the published tables (SRCNN / VDSR / EDSR MATLAB scripts, BasicSR's
+``calculate_psnr``/``calculate_ssim`` with ``test_y_channel=True``):
+
+* compare on the ITU-R BT.601 luma ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``
+  (float, not rounded); RGB on request;
+* shave ``crop_border`` pixels (= the scale) from every side first;
+* SSIM with an 11x11 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03, data range 255, averaged
+  over the valid region (Wang et al. 2004, i.e. MATLAB ``ssim_index``);
+* an image whose three channels are equal (a grayscale test image stored as RGB) is measured on
+  its one channel, as the reference scripts read it as a one-channel image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from comparisons.degradation import imresize
+
+_BT601 = np.array([65.481, 128.553, 24.966])
+
+
+def is_grayscale(img: np.ndarray) -> bool:
+    """True for HxW arrays and for HxWx3 arrays whose three channels are identical."""
+    if img.ndim == 2:
+        return True
+    return bool(np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2]))
+
+
+def rgb_to_y(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma of a uint8-range RGB image, float64 in [16, 235]."""
+    return img.astype(np.float64) @ _BT601 / 255.0 + 16.0
+
+
+def _luma_gray(img: np.ndarray) -> np.ndarray:
+    """The one channel of a gray image; for a colour SR output of a gray reference, its luma."""
+    if img.ndim == 2:
+        return img.astype(np.float64)
+    return img.astype(np.float64) @ (_BT601 / _BT601.sum())
+
+
+def _prepare(sr: np.ndarray, hr: np.ndarray, crop_border: int, y_channel: bool):
+    if sr.shape != hr.shape:
+        raise ValueError(f"SR {sr.shape} and HR {hr.shape} differ in shape")
+    if y_channel:
+        if is_grayscale(hr):
+            sr, hr = _luma_gray(sr), _luma_gray(hr)
+        else:
+            sr, hr = rgb_to_y(sr), rgb_to_y(hr)
+    else:
+        sr, hr = sr.astype(np.float64), hr.astype(np.float64)
+    if crop_border > 0:
+        if min(hr.shape[:2]) <= 2 * crop_border:
+            raise ValueError(f"image {hr.shape[1]}x{hr.shape[0]} too small to shave {crop_border} px")
+        sr = sr[crop_border:-crop_border, crop_border:-crop_border]
+        hr = hr[crop_border:-crop_border, crop_border:-crop_border]
+    return sr, hr
+
+
+def psnr(sr: np.ndarray, hr: np.ndarray, crop_border: int = 0, y_channel: bool = True) -> float:
+    """PSNR in dB (data range 255) between uint8-range images; ``inf`` when they are equal."""
+    sr, hr = _prepare(sr, hr, crop_border, y_channel)
+    if np.array_equal(sr, hr):
+        return float("inf")
+    return float(peak_signal_noise_ratio(hr, sr, data_range=255))
+
+
+def ssim(sr: np.ndarray, hr: np.ndarray, crop_border: int = 0, y_channel: bool = True) -> float:
+    """SSIM (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, range 255); RGB: mean over channels."""
+    sr, hr = _prepare(sr, hr, crop_border, y_channel)
+    return float(
+        structural_similarity(
+            hr,
+            sr,
+            data_range=255,
+            gaussian_weights=True,
+            sigma=1.5,
+            truncate=3.5,  # 2 * int(3.5 * 1.5 + 0.5) + 1 = 11 taps, as MATLAB's window
+            use_sample_covariance=False,
+            K1=0.01,
+            K2=0.03,
+            channel_axis=-1 if sr.ndim == 3 else None,
+        )
+    )
+
+
+def lr_consistency(sr: np.ndarray, lr: np.ndarray, scale: int) -> float:
+    """PSNR (RGB, dB) between ``imresize(SR, 1/scale)`` and the LR input: is the output faithful?
+
+    RGB rather than Y so that a colour shift counts; no border is shaved.
+    """
+    expected = (sr.shape[0] // scale, sr.shape[1] // scale)
+    if expected != lr.shape[:2]:
+        raise ValueError(f"SR {sr.shape[:2]} is not {scale}x the LR {lr.shape[:2]}")
+    down = imresize(sr, 1.0 / scale, output_shape=expected)
+    return psnr(down, lr, crop_border=0, y_channel=False)

@@ -1,0 +1,70 @@
+"""The app answers through gradio_client: the same path a browser or a script takes."""
+
+import socket
+
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+import app as app_module  # noqa: E402
+from sr_models.registry import discover  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def client(tiny_models_dir, tmp_path_factory):
+    models = {k: v for k, v in discover(model_dirs=[tiny_models_dir]).items() if k.startswith(("bicubic", "tiny"))}
+    demo = app_module.build_app(models, example_dir=tmp_path_factory.mktemp("examples"))
+    demo.queue()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def lr_png(tmp_path_factory):
+    path = tmp_path_factory.mktemp("in") / "lr.png"
+    arr = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+    return path
+
+
+def test_upscale_endpoint(client, lr_png):
+    path, info = client.predict(handle_file(str(lr_png)), "tiny-regression-x2", 2, 0, "", 0, api_name="/upscale")
+    out = np.asarray(Image.open(path))
+    assert path.endswith(".png") and out.shape == (40, 48, 3)
+    assert info["model"] == "tiny-regression-x2" and info["nfe"] == 1 and info["lr_psnr"] > 10
+
+
+def test_compare_endpoint_scores_against_the_reference(client, lr_png):
+    result = client.predict(
+        handle_file(str(lr_png)), list(app_module.MODES)[0], 2, ["bicubic", "tiny-regression-x2"], 0, "", 0, 0,
+        api_name="/compare",
+    )  # fmt: skip
+    status, table = result[0], result[1 + app_module.MAX_SLOTS]
+    assert "→" in status
+    assert table["headers"][:3] == ["model", "PSNR-Y (dB)", "SSIM-Y"]
+    assert [row[0] for row in table["value"]["data"]] == ["bicubic", "tiny-regression-x2"]
+
+
+def test_bad_inputs_get_a_message_not_a_stack_trace(client, lr_png, tmp_path):
+    bogus = tmp_path / "bogus.png"
+    bogus.write_text("not an image at all")
+    with pytest.raises(AppError, match="not an image file"):
+        client.predict(handle_file(str(bogus)), "bicubic", 4, 0, "", 0, api_name="/upscale")
+    with pytest.raises(AppError, match="supports scale 2x, not 4x"):
+        client.predict(handle_file(str(lr_png)), "tiny-regression-x2", 4, 0, "", 0, api_name="/upscale")
+    with pytest.raises(AppError, match="unknown model"):
+        client.predict(handle_file(str(lr_png)), "nope", 4, 0, "", 0, api_name="/upscale")

@@ -1,0 +1,95 @@
+import csv
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from comparisons.benchmark import main, run_benchmark
+from comparisons.degradation import degrade, imresize
+from comparisons.metrics import psnr, ssim
+from sr_models.bicubic import BicubicSR
+from sr_models.registry import discover
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_benchmark_command_writes_reports_matching_direct_metrics(image_folder, tiny_models_dir, tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main([
+        "--models", "bicubic,tiny-regression-x2", "--scale", "2", "--data", str(image_folder),
+        "--out", str(out), "--model-dir", str(tiny_models_dir),
+    ])  # fmt: skip
+    assert code == 0
+    summary = read_csv(out / "summary.csv")
+    assert {"dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "seconds_per_image"} <= set(summary[0])
+    assert [r["model"] for r in summary] == ["bicubic", "tiny-regression-x2"]
+    assert all(r["n_images"] == "3" and r["dataset"] == image_folder.name for r in summary)
+    # recompute bicubic by hand
+    ps, ss = [], []
+    for path in sorted(image_folder.glob("*.png")):
+        hr, lr = degrade(np.asarray(Image.open(path).convert("RGB")), 2)
+        sr = imresize(lr, 2)
+        ps.append(psnr(sr, hr, 2))
+        ss.append(ssim(sr, hr, 2))
+    assert float(summary[0]["psnr_y"]) == pytest.approx(np.mean(ps), abs=1e-4)
+    assert float(summary[0]["ssim_y"]) == pytest.approx(np.mean(ss), abs=1e-4)
+    assert len(read_csv(out / "per_image.csv")) == 6
+    md = (out / "summary.md").read_text()
+    assert md.startswith("Protocol: x2;") and "BT.601 Y, 2 px border" in md
+    assert (out / "summary.html").exists()
+    assert "| tiny-regression-x2 |" in capsys.readouterr().out
+
+
+def test_limit_and_crop(image_folder, tmp_path):
+    summary = run_benchmark([BicubicSR()], 4, [str(image_folder)], tmp_path, limit=2, crop=32)
+    assert summary[0]["n_images"] == 2
+    rows = read_csv(tmp_path / "per_image.csv")
+    assert all(r["height"] == "32" and r["width"] == "32" for r in rows)
+
+
+def test_unsupported_scale_and_unknown_model_are_clear_errors(image_folder, tiny_models_dir, tmp_path, capsys):
+    args = ["--scale", "4", "--data", str(image_folder), "--out", str(tmp_path), "--model-dir", str(tiny_models_dir)]
+    assert main(["--models", "tiny-regression-x2", *args]) == 2
+    assert "not 4x" in capsys.readouterr().err
+    assert main(["--models", "nope", *args]) == 2
+    assert "unknown model" in capsys.readouterr().err
+
+
+def test_list_models(tiny_models_dir, capsys):
+    assert main(["--list", "--model-dir", str(tiny_models_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "bicubic" in out and "tiny-regression-x4" in out
+
+
+class TinyFeatures(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 6, 5, stride=4)
+
+    def forward(self, x):
+        return self.conv(x.float() / 255).mean(dim=(2, 3))
+
+
+def test_perceptual_columns_with_random_backbones(image_folder, tmp_path):
+    from comparisons.perceptual import load_lpips
+
+    summary = run_benchmark(
+        [BicubicSR()], 2, [str(image_folder)], tmp_path, perceptual=True,
+        lpips_model=load_lpips(random_backbone=True), feature_extractor=TinyFeatures(), fid_patch=16,
+    )  # fmt: skip
+    assert summary[0]["lpips"] > 0 and summary[0]["fid"] >= 0
+    assert "patch" in (tmp_path / "summary.md").read_text()
+
+
+def test_perceptual_without_weights_says_so_and_computes_the_rest(image_folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    summary = run_benchmark([BicubicSR()], 2, [str(image_folder)], tmp_path / "out", perceptual=True)
+    assert "psnr_y" in summary[0] and "lpips" not in summary[0]
+    err = capsys.readouterr().err
+    assert "LPIPS skipped" in err and "--prefetch" in err
+    assert "LPIPS skipped" in (tmp_path / "out" / "summary.md").read_text()

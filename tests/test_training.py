@@ -1,0 +1,120 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sr_models.registry import load_model
+from sr_models.train import main
+from sr_models.training import NonFiniteLossError, TrainConfig, Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tiny_args(data, out, steps, every=3, extra=()):
+    return [
+        "regression", "--scale", "2", "--data", str(data), "--out", str(out), "--max-steps", str(steps),
+        "--checkpoint-every", str(every), "--batch-size", "2", "--hr-patch", "16", "--channels", "4",
+        "--blocks", "1", "--threads", "1", *extra,
+    ]  # fmt: skip
+
+
+def test_training_exports_a_loadable_model_with_card(image_folder, tmp_path):
+    out = tmp_path / "run"
+    assert main(tiny_args(image_folder, out, 6, extra=["--val-data", str(image_folder), "--validate-every", "3"])) == 0
+    meta = json.loads((out / "sr_model.json").read_text())
+    assert meta["family"] == "regression" and meta["training"]["steps"] == 6
+    assert "python -m sr_models.train regression" in (out / "README.md").read_text()
+    assert set(meta["training"]["last_validation"]) == {"psnr_y", "ssim_y", "lr_psnr"}
+    state = json.loads((out / "checkpoint" / "trainer_state.json").read_text())
+    assert state["step"] == 6
+    model = load_model(out)
+    assert model.upscale(torch.zeros(8, 8, 3, dtype=torch.uint8).numpy()).image.shape == (16, 16, 3)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(image_folder, tmp_path):
+    assert main(tiny_args(image_folder, tmp_path / "a", 6)) == 0
+    assert main(tiny_args(image_folder, tmp_path / "b", 3)) == 0
+    assert main(tiny_args(image_folder, tmp_path / "b", 6)) == 0
+    a = load_file(tmp_path / "a" / "checkpoint" / "state.safetensors")
+    b = load_file(tmp_path / "b" / "checkpoint" / "state.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_resume_refuses_a_different_architecture(image_folder, tmp_path):
+    assert main(tiny_args(image_folder, tmp_path / "a", 3)) == 0
+    args = tiny_args(image_folder, tmp_path / "a", 6)
+    args[args.index("--channels") + 1] = "8"
+    assert main(args) == 2  # clear error, nothing overwritten
+    assert json.loads((tmp_path / "a" / "checkpoint" / "trainer_state.json").read_text())["step"] == 3
+
+
+def test_sigkill_resumes_from_last_checkpoint(image_folder, tmp_path):
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "sr_models.train", *tiny_args(image_folder, out, 100000, every=5)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = out / "checkpoint" / "trainer_state.json"
+    deadline = time.time() + 120
+    seen = 0
+    try:
+        while time.time() < deadline:
+            try:
+                seen = json.loads(state_file.read_text())["step"]
+            except (OSError, ValueError, KeyError):
+                seen = 0
+            if seen >= 10:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert seen >= 10, "no checkpoint appeared in time"
+    # restart: it must pick up at (or after) the last checkpoint it saw, i.e. lose < one interval
+    resumed = subprocess.run(
+        [sys.executable, "-m", "sr_models.train", *tiny_args(image_folder, out, seen + 7, every=5)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    start = int(resumed.stdout.split("at step ")[1].split()[0])
+    assert seen <= start and start % 5 == 0
+    assert json.loads(state_file.read_text())["step"] == seen + 7
+
+
+def test_nan_loss_stops_cleanly_and_keeps_last_good_checkpoint(tmp_path):
+    model = torch.nn.Linear(2, 1)
+
+    def loss_fn(net, step):
+        loss = net(torch.ones(1, 2)).sum() ** 2
+        return loss * float("nan") if step == 4 else loss
+
+    trainer = Trainer(model, loss_fn, TrainConfig(out=tmp_path, max_steps=10, checkpoint_every=2, validate_every=0))
+    with pytest.raises(NonFiniteLossError, match="step 4"):
+        trainer.train()
+    assert json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())["step"] == 4
+    assert torch.isfinite(load_file(tmp_path / "checkpoint" / "state.safetensors")["model.weight"]).all()
+
+
+def test_time_budget_stops(tmp_path):
+    model = torch.nn.Linear(2, 1)
+
+    def slow_loss(net, step):
+        time.sleep(0.05)
+        return net(torch.ones(1, 2)).sum() ** 2
+
+    cfg = TrainConfig(out=tmp_path, max_steps=10_000, max_minutes=0.3 / 60, checkpoint_every=0, validate_every=0)
+    result = Trainer(model, slow_loss, cfg).train()
+    assert result["stop_reason"] == "time budget" and 3 <= result["step"] <= 10
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
+    assert main(tiny_args(tmp_path / "nothing", tmp_path / "out", 2)) == 2
+    assert "does not exist" in capsys.readouterr().err
