@@ -28,8 +28,25 @@ def _load_regression(folder: Path, meta: dict) -> SRModel:
     return RegressionSR.from_folder(folder, meta["name"], meta)
 
 
-# family name -> loader(folder, meta) -> SRModel. Diffusion families add themselves here.
-FAMILY_LOADERS: dict[str, Callable[[Path, dict], SRModel]] = {"regression": _load_regression}
+def _load_ldm(folder: Path, meta: dict) -> SRModel:
+    from sr_models.diffusion_sr import LatentSR
+
+    return LatentSR.from_folder(folder, meta["name"], meta)
+
+
+def _load_sr3(folder: Path, meta: dict) -> SRModel:
+    from sr_models.diffusion_sr import PixelSR
+
+    return PixelSR.from_folder(folder, meta["name"], meta)
+
+
+# family name -> loader(folder, meta) -> SRModel. A new family adds itself here.
+FAMILY_LOADERS: dict[str, Callable[[Path, dict], SRModel]] = {
+    "regression": _load_regression,
+    "ldm": _load_ldm,
+    "sr3": _load_sr3,
+}
+NOT_SR_FAMILIES = {"first-stage"}  # model folders that are parts of other models (the LDMs' autoencoder)
 
 
 def load_model(folder: str | Path) -> SRModel:
@@ -142,6 +159,8 @@ def discover(model_dirs=(), hub_ids=()) -> dict[str, SRModel]:
     models: dict[str, SRModel] = {"bicubic": BicubicSR()}
     dirs = [ASSETS, *model_dirs, *filter(None, os.environ.get(MODEL_DIRS_ENV, "").split(os.pathsep))]
     for folder in model_folders(dirs):
+        if read_meta(folder).get("family") in NOT_SR_FAMILIES:
+            continue
         model = FolderModel(folder)
         models.setdefault(model.name, model)  # first one wins: shipped models can't be shadowed
     for repo_id in [*hub_ids, *filter(None, os.environ.get(HUB_IDS_ENV, "").split(","))]:

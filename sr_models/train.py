@@ -22,8 +22,9 @@ from sr_models.regression import EDSRLite, to_tensor, to_uint8
 from sr_models.training import NonFiniteLossError, TrainConfig, Trainer
 
 
-def add_common_arguments(p: argparse.ArgumentParser, batch: int, lr: float, patch: int):
-    p.add_argument("--scale", type=int, required=True, help="magnification (e.g. 2, 4, 8)")
+def add_common_arguments(p: argparse.ArgumentParser, batch: int, lr: float, patch: int, scale: bool = True):
+    if scale:
+        p.add_argument("--scale", type=int, required=True, help="magnification (e.g. 2, 4, 8)")
     p.add_argument("--data", required=True, help="folder of training images (searched recursively)")
     p.add_argument("--out", required=True, help="run folder: the exported model plus checkpoint/")
     p.add_argument("--val-data", help="folder of test images for the validation PSNR-Y (e.g. Set5)")
@@ -115,6 +116,178 @@ def run_regression(args) -> dict:
     return trainer.train()
 
 
+# ----- first stage -----------------------------------------------------------------------------
+def channels_arg(text: str) -> tuple[int, ...]:
+    return tuple(int(c) for c in text.split(","))
+
+
+def autoencoder_parser(sub):
+    p = sub.add_parser("autoencoder", help="first-stage AutoencoderKL (f=4, 3 latent channels) for the LDMs")
+    add_common_arguments(p, batch=8, lr=2e-4, patch=64, scale=False)
+    p.set_defaults(scale=1)
+    p.add_argument("--channels", type=channels_arg, default=(64, 128, 128), help="block widths, e.g. 64,128,128")
+    p.add_argument("--kl-weight", type=float, default=1e-6)
+    p.set_defaults(run=run_autoencoder)
+
+
+def run_autoencoder(args) -> dict:
+    from sr_models.first_stage import autoencoder_loss, build_autoencoder, fold_latent_scale, latent_std
+
+    torch.manual_seed(args.seed)
+    vae = build_autoencoder(args.channels)
+    sampler = PatchSampler(args.data, 1, args.hr_patch, seed=args.seed)
+
+    def batch(step):
+        return sampler.batch(step, args.batch_size)[1] * 2 - 1
+
+    def loss_fn(net, step):
+        torch.manual_seed(args.seed * 1_000_003 + step)  # the posterior sample, reproducible on resume
+        return autoencoder_loss(net, batch(step), args.kl_weight)
+
+    def reconstruct(net, lr_tensor):  # validation: "upscale" = encode + decode the HR itself
+        x = lr_tensor * 2 - 1
+        return (net.decode(net.encode(x).latent_dist.mode()).sample + 1) / 2
+
+    def export(net, out, record):
+        std = latent_std(net, [batch(10_000_000 + i) for i in range(4)])
+        folded = fold_latent_scale(net, 1.0 / std).to(torch.float16)  # fp16 file, loads as fp32
+        folded.save_pretrained(str(out), safe_serialization=True)
+        record["latent_scale_folded"] = 1.0 / std
+        write_meta(out, record)
+
+    record = {
+        "name": Path(args.out).name,
+        "family": "first-stage",
+        "scales": [1],
+        "description": f"AutoencoderKL f=4, 3 latent channels, blocks {list(args.channels)}, L1+L2 (+{args.kl_weight} KL)",
+        "data": f"{args.data} ({len(sampler.images)} images), random {args.hr_patch}px crops, flips/rot90",
+    }
+    args.scale = 1  # validation compares reconstructions with the image itself
+    trainer = Trainer(
+        vae, loss_fn, train_config(args), validate_fn=make_validator(args, reconstruct), export_fn=export,
+        model_config={k: list(v) if isinstance(v, tuple) else v for k, v in dict(vae.config).items()},
+        record=record,
+    )  # fmt: skip
+    return trainer.train()
+
+
+# ----- diffusion (ldm, sr3) ----------------------------------------------------------------------
+def diffusion_arguments(p):
+    p.add_argument("--channels", type=channels_arg, help="UNet block widths, e.g. 64,128,192")
+    p.add_argument("--no-attention", action="store_true", help="no self-attention at the lowest resolution")
+    p.add_argument("--default-steps", type=int, default=20, help="sampling steps written into the model card")
+    p.add_argument("--default-sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
+    p.add_argument("--val-steps", type=int, default=10, help="DDIM steps of the validation samples")
+    p.add_argument("--name", help="model name in the registry")
+
+
+def ldm_parser(sub):
+    p = sub.add_parser("ldm", help="latent diffusion SR on a trained first stage")
+    add_common_arguments(p, batch=16, lr=2e-4, patch=128)
+    p.add_argument("--first-stage", required=True, help="folder made by the autoencoder command")
+    diffusion_arguments(p)
+    p.set_defaults(run=run_ldm)
+
+
+def sr3_parser(sub):
+    p = sub.add_parser("sr3", help="pixel-space diffusion SR (SR3-style, residual over bicubic)")
+    add_common_arguments(p, batch=16, lr=2e-4, patch=64)
+    diffusion_arguments(p)
+    p.add_argument("--residual-scale", type=float, default=4.0, help="multiplier of HR - bicubic in [-1, 1] units")
+    p.set_defaults(run=run_sr3)
+
+
+def _diffusion_loss(unet, x0, cond, step, seed):
+    from diffusers import DDPMScheduler
+
+    from sr_models.diffusion import TRAIN_SCHEDULER
+
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    sched = _diffusion_loss.scheduler = getattr(_diffusion_loss, "scheduler", None) or DDPMScheduler(**TRAIN_SCHEDULER)
+    t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=g)
+    noise = torch.randn(x0.shape, generator=g)
+    x_t = sched.add_noise(x0, noise, t)
+    return F.mse_loss(unet(torch.cat([x_t, cond], dim=1), t).sample, x0)
+
+
+def _run_diffusion(args, family: str) -> dict:
+    from diffusers import AutoencoderKL
+
+    from sr_models.diffusion import TRAIN_SCHEDULER
+    from sr_models.diffusion_sr import (
+        LatentSR, PixelSR, bicubic_up, build_unet, condition_channels, latent_condition, save_ldm_folder,
+        save_sr3_folder,
+    )  # fmt: skip
+
+    torch.manual_seed(args.seed)
+    name = args.name or f"{family}-x{args.scale}"
+    sampler = PatchSampler(args.data, args.scale, args.hr_patch, seed=args.seed)
+    meta = {
+        "name": name, "family": family, "scales": [args.scale], "default_steps": args.default_steps,
+        "default_sampler": args.default_sampler, "samplers": ["ddim", "ddpm", "dpmsolver++"],
+        "data": f"{args.data} ({len(sampler.images)} images), random {args.hr_patch}px HR crops, flips/rot90, "
+        "LR by MATLAB-bicubic imresize",
+    }  # fmt: skip
+    if family == "ldm":
+        vae = AutoencoderKL.from_pretrained(args.first_stage, use_safetensors=True).eval().requires_grad_(False)
+        unet = build_unet(vae.config.latent_channels + condition_channels(args.scale), vae.config.latent_channels,
+                          args.channels or (64, 128, 192), attention=not args.no_attention)  # fmt: skip
+        meta["description"] = (f"latent diffusion on {Path(args.first_stage).name}, UNet {list(unet.config.block_out_channels)}, "
+                               "x0-prediction")  # fmt: skip
+        meta["first_stage"] = Path(args.first_stage).name
+
+        def targets(step):
+            lr, hr = sampler.batch(step, args.batch_size)
+            with torch.no_grad():
+                z0 = vae.encode(hr * 2 - 1).latent_dist.mode()
+            return z0, latent_condition(lr * 2 - 1, args.scale)
+
+        def wrap(net):
+            return LatentSR(name, vae, net, TRAIN_SCHEDULER, args.scale, meta)
+
+        def export(net, out, record):
+            save_ldm_folder(out, vae, net, TRAIN_SCHEDULER, args.scale, record)
+    else:
+        unet = build_unet(6, 3, args.channels or (64, 128, 128), attention=not args.no_attention)
+        meta["residual_scale"] = args.residual_scale
+        meta["tile"] = 256
+        meta["description"] = f"SR3-style pixel diffusion, UNet {list(unet.config.block_out_channels)}, residual over bicubic, x0-prediction"
+
+        def targets(step):
+            lr, hr = sampler.batch(step, args.batch_size)
+            up = bicubic_up(lr * 2 - 1, args.scale)
+            return (hr * 2 - 1 - up) * args.residual_scale, up
+
+        def wrap(net):
+            return PixelSR(name, net, TRAIN_SCHEDULER, args.scale, meta)
+
+        def export(net, out, record):
+            save_sr3_folder(out, net, TRAIN_SCHEDULER, record)
+
+    def loss_fn(net, step):
+        x0, cond = targets(step)
+        return _diffusion_loss(net, x0, cond, step, args.seed)
+
+    def sample_val(net, lr_tensor):
+        sr, *_ = wrap(net).run(lr_tensor * 2 - 1, args.scale, args.val_steps, "ddim", seed=0)
+        return (sr + 1) / 2
+
+    trainer = Trainer(
+        unet, loss_fn, train_config(args), validate_fn=make_validator(args, sample_val), export_fn=export,
+        model_config={k: list(v) if isinstance(v, tuple) else v for k, v in dict(unet.config).items()},
+        record=meta,
+    )  # fmt: skip
+    return trainer.train()
+
+
+def run_ldm(args) -> dict:
+    return _run_diffusion(args, "ldm")
+
+
+def run_sr3(args) -> dict:
+    return _run_diffusion(args, "sr3")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sr_models.train",
@@ -122,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="family", required=True, metavar="family")
     regression_parser(sub)
+    autoencoder_parser(sub)
+    ldm_parser(sub)
+    sr3_parser(sub)
     return parser
 
 

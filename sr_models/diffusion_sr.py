@@ -1,0 +1,271 @@
+"""The two diffusion families behind the common interface.
+
+* ``LatentSR`` (family ``ldm``, Rombach et al. 2022): diffusion in the latent space of a
+  first-stage ``AutoencoderKL`` (f = 4), the LR image concatenated to the latent at latent
+  resolution. How the LR gets there depends on the ratio r = scale / f, losing nothing:
+  r = 1 (4x) as is, which is exactly the CompVis / diffusers ``LDMSuperResolutionPipeline``
+  layout; r < 1 (2x) pixel-unshuffled by f / scale (every LR pixel kept, stacked into channels);
+  r > 1 (8x, 16x) upsampled by r (bicubic).
+* ``PixelSR`` (family ``sr3``, Saharia et al. 2021): the same task in pixel space. The UNet sees
+  x_t next to the bicubic upsample of the LR and denoises the *residual* HR - bicubic (scaled):
+  the part the LR does not already give, which is what makes small CPU budgets work.
+
+Both predict x0 directly (scheduler ``prediction_type="sample"``) and share the sampling loop,
+seeding, trajectory frames and tiled inference.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
+
+from sr_models.base import SRModel, StepInfo
+from sr_models.diffusion import SAMPLERS, make_scheduler, sample
+from sr_models.tiling import tiled
+
+FIRST_STAGE_FACTOR = 4
+
+
+def to_model_range(image: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 -> float 1x3xHxW in [-1, 1] (the range every network here works in)."""
+    return torch.from_numpy(np.array(image, dtype=np.float32, copy=True)).permute(2, 0, 1)[None] / 127.5 - 1
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """float 1x3xHxW in [-1, 1] -> uint8 HxWx3, as the diffusers pipelines quantise."""
+    x = (x.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()
+    return np.round(x * 255).astype(np.uint8)
+
+
+def bicubic_up(lr: torch.Tensor, factor: int) -> torch.Tensor:
+    return F.interpolate(lr, scale_factor=factor, mode="bicubic", align_corners=False)
+
+
+def latent_condition(lr: torch.Tensor, scale: int, factor: int = FIRST_STAGE_FACTOR) -> torch.Tensor:
+    """The LR brought to latent resolution without losing information (see the module doc)."""
+    if scale == factor:
+        return lr
+    if scale < factor:
+        if factor % scale:
+            raise ValueError(f"scale {scale} does not divide the first-stage factor {factor}")
+        return F.pixel_unshuffle(lr, factor // scale)
+    if scale % factor:
+        raise ValueError(f"scale {scale} is not a multiple of the first-stage factor {factor}")
+    return bicubic_up(lr, scale // factor)
+
+
+def condition_channels(scale: int, factor: int = FIRST_STAGE_FACTOR) -> int:
+    return 3 * (factor // scale) ** 2 if scale < factor else 3
+
+
+def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, h, w
+
+
+class DiffusionSR(SRModel):
+    """Shared sampling, seeding, frames and tiling; subclasses say how to condition and decode."""
+
+    samplers = SAMPLERS
+
+    def __init__(self, name: str, unet: UNet2DModel, scheduler_config: dict, scale: int, meta: dict | None = None):
+        meta = meta or {}
+        self.name, self.unet = name, unet.eval()
+        self.scheduler_config = dict(scheduler_config)
+        self.scales = (scale,)
+        self.meta = meta
+        self.default_steps = int(meta.get("default_steps", 20))
+        self.default_sampler = meta.get("default_sampler", "ddim")
+        self.tile = int(meta.get("tile", 64))  # in the UNet's working resolution
+        self.tile_overlap = int(meta.get("tile_overlap", 16))
+
+    # subclass hooks ------------------------------------------------------------------------------
+    def _prepare(self, lr: torch.Tensor, scale: int) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """(conditioning at working resolution, shape of x_t)."""
+        raise NotImplementedError
+
+    def _finish(self, x0: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
+        """Working-space x0 -> image in [-1, 1]."""
+        raise NotImplementedError
+
+    @property
+    def _pad_multiple(self) -> int:
+        return 2 ** (len(self.unet.config.block_out_channels) - 1)
+
+    # the run -------------------------------------------------------------------------------------
+    def run(self, lr: torch.Tensor, scale, steps, sampler, seed, eta=0.0, on_step=None, keep_frames=0, tile=None):
+        """LR in [-1, 1] (1x3xhxw) -> (SR in [-1, 1], nfe, frames, labels)."""
+        tile = tile or self.tile
+        scheduler = make_scheduler(sampler, self.scheduler_config)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        cond, shape = self._prepare(lr, scale)
+        keep = set(np.linspace(0, steps - 1, keep_frames).round().astype(int).tolist()) if keep_frames else set()
+        frames, labels = [], []
+        nfe = 0
+
+        def denoise(x_t, t):
+            nonlocal nfe
+            inp = torch.cat([x_t, cond], dim=1)
+            calls = []
+
+            def unet(part):
+                calls.append(1)
+                return self.unet(part, t).sample
+
+            out = tiled(unet, inp, tile, self.tile_overlap, multiple=self._pad_multiple)
+            nfe += len(calls)
+            return out
+
+        def step_callback(i, n, t, x_t, x0):
+            decoded = None
+            if i in keep:
+                decoded = to_image(self._finish(x0, lr, scale))
+                frames.append(decoded)
+                labels.append(f"step {i + 1}/{n} (t={int(t)})")
+            if on_step is not None:
+                on_step(StepInfo(step=i, total=n, timestep=float(t), x_t=x_t, x0=decoded, stage=self.name))
+
+        with torch.inference_mode():
+            x0, _ = sample(denoise, shape, scheduler, steps, generator, eta=eta, on_step=step_callback)
+            image = self._finish(x0, lr, scale)
+        return image, nfe, frames, labels
+
+    def _upscale(self, lr, *, scale, steps, sampler, seed, eta, on_step, keep_frames, tile_size):
+        x = to_model_range(lr)
+        x, h, w = _pad_to(x, self._lr_multiple(scale))
+        sr, nfe, frames, labels = self.run(x, scale, steps, sampler, seed, eta, on_step, keep_frames, tile_size)
+        crop = (slice(None), slice(None), slice(0, h * scale), slice(0, w * scale))
+        frames = [f[: h * scale, : w * scale] for f in frames]
+        return to_image(sr[crop]), nfe, frames, labels
+
+    def _lr_multiple(self, scale: int) -> int:
+        return self._pad_multiple
+
+
+class LatentSR(DiffusionSR):
+    family = "ldm"
+    description = "latent diffusion (AutoencoderKL f=4 + UNet2DModel), x0-prediction"
+
+    def __init__(self, name, vae: AutoencoderKL, unet, scheduler_config, scale, meta=None):
+        super().__init__(name, unet, scheduler_config, scale, meta)
+        self.vae = vae.eval()
+        self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
+
+    def _lr_multiple(self, scale: int) -> int:
+        # latent = LR * scale / f must be a multiple of the UNet's stride, and LR * scale of f
+        latent_per_lr = scale / self.factor
+        m = self._pad_multiple
+        return int(max(1, round(m / latent_per_lr))) if latent_per_lr < 1 else m
+
+    def _prepare(self, lr, scale):
+        cond = latent_condition(lr, scale, self.factor)
+        return cond, (1, self.vae.config.latent_channels, *cond.shape[-2:])
+
+    def decode(self, z: torch.Tensor, tile: int | None = None) -> torch.Tensor:
+        tile = tile or self.tile
+        return tiled(lambda part: self.vae.decode(part).sample, z, tile, self.tile_overlap // 2, scale=self.factor)
+
+    def _finish(self, x0, lr, scale):
+        return self.decode(x0).clamp(-1, 1)
+
+    @classmethod
+    def from_folder(cls, folder, name: str, meta: dict) -> "LatentSR":
+        folder = Path(folder)
+        vae, unet = _load(AutoencoderKL, folder / "vqvae"), _load(UNet2DModel, folder / "unet")
+        scheduler = DDIMScheduler.load_config(folder / "scheduler")
+        return cls(name, vae, unet, scheduler, int(meta["scales"][0]), meta)
+
+    def save(self, folder: str | Path, meta: dict):
+        save_ldm_folder(folder, self.vae, self.unet, self.scheduler_config, self.scales[0], meta)
+
+
+class PixelSR(DiffusionSR):
+    family = "sr3"
+    description = "pixel-space diffusion (SR3-style UNet2DModel) on the residual over bicubic, x0-prediction"
+
+    def __init__(self, name, unet, scheduler_config, scale, meta=None):
+        super().__init__(name, unet, scheduler_config, scale, meta)
+        self.residual_scale = float((meta or {}).get("residual_scale", 4.0))
+
+    def _prepare(self, lr, scale):
+        up = bicubic_up(lr, scale)
+        return up, (1, 3, *up.shape[-2:])
+
+    def _finish(self, x0, lr, scale):
+        return (bicubic_up(lr, scale) + x0 / self.residual_scale).clamp(-1, 1)
+
+    @classmethod
+    def from_folder(cls, folder, name: str, meta: dict) -> "PixelSR":
+        folder = Path(folder)
+        unet = _load(UNet2DModel, folder / "unet")
+        scheduler = DDIMScheduler.load_config(folder / "scheduler")
+        return cls(name, unet, scheduler, int(meta["scales"][0]), meta)
+
+
+def _half_copy(model):
+    """fp16 copy for the files (half the size; loading casts back to fp32). Never the live model."""
+    return copy.deepcopy(model).to(torch.float16)
+
+
+def _load(cls, folder: Path):
+    return cls.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32, low_cpu_mem_usage=False)
+
+
+def save_ldm_folder(folder, vae, unet, scheduler_config: dict, scale: int, meta: dict):
+    """diffusers layout; the 4x model is a stock ``LDMSuperResolutionPipeline`` folder."""
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
+        LDMSuperResolutionPipeline,
+    )
+
+    folder = Path(folder)
+    scheduler = DDIMScheduler.from_config(scheduler_config)
+    vae, unet = _half_copy(vae), _half_copy(unet)
+    LDMSuperResolutionPipeline(vqvae=vae, unet=unet, scheduler=scheduler).save_pretrained(
+        str(folder), safe_serialization=True
+    )
+    if scale != 2 ** (len(vae.config.block_out_channels) - 1):
+        # Not the stock layout (the LR is unshuffled or upsampled first): say so, so the stock
+        # pipeline refuses it instead of producing garbage.
+        index = json.loads((folder / "model_index.json").read_text())
+        index["_class_name"] = "LatentSRPipeline"
+        (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    from sr_models.cards import write_meta
+
+    write_meta(folder, meta)
+
+
+def save_sr3_folder(folder, unet, scheduler_config: dict, meta: dict):
+    folder = Path(folder)
+    _half_copy(unet).save_pretrained(str(folder / "unet"), safe_serialization=True)
+    DDIMScheduler.from_config(scheduler_config).save_pretrained(str(folder / "scheduler"))
+    from sr_models.cards import write_meta
+
+    write_meta(folder, meta)
+
+
+def build_unet(in_channels: int, out_channels: int, channels=(64, 128, 192), attention: bool = True) -> UNet2DModel:
+    """A small UNet2DModel; attention only at the lowest resolution (cheap, and optional)."""
+    n = len(channels)
+    down = ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D" if attention else "DownBlock2D"]
+    up = ["AttnUpBlock2D" if attention else "UpBlock2D"] + ["UpBlock2D"] * (n - 1)
+    return UNet2DModel(
+        in_channels=in_channels,
+        out_channels=out_channels,
+        block_out_channels=tuple(channels),
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        layers_per_block=1,
+        norm_num_groups=min(32, min(channels)),
+        attention_head_dim=min(32, channels[-1]),
+        add_attention=attention,
+    )

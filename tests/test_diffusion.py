@@ -1,0 +1,189 @@
+"""Diffusion families on tiny seeded models (CPU, 2 steps): layout, seeds, samplers, callbacks, tiling."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sr_models.diffusion import SAMPLERS, TRAIN_SCHEDULER, make_scheduler
+from sr_models.diffusion_sr import (
+    LatentSR, PixelSR, build_unet, condition_channels, latent_condition, save_ldm_folder, save_sr3_folder,
+    to_model_range,
+)  # fmt: skip
+from sr_models.first_stage import build_autoencoder, fold_latent_scale
+from sr_models.registry import discover, load_model
+from sr_models.tiling import tiled
+
+LR = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
+
+
+def tiny_ldm_folder(folder, scale=4, seed=0):
+    torch.manual_seed(seed)
+    vae = build_autoencoder((8, 8, 8))
+    unet = build_unet(3 + condition_channels(scale), 3, (16, 16, 16))
+    meta = {"name": f"tiny-ldm-x{scale}", "family": "ldm", "scales": [scale], "default_steps": 2,
+            "default_sampler": "ddim", "samplers": list(SAMPLERS), "tile": 64}  # fmt: skip
+    save_ldm_folder(folder, vae, unet, TRAIN_SCHEDULER, scale, meta)
+    return folder
+
+
+def tiny_sr3_folder(folder, scale=4, seed=0):
+    torch.manual_seed(seed)
+    unet = build_unet(6, 3, (16, 16, 16), attention=False)
+    meta = {"name": f"tiny-sr3-x{scale}", "family": "sr3", "scales": [scale], "default_steps": 2,
+            "default_sampler": "ddim", "samplers": list(SAMPLERS), "residual_scale": 4.0}  # fmt: skip
+    save_sr3_folder(folder, unet, TRAIN_SCHEDULER, meta)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def ldm4(tmp_path_factory):
+    return tiny_ldm_folder(tmp_path_factory.mktemp("ldm4"))
+
+
+@pytest.fixture(scope="module")
+def sr3(tmp_path_factory):
+    return tiny_sr3_folder(tmp_path_factory.mktemp("sr3"))
+
+
+def test_stock_ldm_pipeline_reproduces_our_4x_output(ldm4):
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
+        LDMSuperResolutionPipeline,
+    )
+
+    ours = load_model(ldm4)
+    pipe = LDMSuperResolutionPipeline.from_pretrained(str(ldm4), torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    x = to_model_range(LR)
+    for sampler in ("ddim", "dpmsolver++"):
+        pipe.scheduler = make_scheduler(sampler, ours.scheduler_config)
+        stock = pipe(x, num_inference_steps=2, generator=torch.Generator().manual_seed(7), output_type="np").images[0]
+        mine, nfe, _, _ = ours.run(x, 4, 2, sampler, seed=7)
+        mine = (mine.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()
+        assert stock.shape == mine.shape == (32, 48, 3)
+        assert np.abs(stock - mine).max() <= 1e-3, sampler
+        assert nfe == 2
+
+
+def test_non_stock_scales_are_marked_so_the_stock_pipeline_refuses_them(tmp_path):
+    import json
+
+    folder = tiny_ldm_folder(tmp_path / "x2", scale=2)
+    assert json.loads((folder / "model_index.json").read_text())["_class_name"] == "LatentSRPipeline"
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8, 16])
+def test_latent_condition_keeps_every_lr_pixel(scale):
+    lr = torch.randn(1, 3, 16, 16)
+    cond = latent_condition(lr, scale)
+    latent_size = 16 * scale // 4
+    assert cond.shape == (1, condition_channels(scale), latent_size, latent_size)
+    if scale == 2:
+        assert torch.equal(F.pixel_shuffle(cond, 2), lr)  # unshuffle is invertible
+    elif scale == 4:
+        assert torch.equal(cond, lr)
+
+
+@pytest.mark.parametrize("scale", [2, 8, 16])
+def test_ldm_other_scales_run_through_the_interface(tmp_path, scale):
+    model = load_model(tiny_ldm_folder(tmp_path / f"x{scale}", scale=scale))
+    lr = LR[:6, :10]  # sizes that need padding
+    result = model.upscale(lr, steps=2)
+    assert result.image.shape == (6 * scale, 10 * scale, 3) and result.nfe == 2
+
+
+def test_seed_reproduces_and_differs(ldm4, sr3):
+    for folder in (ldm4, sr3):
+        model = load_model(folder)
+        a = model.upscale(LR, steps=2, sampler="ddpm", seed=1).image
+        b = model.upscale(LR, steps=2, sampler="ddpm", seed=1).image
+        c = model.upscale(LR, steps=2, sampler="ddpm", seed=2).image
+        assert np.array_equal(a, b)
+        assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_every_sampler_any_steps(ldm4, sampler):
+    model = load_model(ldm4)
+    for steps in (1, 3):
+        result = model.upscale(LR, steps=steps, sampler=sampler, eta=0.5)
+        assert result.image.shape == (32, 48, 3) and result.nfe == steps
+        assert result.settings["sampler"] == sampler and result.settings["steps"] == steps
+
+
+def test_unknown_sampler_and_bad_steps_are_input_errors(ldm4):
+    from sr_models.base import SRInputError
+
+    model = load_model(ldm4)
+    with pytest.raises(SRInputError, match="unknown sampler"):
+        model.upscale(LR, sampler="euler-magic")
+    with pytest.raises(SRInputError, match="at least 1"):
+        model.upscale(LR, steps=0)
+
+
+def test_callback_gets_xt_and_decoded_x0_frames_subsampled(ldm4, sr3):
+    for folder, xt_channels, xt_size in ((ldm4, 3, (8, 12)), (sr3, 3, (32, 48))):
+        model = load_model(folder)
+        seen = []
+        result = model.upscale(LR, steps=5, keep_frames=3, on_step=seen.append)
+        assert [s.step for s in seen] == [0, 1, 2, 3, 4] and all(s.total == 5 for s in seen)
+        assert seen[0].x_t.shape == (1, xt_channels, *xt_size)
+        decoded = [s.x0 for s in seen if s.x0 is not None]
+        assert len(decoded) == 3 and [s.step for s in seen if s.x0 is not None] == [0, 2, 4]
+        assert len(result.frames) == 3 and result.frames[0].shape == (32, 48, 3) and result.frames[0].dtype == np.uint8
+        assert result.frame_labels[0].startswith("step 1/5")
+
+
+def test_sr3_residual_formulation_starts_from_bicubic(sr3):
+    # With a UNet that predicts a zero residual, SR3 returns exactly the bicubic upsample.
+    model = load_model(sr3)
+    for p in model.unet.conv_out.parameters():
+        torch.nn.init.zeros_(p)
+    out = model.upscale(LR, steps=2).image
+    up = F.interpolate(to_model_range(LR), scale_factor=4, mode="bicubic", align_corners=False)
+    expected = np.round(((up.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()) * 255).astype(np.uint8)
+    assert np.array_equal(out, expected)
+
+
+def test_tiled_matches_whole_for_local_functions():
+    x = torch.randn(1, 3, 37, 53)
+    up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest") * 2 + 1  # noqa: E731
+    assert torch.allclose(tiled(up, x, tile=16, overlap=4, scale=2), up(x), atol=1e-6)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+    with torch.no_grad():
+        whole, parts = conv(x), tiled(conv, x, tile=16, overlap=6)
+    # a 3x3 conv differs only at tile borders, where the blend weights are small
+    assert (whole - parts).abs().mean() < 0.05 * whole.abs().mean()
+    with pytest.raises(ValueError):
+        tiled(conv, x, tile=8, overlap=8)
+
+
+def test_tiled_diffusion_runs_on_large_inputs_without_seams(ldm4):
+    model = load_model(ldm4)
+    lr = np.full((40, 40, 3), 128, np.uint8)
+    model.tile, model.tile_overlap = 16, 8  # force several latent tiles
+    result = model.upscale(lr, steps=2, seed=0)
+    assert result.image.shape == (160, 160, 3) and result.nfe > 2  # one UNet call per tile and step
+
+
+def test_fold_latent_scale_keeps_reconstruction():
+    torch.manual_seed(0)
+    vae = build_autoencoder((8, 8, 8))
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    folded = fold_latent_scale(vae, 2.5)
+    with torch.no_grad():
+        z, z2 = vae.encode(x).latent_dist.mode(), folded.encode(x).latent_dist.mode()
+        assert torch.allclose(z2, 2.5 * z, atol=1e-5)
+        assert torch.allclose(folded.decode(z2).sample, vae.decode(z).sample, atol=1e-4)
+
+
+def test_registry_lists_both_families_but_not_the_first_stage(tmp_path):
+    tiny_ldm_folder(tmp_path / "ldm")
+    tiny_sr3_folder(tmp_path / "sr3")
+    from sr_models.cards import write_meta
+
+    write_meta(tmp_path / "ae", {"name": "ae", "family": "first-stage", "scales": [1]})
+    models = discover(model_dirs=[tmp_path])
+    assert models["tiny-ldm-x4"].family == "ldm" and models["tiny-sr3-x4"].family == "sr3"
+    assert "ae" not in models
+    assert models["tiny-ldm-x4"].default_steps == 2 and "dpmsolver++" in models["tiny-ldm-x4"].samplers
