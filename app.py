@@ -17,19 +17,21 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from comparisons.animation import trajectory_gif
 from comparisons.compare import MODE_HR, MODE_LR, nearest_upscale, run_comparison, zoom_crops
 from comparisons.examples import example_images
 from comparisons.plots import benchmark_figure
 from sr_models.base import ModelUnavailableError, SRInputError
+from sr_models.diffusion import SAMPLERS
 from sr_models.registry import discover, get_models
 
+TRAJECTORY_FRAMES = 8
 MAX_SLOTS = 6  # output panels laid out in advance; Gradio needs a fixed number of components
 SCALES = [2, 3, 4, 8, 16]
 MODES = {
     "High-resolution image: degrade it, then compare against it": MODE_HR,
     "My low-resolution image: just upscale it": MODE_LR,
 }
-DIFFUSION_SAMPLERS = ["ddim", "ddpm", "dpmsolver++"]
 
 
 class UploadImage(gr.Image):
@@ -67,7 +69,7 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
     examples = [str(p) for p in example_images(example_dir)]
     defaults = [n for n in ("bicubic", "regression-x4") if n in models]
 
-    def compare(image, mode_label, scale, names, steps, sampler, eta, seed, progress=gr.Progress()):
+    def compare(image, mode_label, scale, names, steps, sampler, eta, seed, record, progress=gr.Progress()):
         if image is None:
             raise gr.Error("Upload an image or pick an example first.", print_exception=False)
         try:
@@ -75,7 +77,9 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
             comparison = run_comparison(
                 image, MODES[mode_label], int(scale), chosen, steps=int(steps) if steps else None,
                 sampler=sampler or None, eta=float(eta or 0), seed=int(seed or 0),
+                keep_frames=TRAJECTORY_FRAMES if record else 0,
                 on_model=lambda i, n, name: progress((i, n), desc=f"{name} ({i + 1}/{n})"),
+                on_step=lambda info: progress((info.step + 1, info.total), desc=f"{info.stage}: step"),
             )  # fmt: skip
         except (SRInputError, ModelUnavailableError, KeyError) as err:
             raise _user_error(err) from None
@@ -104,7 +108,13 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                   **s} for r, s in zip(comparison.results, comparison.scores)],  # fmt: skip
                 title="quality vs time on this image",
             )
-        return ["\n".join(status), *slots, frame, plot, comparison]
+        gifs = []
+        folder = Path(tempfile.mkdtemp(prefix="trajectory_"))
+        for r in comparison.results:
+            if r.frames:
+                gif = trajectory_gif(r.frames, r.frame_labels, folder / f"{r.model}.gif")
+                gifs.append((str(gif), f"{r.model}: x̂0 over {r.settings['steps']} {r.settings['sampler']} steps"))
+        return ["\n".join(status), *slots, frame, plot, gifs, comparison]
 
     def zoom(comparison, cx, cy, size, magnify):
         if comparison is None:
@@ -144,15 +154,17 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                 names = gr.CheckboxGroup(model_choices(models), value=defaults, label="Models")
                 with gr.Accordion("Diffusion sampling", open=False):
                     steps = gr.Slider(0, 200, value=0, step=1, label="Steps (0 = model default)")
-                    sampler = gr.Dropdown(["", *DIFFUSION_SAMPLERS], value="", label="Sampler (empty = model default)")
+                    sampler = gr.Dropdown(["", *SAMPLERS], value="", label="Sampler (empty = model default)")
                     eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM eta")
                     seed = gr.Number(0, precision=0, label="Seed")
+                    record = gr.Checkbox(True, label=f"Record the denoising trajectory ({TRAJECTORY_FRAMES} frames)")
                 run = gr.Button("Upscale", variant="primary")
             with gr.Column(scale=2):
                 status = gr.Markdown()
                 slots = [gr.ImageSlider(visible=False, format="png", type="numpy") for _ in range(MAX_SLOTS)]
                 table = gr.Dataframe(label="Metrics", interactive=False, wrap=True)
                 plot = gr.Plot(label="Quality vs time")
+                trajectories = gr.Gallery(label="Denoising trajectories (predicted clean image per step)", columns=3)
                 with gr.Accordion("Zoom: the same region of every image", open=True):
                     with gr.Row():
                         cx = gr.Slider(0, 100, value=50, label="centre x (%)")
@@ -167,7 +179,8 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         api_button.click(upscale_api, api_in, api_out, api_name="upscale")
 
         run.click(
-            compare, [image, mode, scale, names, steps, sampler, eta, seed], [status, *slots, table, plot, state],
+            compare, [image, mode, scale, names, steps, sampler, eta, seed, record],
+            [status, *slots, table, plot, trajectories, state],
             api_name="compare",
         ).then(zoom, [state, cx, cy, size, magnify], crops, api_name=False)  # fmt: skip
         for control in (cx, cy, size, magnify):

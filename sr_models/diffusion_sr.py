@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 
 from sr_models.base import SRModel, StepInfo
+from sr_models.consistency import back_project
 from sr_models.diffusion import SAMPLERS, make_scheduler, sample
 from sr_models.tiling import tiled
 
@@ -88,6 +89,8 @@ class DiffusionSR(SRModel):
         self.default_sampler = meta.get("default_sampler", "ddim")
         self.tile = int(meta.get("tile", 64))  # in the UNet's working resolution
         self.tile_overlap = int(meta.get("tile_overlap", 16))
+        # back-projection iterations applied to the output (0: the network's output as is)
+        self.lr_projection = int(meta.get("lr_projection", 0))
 
     # subclass hooks ------------------------------------------------------------------------------
     def _prepare(self, lr: torch.Tensor, scale: int) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -146,7 +149,10 @@ class DiffusionSR(SRModel):
         sr, nfe, frames, labels = self.run(x, scale, steps, sampler, seed, eta, on_step, keep_frames, tile_size)
         crop = (slice(None), slice(None), slice(0, h * scale), slice(0, w * scale))
         frames = [f[: h * scale, : w * scale] for f in frames]
-        return to_image(sr[crop]), nfe, frames, labels
+        image = to_image(sr[crop])
+        if self.lr_projection:
+            image = back_project(image, lr, scale, self.lr_projection)
+        return image, nfe, frames, labels
 
     def _lr_multiple(self, scale: int) -> int:
         return self._pad_multiple
@@ -214,7 +220,7 @@ class PixelSR(DiffusionSR):
 
 def _half_copy(model):
     """fp16 copy for the files (half the size; loading casts back to fp32). Never the live model."""
-    return copy.deepcopy(model).to(torch.float16)
+    return torch.nn.Module.to(copy.deepcopy(model), torch.float16)  # plain cast; ModelMixin.to only warns
 
 
 def _load(cls, folder: Path):

@@ -17,6 +17,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from sr_models.base import SRModel
+from sr_models.tiling import tiled
 
 
 class ResBlock(nn.Module):
@@ -84,6 +85,13 @@ class RegressionSR(SRModel):
         return cls(name, EDSRLite.from_pretrained(str(folder), use_safetensors=True), card)
 
     def _upscale(self, lr, *, scale, steps, sampler, seed, eta, on_step, keep_frames, tile_size):
+        tile = tile_size or 256  # LR pixels per tile: bounds memory on large images
+        calls = []
+
+        def net(part):
+            calls.append(1)
+            return self.network(part)
+
         with torch.inference_mode():
-            sr = self.network(to_tensor(lr))
-        return to_uint8(sr), 1, [], []
+            sr = tiled(net, to_tensor(lr), tile, overlap=16, scale=scale)
+        return to_uint8(sr), len(calls), [], []

@@ -150,7 +150,7 @@ def run_autoencoder(args) -> dict:
 
     def export(net, out, record):
         std = latent_std(net, [batch(10_000_000 + i) for i in range(4)])
-        folded = fold_latent_scale(net, 1.0 / std).to(torch.float16)  # fp16 file, loads as fp32
+        folded = torch.nn.Module.to(fold_latent_scale(net, 1.0 / std), torch.float16)  # fp16 file, loads as fp32
         folded.save_pretrained(str(out), safe_serialization=True)
         record["latent_scale_folded"] = 1.0 / std
         write_meta(out, record)

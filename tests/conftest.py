@@ -9,6 +9,9 @@ from PIL import Image
 
 from comparisons.degradation import center_crop
 from sr_models.cards import write_meta
+from sr_models.diffusion import SAMPLERS, TRAIN_SCHEDULER
+from sr_models.diffusion_sr import build_unet, condition_channels, save_ldm_folder, save_sr3_folder
+from sr_models.first_stage import build_autoencoder
 from sr_models.regression import EDSRLite
 
 
@@ -39,9 +42,29 @@ def save_tiny_regression(folder, scale: int = 2, name: str | None = None, seed: 
     return folder
 
 
+def tiny_ldm_folder(folder, scale=4, seed=0):
+    torch.manual_seed(seed)
+    vae = build_autoencoder((8, 8, 8))
+    unet = build_unet(3 + condition_channels(scale), 3, (16, 16, 16))
+    meta = {"name": f"tiny-ldm-x{scale}", "family": "ldm", "scales": [scale], "default_steps": 2,
+            "default_sampler": "ddim", "samplers": list(SAMPLERS), "tile": 64}  # fmt: skip
+    save_ldm_folder(folder, vae, unet, TRAIN_SCHEDULER, scale, meta)
+    return folder
+
+
+def tiny_sr3_folder(folder, scale=4, seed=0):
+    torch.manual_seed(seed)
+    unet = build_unet(6, 3, (16, 16, 16), attention=False)
+    meta = {"name": f"tiny-sr3-x{scale}", "family": "sr3", "scales": [scale], "default_steps": 2,
+            "default_sampler": "ddim", "samplers": list(SAMPLERS), "residual_scale": 4.0}  # fmt: skip
+    save_sr3_folder(folder, unet, TRAIN_SCHEDULER, meta)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     save_tiny_regression(root / "tiny-x2", scale=2)
     save_tiny_regression(root / "tiny-x4", scale=4)
+    tiny_ldm_folder(root / "tiny-ldm-x4", scale=4)
     return root

@@ -50,7 +50,7 @@ def test_upscale_endpoint(client, lr_png):
 
 def test_compare_endpoint_scores_against_the_reference(client, lr_png):
     result = client.predict(
-        handle_file(str(lr_png)), list(app_module.MODES)[0], 2, ["bicubic", "tiny-regression-x2"], 0, "", 0, 0,
+        handle_file(str(lr_png)), list(app_module.MODES)[0], 2, ["bicubic", "tiny-regression-x2"], 0, "", 0, 0, True,
         api_name="/compare",
     )  # fmt: skip
     status, table = result[0], result[1 + app_module.MAX_SLOTS]
@@ -68,3 +68,17 @@ def test_bad_inputs_get_a_message_not_a_stack_trace(client, lr_png, tmp_path):
         client.predict(handle_file(str(lr_png)), "tiny-regression-x2", 4, 0, "", 0, api_name="/upscale")
     with pytest.raises(AppError, match="unknown model"):
         client.predict(handle_file(str(lr_png)), "nope", 4, 0, "", 0, api_name="/upscale")
+
+
+def test_diffusion_model_in_the_app_gives_a_trajectory(client, lr_png):
+    result = client.predict(
+        handle_file(str(lr_png)), list(app_module.MODES)[1], 4, ["bicubic", "tiny-ldm-x4"], 3, "ddim", 0, 1, True,
+        api_name="/compare",
+    )  # fmt: skip
+    table = result[1 + app_module.MAX_SLOTS]["value"]
+    assert [row[0] for row in table["data"]] == ["bicubic", "tiny-ldm-x4"]
+    assert "PSNR-Y (dB)" not in table["headers"]  # no reference in LR mode
+    gallery = result[3 + app_module.MAX_SLOTS]
+    assert len(gallery) == 1 and gallery[0]["image"].endswith(".gif")
+    frames = Image.open(gallery[0]["image"])
+    assert frames.n_frames == 3  # 3 steps, 8 frames asked: one per step

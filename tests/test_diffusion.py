@@ -5,35 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sr_models.diffusion import SAMPLERS, TRAIN_SCHEDULER, make_scheduler
-from sr_models.diffusion_sr import (
-    LatentSR, PixelSR, build_unet, condition_channels, latent_condition, save_ldm_folder, save_sr3_folder,
-    to_model_range,
-)  # fmt: skip
+from sr_models.diffusion import SAMPLERS, make_scheduler
+from sr_models.diffusion_sr import condition_channels, latent_condition, to_model_range
 from sr_models.first_stage import build_autoencoder, fold_latent_scale
 from sr_models.registry import discover, load_model
 from sr_models.tiling import tiled
+from tests.conftest import tiny_ldm_folder, tiny_sr3_folder
 
 LR = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
-
-
-def tiny_ldm_folder(folder, scale=4, seed=0):
-    torch.manual_seed(seed)
-    vae = build_autoencoder((8, 8, 8))
-    unet = build_unet(3 + condition_channels(scale), 3, (16, 16, 16))
-    meta = {"name": f"tiny-ldm-x{scale}", "family": "ldm", "scales": [scale], "default_steps": 2,
-            "default_sampler": "ddim", "samplers": list(SAMPLERS), "tile": 64}  # fmt: skip
-    save_ldm_folder(folder, vae, unet, TRAIN_SCHEDULER, scale, meta)
-    return folder
-
-
-def tiny_sr3_folder(folder, scale=4, seed=0):
-    torch.manual_seed(seed)
-    unet = build_unet(6, 3, (16, 16, 16), attention=False)
-    meta = {"name": f"tiny-sr3-x{scale}", "family": "sr3", "scales": [scale], "default_steps": 2,
-            "default_sampler": "ddim", "samplers": list(SAMPLERS), "residual_scale": 4.0}  # fmt: skip
-    save_sr3_folder(folder, unet, TRAIN_SCHEDULER, meta)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +166,28 @@ def test_registry_lists_both_families_but_not_the_first_stage(tmp_path):
     assert models["tiny-ldm-x4"].family == "ldm" and models["tiny-sr3-x4"].family == "sr3"
     assert "ae" not in models
     assert models["tiny-ldm-x4"].default_steps == 2 and "dpmsolver++" in models["tiny-ldm-x4"].samplers
+
+
+def test_back_projection_restores_lr_consistency():
+    from comparisons.degradation import degrade, imresize
+    from comparisons.metrics import lr_consistency
+    from sr_models.consistency import back_project
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:64, :64]
+    hr = np.stack([128 + 60 * np.sin(x / 4), 128 + 60 * np.cos(y / 5), 100 + 0 * x], -1).astype(np.uint8)
+    hr, lr = degrade(hr, 4)
+    drifted = np.clip(imresize(lr, 4).astype(int) + 25 + rng.integers(-5, 5, hr.shape), 0, 255).astype(np.uint8)
+    fixed = back_project(drifted, lr, 4)
+    assert lr_consistency(fixed, lr, 4) > lr_consistency(drifted, lr, 4) + 15
+    with pytest.raises(ValueError):
+        back_project(drifted, lr[:-1], 4)
+
+
+def test_regression_tiles_large_inputs(tiny_models_dir):
+    model = load_model(tiny_models_dir / "tiny-x2")
+    big = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    whole = model.upscale(big, tile_size=512)
+    parts = model.upscale(big, tile_size=32)
+    assert whole.nfe == 1 and parts.nfe > 1
+    assert np.abs(whole.image.astype(int) - parts.image).mean() < 1.0
