@@ -72,6 +72,16 @@ def train_config(args) -> TrainConfig:
     )
 
 
+def fit(model, loss_fn, args, upscale_tensor, export, record: dict) -> dict:
+    """Train a diffusers-config model with the shared Trainer; validation goes through ``upscale_tensor``."""
+    trainer = Trainer(
+        model, loss_fn, train_config(args), validate_fn=make_validator(args, upscale_tensor), export_fn=export,
+        model_config={k: list(v) if isinstance(v, tuple) else v for k, v in dict(model.config).items()},
+        record=record,
+    )  # fmt: skip
+    return trainer.train()
+
+
 # ----- regression ----------------------------------------------------------------------------
 def regression_parser(sub):
     p = sub.add_parser("regression", help="small EDSR with L1 loss (the regression baseline)")
@@ -104,16 +114,7 @@ def run_regression(args) -> dict:
         "data": f"{args.data} ({len(sampler.images)} images), random {args.hr_patch}px HR crops, "
         "flips/rot90, LR by MATLAB-bicubic imresize",
     }
-    trainer = Trainer(
-        model,
-        loss_fn,
-        train_config(args),
-        validate_fn=make_validator(args, lambda net, x: net(x)),
-        export_fn=export,
-        model_config=dict(model.config),
-        record=record,
-    )
-    return trainer.train()
+    return fit(model, loss_fn, args, lambda net, x: net(x), export, record)
 
 
 # ----- first stage -----------------------------------------------------------------------------
@@ -163,12 +164,7 @@ def run_autoencoder(args) -> dict:
         "data": f"{args.data} ({len(sampler.images)} images), random {args.hr_patch}px crops, flips/rot90",
     }
     args.scale = 1  # validation compares reconstructions with the image itself
-    trainer = Trainer(
-        vae, loss_fn, train_config(args), validate_fn=make_validator(args, reconstruct), export_fn=export,
-        model_config={k: list(v) if isinstance(v, tuple) else v for k, v in dict(vae.config).items()},
-        record=record,
-    )  # fmt: skip
-    return trainer.train()
+    return fit(vae, loss_fn, args, reconstruct, export, record)
 
 
 # ----- diffusion (ldm, sr3) ----------------------------------------------------------------------
@@ -272,12 +268,7 @@ def _run_diffusion(args, family: str) -> dict:
         sr, *_ = wrap(net).run(lr_tensor * 2 - 1, args.scale, args.val_steps, "ddim", seed=0)
         return (sr + 1) / 2
 
-    trainer = Trainer(
-        unet, loss_fn, train_config(args), validate_fn=make_validator(args, sample_val), export_fn=export,
-        model_config={k: list(v) if isinstance(v, tuple) else v for k, v in dict(unet.config).items()},
-        record=meta,
-    )  # fmt: skip
-    return trainer.train()
+    return fit(unet, loss_fn, args, sample_val, export, meta)
 
 
 def run_ldm(args) -> dict:

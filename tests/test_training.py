@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -118,3 +119,22 @@ def test_time_budget_stops(tmp_path):
 def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
     assert main(tiny_args(tmp_path / "nothing", tmp_path / "out", 2)) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_first_stage_ldm_and_sr3_commands_train_and_export(image_folder, tmp_path):
+    common = ["--data", str(image_folder), "--max-steps", "2", "--batch-size", "2", "--checkpoint-every", "2",
+              "--threads", "1", "--val-data", str(image_folder), "--val-images", "1", "--val-crop", "32",
+              "--validate-every", "2"]  # fmt: skip
+    ae = tmp_path / "ae"
+    assert main(["autoencoder", "--out", str(ae), "--hr-patch", "16", "--channels", "8,8,8", *common]) == 0
+    meta = json.loads((ae / "sr_model.json").read_text())
+    assert meta["family"] == "first-stage" and meta["latent_scale_folded"] > 0
+    assert meta["training"]["last_validation"]["psnr_y"] > 0
+    for family, extra in (("ldm", ["--first-stage", str(ae)]), ("sr3", ["--no-attention"])):
+        out = tmp_path / family
+        args = [family, "--scale", "4", "--out", str(out), "--hr-patch", "32", "--channels", "16,16,16",
+                "--val-steps", "1", "--default-steps", "3", *extra, *common]  # fmt: skip
+        assert main(args) == 0, family
+        model = load_model(out)
+        assert model.family == family and model.default_steps == 3
+        assert model.upscale(np.zeros((8, 8, 3), np.uint8), steps=1).image.shape == (32, 32, 3)
