@@ -215,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="add LPIPS and patch FID/IS (needs weights: python -m comparisons.perceptual --prefetch)",
     )  # fmt: skip
     p.add_argument("--fid-patch", type=int, default=64, help="patch size of the FID/IS protocol")
+    p.add_argument(
+        "--update-cards", action="store_true",
+        help="write the measured numbers into the model cards of the folder models benchmarked",
+    )  # fmt: skip
     return p
 
 
@@ -241,8 +245,40 @@ def main(argv=None) -> int:
     except (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
+    if args.update_cards:
+        for folder in update_cards(models, summary, protocol_text(args.scale, args.crop, args.limit, args.seed,
+                                                                   args.steps, args.sampler)):  # fmt: skip
+            print(f"updated the model card in {folder}", file=sys.stderr)
     print((Path(args.out) / "summary.md").read_text())
     return 0
+
+
+def update_cards(models, summary: list[dict], protocol: str) -> list[Path]:
+    """Merge this run's rows into ``metrics`` of each folder model's card, next to bicubic's."""
+    from sr_models.cards import read_meta, write_meta
+
+    bicubic = {r["dataset"]: r for r in summary if r["model"] == "bicubic"}
+    updated = []
+    for model in models:
+        folder = getattr(model, "folder", None)
+        if folder is None:
+            continue
+        meta = read_meta(folder)
+        rows = [r for r in meta.get("metrics", [])]
+        for r in (r for r in summary if r["model"] == model.name):
+            new = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                   if k in ("dataset", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "seconds_per_image",
+                            "nfe", "steps", "sampler", "crop")}  # fmt: skip
+            if r["dataset"] in bicubic:
+                new["bicubic_psnr_y"] = round(bicubic[r["dataset"]]["psnr_y"], 4)
+                new["bicubic_ssim_y"] = round(bicubic[r["dataset"]]["ssim_y"], 4)
+            key = (new["dataset"], new["scale"], new.get("crop", ""))
+            rows = [o for o in rows if (o["dataset"], o["scale"], o.get("crop", "")) != key] + [new]
+        meta["metrics"] = rows
+        meta["metrics_protocol"] = f"Measured with `python -m comparisons.benchmark` ({protocol})."
+        write_meta(folder, meta)
+        updated.append(folder)
+    return updated
 
 
 if __name__ == "__main__":

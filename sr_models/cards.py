@@ -65,7 +65,8 @@ def render_card(meta: dict) -> str:
             "",
             meta.get("metrics_protocol", ""),
             "",
-            _table(metrics, ["dataset", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "bicubic_psnr_y", "bicubic_ssim_y"]),
+            _table(metrics, ["dataset", "scale", "crop", "n_images", "psnr_y", "ssim_y", "lr_psnr", "bicubic_psnr_y",
+                             "bicubic_ssim_y", "steps", "sampler", "seconds_per_image"]),
             "",
         ]
     out += ["Weights: safetensors, loaded with `sr_models.registry.load_model(folder)`.", ""]

@@ -93,3 +93,23 @@ def test_perceptual_without_weights_says_so_and_computes_the_rest(image_folder, 
     err = capsys.readouterr().err
     assert "LPIPS skipped" in err and "--prefetch" in err
     assert "LPIPS skipped" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_update_cards_writes_measured_rows(image_folder, tmp_path):
+    from sr_models.cards import read_meta
+    from tests.conftest import save_tiny_regression
+
+    root = tmp_path / "models"
+    save_tiny_regression(root / "m", scale=2, name="card-model")
+    args = ["--models", "bicubic,card-model", "--scale", "2", "--data", str(image_folder), "--out", str(tmp_path / "o"),
+            "--model-dir", str(root), "--update-cards"]  # fmt: skip
+    assert main(args) == 0
+    assert main(args) == 0  # a second run replaces its row instead of adding one
+    meta = read_meta(root / "m")
+    assert len(meta["metrics"]) == 1
+    row = meta["metrics"][0]
+    summary = read_csv(tmp_path / "o" / "summary.csv")
+    assert row["psnr_y"] == pytest.approx(float(summary[1]["psnr_y"]), abs=1e-3)
+    assert row["bicubic_psnr_y"] == pytest.approx(float(summary[0]["psnr_y"]), abs=1e-3)
+    card = (root / "m" / "README.md").read_text()
+    assert "## Measured" in card and str(row["psnr_y"]) in card
