@@ -69,7 +69,8 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
     examples = [str(p) for p in example_images(example_dir)]
     defaults = [n for n in ("bicubic", "regression-x4") if n in models]
 
-    def compare(image, mode_label, scale, names, steps, sampler, eta, seed, record, progress=gr.Progress()):
+    def compare(image, mode_label, scale, names, steps, sampler, eta, seed, record, projection,
+                progress=gr.Progress()):  # fmt: skip
         if image is None:
             raise gr.Error("Upload an image or pick an example first.", print_exception=False)
         try:
@@ -78,6 +79,7 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                 image, MODES[mode_label], int(scale), chosen, steps=int(steps) if steps else None,
                 sampler=sampler or None, eta=float(eta or 0), seed=int(seed or 0),
                 keep_frames=TRAJECTORY_FRAMES if record else 0,
+                lr_projection=None if projection is None or projection < 0 else int(projection),
                 on_model=lambda i, n, name: progress((i, n), desc=f"{name} ({i + 1}/{n})"),
                 on_step=lambda info: progress((info.step + 1, info.total), desc=f"{info.stage}: step"),
             )  # fmt: skip
@@ -158,6 +160,10 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                     eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM eta")
                     seed = gr.Number(0, precision=0, label="Seed")
                     record = gr.Checkbox(True, label=f"Record the denoising trajectory ({TRAJECTORY_FRAMES} frames)")
+                projection = gr.Slider(
+                    -1, 10, value=-1, step=1,
+                    label="LR back-projection iterations (-1 = each model's default, 0 = off)",
+                )  # fmt: skip
                 run = gr.Button("Upscale", variant="primary")
             with gr.Column(scale=2):
                 status = gr.Markdown()
@@ -179,7 +185,7 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         api_button.click(upscale_api, api_in, api_out, api_name="upscale")
 
         run.click(
-            compare, [image, mode, scale, names, steps, sampler, eta, seed, record],
+            compare, [image, mode, scale, names, steps, sampler, eta, seed, record, projection],
             [status, *slots, table, plot, trajectories, state],
             api_name="compare",
         ).then(zoom, [state, cx, cy, size, magnify], crops, api_name=False)  # fmt: skip

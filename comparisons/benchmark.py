@@ -24,7 +24,7 @@ from sr_models.registry import discover, get_models
 
 SUMMARY_COLUMNS = [
     "dataset", "model", "family", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "lpips", "fid", "is_mean",
-    "seconds_per_image", "nfe", "peak_memory_mb", "steps", "sampler", "seed", "crop",
+    "seconds_per_image", "nfe", "peak_memory_mb", "steps", "sampler", "seed", "crop", "lr_projection",
 ]  # fmt: skip
 PER_IMAGE_COLUMNS = [
     "dataset", "model", "scale", "image", "height", "width", "psnr_y", "ssim_y", "lr_psnr", "lpips",
@@ -33,7 +33,7 @@ PER_IMAGE_COLUMNS = [
 METRIC_KEYS = ("psnr_y", "ssim_y", "lr_psnr")
 
 
-def protocol_text(scale: int, crop: int | None, limit: int | None, seed: int, steps, sampler) -> str:
+def protocol_text(scale: int, crop: int | None, limit: int | None, seed: int, steps, sampler, projection=None) -> str:
     parts = [
         f"x{scale}; HR mod-cropped to {scale}",
         f"HR center crop {crop} px" if crop else "whole images",
@@ -43,6 +43,7 @@ def protocol_text(scale: int, crop: int | None, limit: int | None, seed: int, st
         "gray images on their one channel",
         "LR-PSNR = PSNR(imresize(SR, 1/scale), LR) on RGB",
         f"seed {seed}, steps {steps or 'model default'}, sampler {sampler or 'model default'}",
+        f"LR back-projection {'model default' if projection is None else projection}",
     ]
     return "; ".join(parts)
 
@@ -63,6 +64,7 @@ def run_benchmark(
     lpips_model=None,
     feature_extractor=None,
     fid_patch: int = 64,
+    lr_projection: int | None = None,
 ) -> list[dict]:
     """Run every model on every folder; write the reports into ``out``; return the summary rows.
 
@@ -88,7 +90,8 @@ def run_benchmark(
             rows, outputs = [], []
             for pair in pairs:
                 bar.set_postfix_str(f"{dataset}/{model.name}/{pair.name}", refresh=False)
-                result = model.upscale(pair.lr, scale=scale, steps=steps, sampler=sampler, seed=seed, eta=eta)
+                result = model.upscale(pair.lr, scale=scale, steps=steps, sampler=sampler, seed=seed, eta=eta,
+                                       lr_projection=lr_projection)  # fmt: skip
                 row = {
                     "dataset": dataset, "model": model.name, "scale": scale, "image": pair.name,
                     "height": pair.hr.shape[0], "width": pair.hr.shape[1],
@@ -125,13 +128,13 @@ def run_benchmark(
                     "nfe": float(np.mean([r["nfe"] for r in rows])),
                     "peak_memory_mb": float(np.max([r["peak_memory_mb"] for r in rows])),
                     "steps": result.settings.get("steps") or "", "sampler": result.settings.get("sampler") or "",
-                    "seed": seed, "crop": crop or "",
+                    "seed": seed, "crop": crop or "", "lr_projection": result.settings.get("lr_projection", 0),
                 }  # fmt: skip
             )
     bar.close()
     _write_csv(out / "per_image.csv", per_image, PER_IMAGE_COLUMNS)
     _write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
-    protocol = protocol_text(scale, crop, limit, seed, steps, sampler)
+    protocol = protocol_text(scale, crop, limit, seed, steps, sampler, lr_projection)
     notes = list(dict.fromkeys(n.split(": ", 1)[1] if n.startswith("FID/IS (") else n for n in notes))
     (out / "summary.md").write_text(markdown_table(summary, protocol, notes))
     try:
@@ -208,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", help="sampler for diffusion models (default: each model's)")
     p.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr-projection", type=int, help="back-projection iterations on every output (default: each model's)")
     p.add_argument("--model-dir", action="append", default=[], help="extra folder of model folders")
     p.add_argument("--save-images", action="store_true", help="also write the SR outputs as PNG")
     p.add_argument(
@@ -240,14 +244,14 @@ def main(argv=None) -> int:
         summary = run_benchmark(
             models, args.scale, args.data, Path(args.out), limit=args.limit, crop=args.crop,
             steps=args.steps, sampler=args.sampler, seed=args.seed, eta=args.eta, save_images=args.save_images,
-            perceptual=args.perceptual, fid_patch=args.fid_patch,
+            perceptual=args.perceptual, fid_patch=args.fid_patch, lr_projection=args.lr_projection,
         )  # fmt: skip
     except (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     if args.update_cards:
-        for folder in update_cards(models, summary, protocol_text(args.scale, args.crop, args.limit, args.seed,
-                                                                   args.steps, args.sampler)):  # fmt: skip
+        protocol = protocol_text(args.scale, args.crop, args.limit, args.seed, args.steps, args.sampler, args.lr_projection)
+        for folder in update_cards(models, summary, protocol):
             print(f"updated the model card in {folder}", file=sys.stderr)
     print((Path(args.out) / "summary.md").read_text())
     return 0
@@ -268,7 +272,7 @@ def update_cards(models, summary: list[dict], protocol: str) -> list[Path]:
         for r in (r for r in summary if r["model"] == model.name):
             new = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
                    if k in ("dataset", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "seconds_per_image",
-                            "nfe", "steps", "sampler", "crop")}  # fmt: skip
+                            "nfe", "steps", "sampler", "crop", "lr_projection")}  # fmt: skip
             if r["dataset"] in bicubic:
                 new["bicubic_psnr_y"] = round(bicubic[r["dataset"]]["psnr_y"], 4)
                 new["bicubic_ssim_y"] = round(bicubic[r["dataset"]]["ssim_y"], 4)

@@ -71,6 +71,7 @@ def run_comparison(
     eta: float = 0.0,
     seed: int = 0,
     keep_frames: int = 0,
+    lr_projection: int | None = None,
     max_pixels: int | None = None,
     on_model: Callable[[int, int, str], None] | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
@@ -86,7 +87,7 @@ def run_comparison(
         try:
             result = model.upscale(
                 lr, scale=scale, steps=steps, sampler=sampler, seed=seed, eta=eta,
-                on_step=on_step, keep_frames=keep_frames,
+                on_step=on_step, keep_frames=keep_frames, lr_projection=lr_projection,
             )  # fmt: skip
         except (SRInputError, RuntimeError) as err:  # unsupported scale, unavailable weights, ...
             comparison.errors[model.name] = str(err)

@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sr_models.consistency import back_project
+
 
 class SRInputError(ValueError):
     """Bad input for a model (unsupported scale, wrong array, ...): the message is for the user."""
@@ -119,6 +121,7 @@ class SRModel:
     default_steps: int | None = None  # None: not iterative
     default_sampler: str | None = None
     samplers: tuple[str, ...] = ()
+    lr_projection_default: int = 0  # back-projection iterations applied to outputs unless asked otherwise
 
     def availability(self) -> Availability:
         return Availability(True)
@@ -138,12 +141,14 @@ class SRModel:
         on_step: OnStep | None = None,
         keep_frames: int = 0,
         tile_size: int | None = None,
+        lr_projection: int | None = None,
     ) -> UpscaleResult:
         """Upscale an HxWx3 uint8 RGB image.
 
         ``scale`` defaults to the model's only scale; ``steps``/``sampler``/``eta`` apply to
         iterative models (ignored by the others); ``seed`` makes sampling reproducible;
-        ``keep_frames`` > 0 keeps up to that many trajectory frames in the result.
+        ``keep_frames`` > 0 keeps up to that many trajectory frames in the result; ``lr_projection``
+        back-projects the output onto the LR that many times (None: the model's default; 0: off).
         """
         lr_image = as_rgb_uint8(lr_image)
         available = self.availability()
@@ -164,7 +169,13 @@ class SRModel:
                 raise SRInputError(f"unknown sampler {sampler!r}; choose from {', '.join(self.samplers)}")
         else:
             steps, sampler = None, None
+        if lr_projection is None:
+            lr_projection = self.lr_projection_default
+        if lr_projection < 0:
+            raise SRInputError(f"lr_projection must be 0 or more, got {lr_projection}")
         settings = {"scale": scale, "steps": steps, "sampler": sampler, "seed": int(seed), "eta": eta}
+        if lr_projection:
+            settings["lr_projection"] = int(lr_projection)
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             image, nfe, frames, labels = self._upscale(
@@ -178,6 +189,8 @@ class SRModel:
                 keep_frames=keep_frames,
                 tile_size=tile_size,
             )
+            if lr_projection:
+                image = back_project(image, lr_image, scale, int(lr_projection))
             seconds = time.perf_counter() - t0
         expected = (lr_image.shape[0] * scale, lr_image.shape[1] * scale, 3)
         if image.shape != expected or image.dtype != np.uint8:  # a family bug, not user input

@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 
 from sr_models.base import SRModel, StepInfo
-from sr_models.consistency import back_project
 from sr_models.diffusion import SAMPLERS, make_scheduler, sample
 from sr_models.tiling import tiled
 
@@ -89,8 +88,7 @@ class DiffusionSR(SRModel):
         self.default_sampler = meta.get("default_sampler", "ddim")
         self.tile = int(meta.get("tile", 64))  # in the UNet's working resolution
         self.tile_overlap = int(meta.get("tile_overlap", 16))
-        # back-projection iterations applied to the output (0: the network's output as is)
-        self.lr_projection = int(meta.get("lr_projection", 0))
+        self.lr_projection_default = int(meta.get("lr_projection", 0))
 
     # subclass hooks ------------------------------------------------------------------------------
     def _prepare(self, lr: torch.Tensor, scale: int) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -149,10 +147,7 @@ class DiffusionSR(SRModel):
         sr, nfe, frames, labels = self.run(x, scale, steps, sampler, seed, eta, on_step, keep_frames, tile_size)
         crop = (slice(None), slice(None), slice(0, h * scale), slice(0, w * scale))
         frames = [f[: h * scale, : w * scale] for f in frames]
-        image = to_image(sr[crop])
-        if self.lr_projection:
-            image = back_project(image, lr, scale, self.lr_projection)
-        return image, nfe, frames, labels
+        return to_image(sr[crop]), nfe, frames, labels
 
     def _lr_multiple(self, scale: int) -> int:
         return self._pad_multiple

@@ -71,6 +71,7 @@ class _Deferred(SRModel):
         self.default_steps = meta.get("default_steps")
         self.default_sampler = meta.get("default_sampler")
         self.samplers = tuple(meta.get("samplers", ()))
+        self.lr_projection_default = int(meta.get("lr_projection", 0))
         self.meta = meta
         self._model: SRModel | None = None
 

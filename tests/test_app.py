@@ -50,7 +50,7 @@ def test_upscale_endpoint(client, lr_png):
 
 def test_compare_endpoint_scores_against_the_reference(client, lr_png):
     result = client.predict(
-        handle_file(str(lr_png)), list(app_module.MODES)[0], 2, ["bicubic", "tiny-regression-x2"], 0, "", 0, 0, True,
+        handle_file(str(lr_png)), list(app_module.MODES)[0], 2, ["bicubic", "tiny-regression-x2"], 0, "", 0, 0, True, -1,
         api_name="/compare",
     )  # fmt: skip
     status, table = result[0], result[1 + app_module.MAX_SLOTS]
@@ -72,7 +72,7 @@ def test_bad_inputs_get_a_message_not_a_stack_trace(client, lr_png, tmp_path):
 
 def test_diffusion_model_in_the_app_gives_a_trajectory(client, lr_png):
     result = client.predict(
-        handle_file(str(lr_png)), list(app_module.MODES)[1], 4, ["bicubic", "tiny-ldm-x4"], 3, "ddim", 0, 1, True,
+        handle_file(str(lr_png)), list(app_module.MODES)[1], 4, ["bicubic", "tiny-ldm-x4"], 3, "ddim", 0, 1, True, 0,
         api_name="/compare",
     )  # fmt: skip
     table = result[1 + app_module.MAX_SLOTS]["value"]

@@ -93,3 +93,15 @@ def test_hub_snapshot_loads_through_the_folder_code(monkeypatch, tiny_models_dir
     assert hub.availability().ok
     direct = load_model(tiny_models_dir / "tiny-x2").upscale(LR)
     assert np.array_equal(hub.upscale(LR).image, direct.image)
+
+
+def test_lr_projection_is_a_generic_option(tiny_models_dir):
+    from comparisons.metrics import lr_consistency
+
+    model = load_model(tiny_models_dir / "tiny-x2")
+    plain = model.upscale(LR)
+    projected = model.upscale(LR, lr_projection=3)
+    assert "lr_projection" not in plain.settings and projected.settings["lr_projection"] == 3
+    assert lr_consistency(projected.image, LR, 2) > lr_consistency(plain.image, LR, 2)
+    with pytest.raises(SRInputError):
+        model.upscale(LR, lr_projection=-1)
