@@ -67,7 +67,9 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
     models = models if models is not None else discover()
     example_dir = Path(example_dir or Path(tempfile.gettempdir()) / "sr_lab_examples")
     examples = [str(p) for p in example_images(example_dir)]
-    defaults = [n for n in ("bicubic", "regression-x4") if n in models]
+    def models_for(scale) -> list[str]:
+        """Every available model that runs at this scale: the natural comparison to start from."""
+        return [n for n, m in models.items() if int(scale) in m.scales and m.availability().ok]
 
     def compare(image, mode_label, scale, names, steps, sampler, eta, seed, record, projection,
                 progress=gr.Progress()):  # fmt: skip
@@ -153,7 +155,7 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                 gr.Examples(examples=examples, inputs=image, label="Examples (scikit-image samples, a test chart)")
                 mode = gr.Radio(list(MODES), value=list(MODES)[0], label="What is this image?")
                 scale = gr.Dropdown(SCALES, value=4, label="Scale")
-                names = gr.CheckboxGroup(model_choices(models), value=defaults, label="Models")
+                names = gr.CheckboxGroup(model_choices(models), value=models_for(4), label="Models (all that run at the chosen scale are ticked)")
                 with gr.Accordion("Diffusion sampling", open=False):
                     steps = gr.Slider(0, 200, value=0, step=1, label="Steps (0 = model default)")
                     sampler = gr.Dropdown(["", *SAMPLERS], value="", label="Sampler (empty = model default)")
@@ -168,7 +170,8 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
             with gr.Column(scale=2):
                 status = gr.Markdown()
                 slots = [gr.ImageSlider(visible=False, format="png", type="numpy") for _ in range(MAX_SLOTS)]
-                table = gr.Dataframe(label="Metrics", interactive=False, wrap=True)
+                table = gr.Dataframe(value=[], headers=["model", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "NFE", "seconds"],
+                                     label="Metrics", interactive=False, wrap=True)  # fmt: skip
                 plot = gr.Plot(label="Quality vs time")
                 trajectories = gr.Gallery(label="Denoising trajectories (predicted clean image per step)", columns=3)
                 with gr.Accordion("Zoom: the same region of every image", open=True):
@@ -184,6 +187,7 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
             api_button = gr.Button()
         api_button.click(upscale_api, api_in, api_out, api_name="upscale")
 
+        scale.change(lambda s: gr.CheckboxGroup(value=models_for(s)), scale, names, api_name=False)
         run.click(
             compare, [image, mode, scale, names, steps, sampler, eta, seed, record, projection],
             [status, *slots, table, plot, trajectories, state],
