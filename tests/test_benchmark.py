@@ -113,3 +113,17 @@ def test_update_cards_writes_measured_rows(image_folder, tmp_path):
     assert row["bicubic_psnr_y"] == pytest.approx(float(summary[0]["psnr_y"]), abs=1e-3)
     card = (root / "m" / "README.md").read_text()
     assert "## Measured" in card and str(row["psnr_y"]) in card
+
+
+def test_steps_study_runs_each_setting(image_folder, tmp_path):
+    from comparisons.studies import main as study_main
+    from tests.conftest import tiny_ldm_folder
+
+    tiny_ldm_folder(tmp_path / "models" / "ldm")
+    code = study_main(["steps", "--models", "tiny-ldm-x4", "--scale", "4", "--steps", "1,2", "--data",
+                       str(image_folder), "--crop", "32", "--out", str(tmp_path / "s"), "--model-dir",
+                       str(tmp_path / "models")])  # fmt: skip
+    assert code == 0
+    rows = read_csv(tmp_path / "s" / "study.csv")
+    assert [(r["steps"], r["nfe"]) for r in rows] == [("1", "1.0"), ("2", "2.0")]
+    assert (tmp_path / "s" / "study.html").exists()

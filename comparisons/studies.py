@@ -1,0 +1,85 @@
+"""Studies: how quality and cost move with a sampling setting, without retraining.
+
+    python -m comparisons.studies steps --models ldm-x4,sr3-x4 --scale 4 --steps 1,2,5,10,20 \
+        --data ../shared/data/test/Set5 --crop 128 --out results/steps-x4
+
+Each setting is one benchmark run (same degradation and metrics); the study writes
+``study.csv`` (one row per setting x model x dataset) and ``study.html`` (PSNR-Y and seconds
+against the setting, one line per model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from comparisons.benchmark import run_benchmark
+from sr_models.base import ModelUnavailableError, SRInputError
+from sr_models.registry import discover, get_models
+
+
+def steps_study(models, scale, datasets, out: Path, steps_list, sampler=None, crop=None, limit=None,
+                lr_projection=None) -> list[dict]:  # fmt: skip
+    rows = []
+    for steps in steps_list:
+        summary = run_benchmark(models, scale, datasets, out / f"steps-{steps}", limit=limit, crop=crop,
+                                steps=steps, sampler=sampler, lr_projection=lr_projection)  # fmt: skip
+        rows += [{"steps": steps, **r} for r in summary]
+    columns = ["steps", "dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "seconds_per_image", "nfe"]
+    with open(out / "study.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    steps_figure(rows).write_html(out / "study.html", include_plotlyjs="cdn")
+    return rows
+
+
+def steps_figure(rows: list[dict]) -> go.Figure:
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("PSNR-Y (dB)", "seconds per image"))
+    for key in dict.fromkeys((r["model"], r["dataset"]) for r in rows):
+        sel = [r for r in rows if (r["model"], r["dataset"]) == key]
+        name = f"{key[0]} / {key[1]}"
+        fig.add_trace(go.Scatter(x=[r["steps"] for r in sel], y=[r["psnr_y"] for r in sel], name=name,
+                                 legendgroup=name), 1, 1)  # fmt: skip
+        fig.add_trace(go.Scatter(x=[r["steps"] for r in sel], y=[r["seconds_per_image"] for r in sel], name=name,
+                                 legendgroup=name, showlegend=False), 1, 2)  # fmt: skip
+    fig.update_xaxes(title="sampling steps", type="log")
+    fig.update_layout(template="plotly_white")
+    return fig
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m comparisons.studies", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="study", required=True)
+    p = sub.add_parser("steps", help="quality and time against the number of sampling steps")
+    p.add_argument("--models", required=True)
+    p.add_argument("--scale", type=int, required=True)
+    p.add_argument("--steps", default="1,2,5,10,20", help="comma-separated step counts")
+    p.add_argument("--sampler", help="sampler (default: each model's)")
+    p.add_argument("--data", action="append", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--crop", type=int)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--lr-projection", type=int)
+    p.add_argument("--model-dir", action="append", default=[])
+    args = parser.parse_args(argv)
+    try:
+        models = get_models(args.models.split(","), discover(model_dirs=args.model_dir))
+        rows = steps_study(models, args.scale, args.data, Path(args.out), [int(s) for s in args.steps.split(",")],
+                           args.sampler, args.crop, args.limit, args.lr_projection)  # fmt: skip
+    except (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError) as err:
+        print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    for r in rows:
+        print(f"{r['steps']:>4} {r['dataset']:10s} {r['model']:16s} PSNR-Y {r['psnr_y']:.2f}  "
+              f"LR-PSNR {r['lr_psnr']:.2f}  {r['seconds_per_image']:.2f} s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
