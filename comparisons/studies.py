@@ -53,6 +53,48 @@ def steps_figure(rows: list[dict]) -> go.Figure:
     return fig
 
 
+def reconstruction_study(folder: Path, datasets, out: Path | None = None, crop=None, limit=None,
+                         update_card: bool = False) -> list[dict]:  # fmt: skip
+    """First-stage encode -> decode of each HR test image: the ceiling of every LDM built on it."""
+    import numpy as np
+    import torch
+    from diffusers import AutoencoderKL
+
+    from comparisons.evaluation import test_pairs
+    from comparisons.metrics import psnr, ssim
+    from sr_models.cards import read_meta, write_meta
+    from sr_models.diffusion_sr import to_image, to_model_range
+
+    vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32).eval()
+    factor = 2 ** (len(vae.config.block_out_channels) - 1)
+    rows = []
+    for data in datasets:
+        scores = []
+        for pair in test_pairs(data, factor, limit=limit, crop=crop):  # mod-crop to the factor
+            with torch.inference_mode():
+                x = to_model_range(pair.hr)
+                recon = to_image(vae.decode(vae.encode(x).latent_dist.mode()).sample)
+            scores.append((psnr(recon, pair.hr, factor), ssim(recon, pair.hr, factor)))
+        rows.append({"dataset": Path(data).name, "n_images": len(scores), "crop": crop or "",
+                     "psnr_y": float(np.mean([s[0] for s in scores])),
+                     "ssim_y": float(np.mean([s[1] for s in scores]))})  # fmt: skip
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "reconstruction.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    if update_card:
+        meta = read_meta(folder)
+        meta["metrics"] = [{**r, "scale": 1, "psnr_y": round(r["psnr_y"], 4), "ssim_y": round(r["ssim_y"], 4)}
+                           for r in rows]  # fmt: skip
+        meta["metrics_protocol"] = (f"Reconstruction (encode, posterior mode, decode) of each HR test image mod-cropped "
+                                    f"to {factor}; PSNR/SSIM on BT.601 Y with {factor} px shaved: the ceiling of any "
+                                    "LDM on this first stage. `python -m comparisons.studies reconstruction`.")  # fmt: skip
+        write_meta(folder, meta)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m comparisons.studies", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="study", required=True)
@@ -67,7 +109,24 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int)
     p.add_argument("--lr-projection", type=int)
     p.add_argument("--model-dir", action="append", default=[])
+    r = sub.add_parser("reconstruction", help="first-stage reconstruction PSNR/SSIM (the LDMs' ceiling)")
+    r.add_argument("--first-stage", required=True)
+    r.add_argument("--data", action="append", required=True)
+    r.add_argument("--out")
+    r.add_argument("--crop", type=int)
+    r.add_argument("--limit", type=int)
+    r.add_argument("--update-card", action="store_true", help="write the numbers into the first stage's card")
     args = parser.parse_args(argv)
+    if args.study == "reconstruction":
+        try:
+            rows = reconstruction_study(Path(args.first_stage), args.data, Path(args.out) if args.out else None,
+                                        args.crop, args.limit, args.update_card)  # fmt: skip
+        except (FileNotFoundError, OSError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        for row in rows:
+            print(f"{row['dataset']:10s} n={row['n_images']:3d} PSNR-Y {row['psnr_y']:.2f}  SSIM-Y {row['ssim_y']:.4f}")
+        return 0
     try:
         models = get_models(args.models.split(","), discover(model_dirs=args.model_dir))
         rows = steps_study(models, args.scale, args.data, Path(args.out), [int(s) for s in args.steps.split(",")],

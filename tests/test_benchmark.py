@@ -127,3 +127,20 @@ def test_steps_study_runs_each_setting(image_folder, tmp_path):
     rows = read_csv(tmp_path / "s" / "study.csv")
     assert [(r["steps"], r["nfe"]) for r in rows] == [("1", "1.0"), ("2", "2.0")]
     assert (tmp_path / "s" / "study.html").exists()
+
+
+def test_reconstruction_study_updates_the_first_stage_card(image_folder, tmp_path):
+    import torch
+
+    from comparisons.studies import main as study_main
+    from sr_models.cards import read_meta, write_meta
+    from sr_models.first_stage import build_autoencoder
+
+    torch.manual_seed(0)
+    folder = tmp_path / "ae"
+    build_autoencoder((8, 8, 8)).save_pretrained(str(folder), safe_serialization=True)
+    write_meta(folder, {"name": "ae", "family": "first-stage", "scales": [1]})
+    assert study_main(["reconstruction", "--first-stage", str(folder), "--data", str(image_folder),
+                       "--update-card"]) == 0  # fmt: skip
+    rows = read_meta(folder)["metrics"]
+    assert rows[0]["n_images"] == 3 and 0 < rows[0]["psnr_y"] < 40  # an untrained AE is far from exact
