@@ -60,11 +60,11 @@ def test_resume_refuses_a_different_architecture(image_folder, tmp_path):
 
 def test_sigkill_resumes_from_last_checkpoint(image_folder, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "sr_models.train", *tiny_args(image_folder, out, 100000, every=5)]
+    cmd = [sys.executable, "-m", "sr_models.train", *tiny_args(image_folder, out, 100000, every=2)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_file = out / "checkpoint" / "trainer_state.json"
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # generous: importing torch on a loaded CI machine can be slow
     seen = 0
     try:
         while time.time() < deadline:
@@ -72,21 +72,21 @@ def test_sigkill_resumes_from_last_checkpoint(image_folder, tmp_path):
                 seen = json.loads(state_file.read_text())["step"]
             except (OSError, ValueError, KeyError):
                 seen = 0
-            if seen >= 10:
+            if seen >= 4:
                 break
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    assert seen >= 10, "no checkpoint appeared in time"
+    assert seen >= 4, "no checkpoint appeared in time"
     # restart: it must pick up at (or after) the last checkpoint it saw, i.e. lose < one interval
     resumed = subprocess.run(
-        [sys.executable, "-m", "sr_models.train", *tiny_args(image_folder, out, seen + 7, every=5)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "sr_models.train", *tiny_args(image_folder, out, seen + 7, every=2)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
     start = int(resumed.stdout.split("at step ")[1].split()[0])
-    assert seen <= start and start % 5 == 0
+    assert seen <= start and start % 2 == 0
     assert json.loads(state_file.read_text())["step"] == seen + 7
 
 
