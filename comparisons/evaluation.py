@@ -12,6 +12,7 @@ from PIL import Image
 from comparisons.degradation import center_crop, degrade
 from comparisons.metrics import lr_consistency, psnr, ssim
 
+LR_PSNR_CAP = 100.0  # dB
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -52,5 +53,6 @@ def score(sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int) -> dict[st
     return {
         "psnr_y": psnr(sr, hr, crop_border=scale, y_channel=True),
         "ssim_y": ssim(sr, hr, crop_border=scale, y_channel=True),
-        "lr_psnr": lr_consistency(sr, lr, scale),
+        # An output that reproduces its LR exactly has infinite LR-PSNR; cap it so means stay finite.
+        "lr_psnr": min(lr_consistency(sr, lr, scale), LR_PSNR_CAP),
     }

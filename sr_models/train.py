@@ -171,7 +171,9 @@ def run_autoencoder(args) -> dict:
 def diffusion_arguments(p):
     p.add_argument("--channels", type=channels_arg, help="UNet block widths, e.g. 64,128,192")
     p.add_argument("--no-attention", action="store_true", help="no self-attention at the lowest resolution")
-    p.add_argument("--default-steps", type=int, default=20, help="sampling steps written into the model card")
+    p.add_argument("--default-steps", type=int, default=10, help="sampling steps written into the model card")
+    p.add_argument("--lr-projection", type=int, default=5,
+                   help="default back-projection iterations of the model's outputs (0: off)")  # fmt: skip
     p.add_argument("--default-sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
     p.add_argument("--val-steps", type=int, default=10, help="DDIM steps of the validation samples")
     p.add_argument("--name", help="model name in the registry")
@@ -221,6 +223,7 @@ def _run_diffusion(args, family: str) -> dict:
     meta = {
         "name": name, "family": family, "scales": [args.scale], "default_steps": args.default_steps,
         "default_sampler": args.default_sampler, "samplers": ["ddim", "ddpm", "dpmsolver++"],
+        "lr_projection": args.lr_projection,
         "data": f"{args.data} ({len(sampler.images)} images), random {args.hr_patch}px HR crops, flips/rot90, "
         "LR by MATLAB-bicubic imresize",
     }  # fmt: skip
