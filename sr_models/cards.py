@@ -58,6 +58,11 @@ def render_card(meta: dict) -> str:
             f"- last validation: {t.get('last_validation')}",
             "",
         ]
+    if meta.get("lr_projection"):
+        out += [f"Outputs are back-projected onto the LR ({meta['lr_projection']} iterations, "
+                "`sr_models.consistency.back_project`; `lr_projection=0` turns it off).", ""]  # fmt: skip
+    if meta.get("notes"):
+        out += ["## Notes", "", *[f"- {n}" for n in meta["notes"]], ""]
     metrics = meta.get("metrics")
     if metrics:
         out += [

@@ -1,5 +1,7 @@
 """Diffusion families on tiny seeded models (CPU, 2 steps): layout, seeds, samplers, callbacks, tiling."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -42,6 +44,30 @@ def test_stock_ldm_pipeline_reproduces_our_4x_output(ldm4):
         assert stock.shape == mine.shape == (32, 48, 3)
         assert np.abs(stock - mine).max() <= 1e-3, sampler
         assert nfe == 2
+
+
+SHIPPED_LDM4 = Path(__file__).resolve().parent.parent / "assets" / "ldm-x4"
+
+
+@pytest.mark.skipif(not (SHIPPED_LDM4 / "model_index.json").exists(), reason="no shipped ldm-x4 in assets/")
+def test_stock_ldm_pipeline_reproduces_the_shipped_4x_model():
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
+        LDMSuperResolutionPipeline,
+    )
+
+    ours = load_model(SHIPPED_LDM4)
+    pipe = LDMSuperResolutionPipeline.from_pretrained(str(SHIPPED_LDM4), torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = make_scheduler("ddim", ours.scheduler_config)
+    lr = np.random.default_rng(1).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    stock = pipe(to_model_range(lr), num_inference_steps=2, generator=torch.Generator().manual_seed(3),
+                 output_type="np").images[0]  # fmt: skip
+    mine, _, _, _ = ours.run(to_model_range(lr), 4, 2, "ddim", seed=3)
+    mine = (mine.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()
+    assert np.abs(stock - mine).max() <= 1e-3
+    # the stock pipeline's output, quantised, is our upscale() without the optional back-projection
+    ours_image = ours.upscale(lr, steps=2, sampler="ddim", seed=3, lr_projection=0).image
+    assert np.abs(np.round(stock * 255).astype(int) - ours_image).max() <= 1
 
 
 def test_non_stock_scales_are_marked_so_the_stock_pipeline_refuses_them(tmp_path):
