@@ -254,12 +254,18 @@ def save_sr3_folder(folder, unet, scheduler_config: dict, meta: dict):
     write_meta(folder, meta)
 
 
-def build_unet(in_channels: int, out_channels: int, channels=(64, 128, 192), attention: bool = True) -> UNet2DModel:
-    """A small UNet2DModel; attention only at the lowest resolution (cheap, and optional)."""
+def build_unet(
+    in_channels: int, out_channels: int, channels=(64, 128, 192), attention: bool = True, zero_out: bool = False
+) -> UNet2DModel:
+    """A small UNet2DModel; attention only at the lowest resolution (cheap, and optional).
+
+    ``zero_out`` starts the output layer at zero: a residual model then begins as exact bicubic
+    and training can only move it from there (the regression baseline's trick).
+    """
     n = len(channels)
     down = ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D" if attention else "DownBlock2D"]
     up = ["AttnUpBlock2D" if attention else "UpBlock2D"] + ["UpBlock2D"] * (n - 1)
-    return UNet2DModel(
+    unet = UNet2DModel(
         in_channels=in_channels,
         out_channels=out_channels,
         block_out_channels=tuple(channels),
@@ -270,3 +276,7 @@ def build_unet(in_channels: int, out_channels: int, channels=(64, 128, 192), att
         attention_head_dim=min(32, channels[-1]),
         add_attention=attention,
     )
+    if zero_out:
+        torch.nn.init.zeros_(unet.conv_out.weight)
+        torch.nn.init.zeros_(unet.conv_out.bias)
+    return unet

@@ -247,7 +247,7 @@ def _run_diffusion(args, family: str) -> dict:
         def export(net, out, record):
             save_ldm_folder(out, vae, net, TRAIN_SCHEDULER, args.scale, record)
     else:
-        unet = build_unet(6, 3, args.channels or (64, 128, 128), attention=not args.no_attention)
+        unet = build_unet(6, 3, args.channels or (64, 128, 128), attention=not args.no_attention, zero_out=True)
         meta["residual_scale"] = args.residual_scale
         meta["tile"] = 256
         meta["description"] = f"SR3-style pixel diffusion, UNet {list(unet.config.block_out_channels)}, residual over bicubic, x0-prediction"
