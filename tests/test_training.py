@@ -113,7 +113,8 @@ def test_time_budget_stops(tmp_path):
 
     cfg = TrainConfig(out=tmp_path, max_steps=10_000, max_minutes=0.3 / 60, checkpoint_every=0, validate_every=0)
     result = Trainer(model, slow_loss, cfg).train()
-    assert result["stop_reason"] == "time budget" and 3 <= result["step"] <= 10
+    assert result["stop_reason"] == "time budget"
+    assert 1 <= result["step"] < 100 and result["elapsed"] >= 0.3  # stopped once the budget was spent
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
