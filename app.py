@@ -22,11 +22,14 @@ from comparisons.compare import MODE_HR, MODE_LR, nearest_upscale, run_compariso
 from comparisons.examples import example_images
 from comparisons.plots import benchmark_figure
 from sr_models.base import ModelUnavailableError, SRInputError
+from sr_models.cascade import SEPARATOR, parse_cascade
 from sr_models.diffusion import SAMPLERS
 from sr_models.registry import discover, get_models
+from sr_models.types import SamplingSettings
 
 TRAJECTORY_FRAMES = 8
 MAX_SLOTS = 6  # output panels laid out in advance; Gradio needs a fixed number of components
+MAX_STAGES = 3  # stages of the cascade builder
 SCALES = [2, 3, 4, 8, 16]
 MODES = {
     "High-resolution image: degrade it, then compare against it": MODE_HR,
@@ -63,6 +66,36 @@ def _user_error(err: Exception) -> gr.Error:
     return gr.Error(str(err.args[0] if err.args else err), print_exception=False)
 
 
+def stage_choices(models) -> list[str]:
+    """What a cascade stage can be: single-scale models, and multi-scale ones at each scale."""
+    out = []
+    for name, model in models.items():
+        out += [name] if len(model.scales) == 1 else [f"{name}@{s}" for s in model.scales]
+    return out
+
+
+def cascade_from_builder(stages, stage_steps) -> tuple[str | None, tuple[SamplingSettings, ...] | None]:
+    """(spec, per-stage settings) from the builder's dropdowns and step boxes; (None, None) if unused."""
+    picked = [(name, steps) for name, steps in zip(stages, stage_steps) if name]
+    if not picked:
+        return None, None
+    if len(picked) == 1:
+        raise SRInputError("a cascade needs at least two stages: pick a second one, or clear the first")
+    settings = tuple(SamplingSettings(steps=_whole(steps, "stage steps", 0) or None) for _, steps in picked)
+    return SEPARATOR.join(name for name, _ in picked), settings
+
+
+def _whole(value, what: str, low: int) -> int:
+    """A number from the browser (or a raw HTTP call) as a whole number, or a plain message."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SRInputError(f"{what} must be a number, got {value!r}") from None
+    if not number.is_integer() or number < low:
+        raise SRInputError(f"{what} must be a whole number of at least {low}, got {value}")
+    return int(number)
+
+
 def build_app(models: dict | None = None, example_dir: str | Path | None = None) -> gr.Blocks:
     models = models if models is not None else discover()
     example_dir = Path(example_dir or Path(tempfile.gettempdir()) / "sr_lab_examples")
@@ -71,17 +104,24 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         """Every available model that runs at this scale: the natural comparison to start from."""
         return [n for n, m in models.items() if int(scale) in m.scales and m.availability().ok]
 
-    def compare(image, mode_label, scale, names, steps, sampler, eta, seed, record, projection,
+    def settings_from_ui(steps, sampler, eta, seed, projection, stages=None) -> SamplingSettings:
+        return SamplingSettings(
+            steps=_whole(steps or 0, "steps", 0) or None, sampler=sampler or None, eta=float(eta or 0),
+            seed=_whole(seed or 0, "seed", 0), stages=stages,
+            lr_projection=None if projection is None or projection < 0 else _whole(projection, "back-projection", 0),
+        )  # fmt: skip
+
+    def compare(image, mode_label, scale, names, steps, sampler, eta, seed, record, projection, *builder,
                 progress=gr.Progress()):  # fmt: skip
         if image is None:
             raise gr.Error("Upload an image or pick an example first.", print_exception=False)
         try:
-            chosen = get_models(names or [], models)
+            spec, stage_settings = cascade_from_builder(builder[:MAX_STAGES], builder[MAX_STAGES:])
+            chosen = get_models([*(names or []), *([spec] if spec else [])], models)
+            settings = settings_from_ui(steps, sampler, eta, seed, projection, stage_settings)
             comparison = run_comparison(
-                image, MODES[mode_label], int(scale), chosen, steps=int(steps) if steps else None,
-                sampler=sampler or None, eta=float(eta or 0), seed=int(seed or 0),
+                image, MODES[mode_label], _whole(scale, "scale", 1), chosen, settings=settings,
                 keep_frames=TRAJECTORY_FRAMES if record else 0,
-                lr_projection=None if projection is None or projection < 0 else int(projection),
                 on_model=lambda i, n, name: progress((i, n), desc=f"{name} ({i + 1}/{n})"),
                 on_step=lambda info: progress((info.step + 1, info.total), desc=f"{info.stage}: step"),
             )  # fmt: skip
@@ -103,21 +143,21 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
             else:
                 slots.append(gr.ImageSlider(value=None, visible=False))
         table = comparison.table()
-        headers = list(table[0]) if table else ["model"]
+        headers = list(dict.fromkeys(h for row in table for h in row)) or ["model"]
         frame = gr.Dataframe(value=[[row.get(h, "") for h in headers] for row in table], headers=headers)
         plot = None
         if comparison.hr is not None and table:
             plot = benchmark_figure(
-                [{"dataset": "this image", "model": r.model, "seconds_per_image": r.seconds, "nfe": r.nfe,
-                  **s} for r, s in zip(comparison.results, comparison.scores)],  # fmt: skip
+                [{**r.facts(), "dataset": "this image", "seconds_per_image": r.seconds, **s}
+                 for r, s in zip(comparison.results, comparison.scores)],  # fmt: skip
                 title="quality vs time on this image",
             )
         gifs = []
         folder = Path(tempfile.mkdtemp(prefix="trajectory_"))
         for r in comparison.results:
             if r.frames:
-                gif = trajectory_gif(r.frames, r.frame_labels, folder / f"{r.model}.gif")
-                gifs.append((str(gif), f"{r.model}: x̂0 over {r.settings['steps']} {r.settings['sampler']} steps"))
+                gif = trajectory_gif(r.frames, r.frame_labels, folder / f"{r.model.replace(SEPARATOR, '_then_')}.gif")
+                gifs.append((str(gif), f"{r.model}: x̂0 per step ({r.facts()['settings']})"))
         return ["\n".join(status), *slots, frame, plot, gifs, comparison]
 
     def zoom(comparison, cx, cy, size, magnify):
@@ -125,21 +165,26 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
             return []
         return zoom_crops(comparison, cx / 100, cy / 100, int(size), int(magnify))
 
-    def upscale_api(image, model, scale, steps, sampler, seed):
-        """Plain API: one model, the image is the LR input; returns the PNG path and the run's facts."""
+    def upscale_api(image, model, scale, steps, sampler, seed, stage_steps=""):
+        """Plain API: one model or cascade ("a>b"), the image is the LR input; returns the PNG path and
+        the run's facts with one record per stage. ``stage_steps``: "10,5" for a cascade's stages."""
         try:
-            (chosen,) = get_models([model], models)
-            comparison = run_comparison(image, MODE_LR, int(scale), [chosen], steps=int(steps) if steps else None,
-                                        sampler=sampler or None, seed=int(seed or 0))  # fmt: skip
+            (chosen,) = get_models([str(model or "").strip()], models)
+            stages = None
+            if stage_steps:
+                stages = tuple(SamplingSettings(steps=_whole(x, "stage steps", 0) or None)
+                               for x in str(stage_steps).split(","))  # fmt: skip
+            settings = settings_from_ui(steps, sampler, 0, seed, -1, stages)
+            comparison = run_comparison(image, MODE_LR, _whole(scale, "scale", 1), [chosen], settings=settings)
         except (SRInputError, ModelUnavailableError, KeyError, ValueError) as err:
             raise _user_error(err) from None
         if comparison.errors:
-            raise gr.Error(comparison.errors[model], print_exception=False)
+            raise gr.Error(next(iter(comparison.errors.values())), print_exception=False)
         r = comparison.results[0]
-        path = Path(tempfile.mkdtemp()) / f"{model}_x{scale}.png"
+        path = Path(tempfile.mkdtemp()) / f"{r.model.replace(SEPARATOR, '_then_')}_x{r.scale}_seed{r.settings.seed or 0}.png"
         Image.fromarray(r.image).save(path)
-        info = {"model": r.model, "scale": r.scale, "nfe": r.nfe, "seconds": r.seconds,
-                "lr_psnr": comparison.scores[0]["lr_psnr"], "settings": r.settings, "notes": comparison.notes}  # fmt: skip
+        info = {**r.facts(), "lr_psnr": comparison.scores[0]["lr_psnr"], "settings": r.settings.as_dict(),
+                "stages": [st.facts() for st in r.stages], "notes": comparison.notes}  # fmt: skip
         return str(path), info
 
     with gr.Blocks(title="Diffusion SR lab") as demo:
@@ -162,6 +207,14 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                     eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM eta")
                     seed = gr.Number(0, precision=0, label="Seed")
                     record = gr.Checkbox(True, label=f"Record the denoising trajectory ({TRAJECTORY_FRAMES} frames)")
+                with gr.Accordion("Cascade: chain models (stage 2 upscales stage 1's output)", open=False):
+                    stage_models, stage_steps = [], []
+                    for i in range(MAX_STAGES):
+                        with gr.Row():
+                            stage_models.append(gr.Dropdown(["", *stage_choices(models)], value="",
+                                                            label=f"stage {i + 1}" + (" (optional)" if i > 1 else "")))  # fmt: skip
+                            stage_steps.append(gr.Number(0, precision=0, minimum=0, label="steps (0 = default)"))
+                    cascade_info = gr.Markdown("Pick two or more stages; the cascade runs next to the ticked models.")
                 projection = gr.Slider(
                     -1, 10, value=-1, step=1,
                     label="LR back-projection iterations (-1 = each model's default, 0 = off)",
@@ -182,14 +235,27 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                         magnify = gr.Slider(1, 8, value=4, step=1, label="magnify")
                     crops = gr.Gallery(label="Zoomed crops", columns=4, format="png", object_fit="contain")
         with gr.Row(visible=False):  # the plain API endpoint, for gradio_client and scripts
-            api_in = [UploadImage(type="filepath", image_mode=None), gr.Textbox(), gr.Number(), gr.Number(), gr.Textbox(), gr.Number()]
+            api_in = [UploadImage(type="filepath", image_mode=None), gr.Textbox(), gr.Number(), gr.Number(), gr.Textbox(),
+                      gr.Number(), gr.Textbox(value="")]  # fmt: skip
             api_out = [gr.Image(type="filepath", format="png"), gr.JSON()]
             api_button = gr.Button()
         api_button.click(upscale_api, api_in, api_out, api_name="upscale")
 
         scale.change(lambda s: gr.CheckboxGroup(value=models_for(s)), scale, names, api_name=False)
+        def describe_cascade(*builder):
+            try:
+                spec, _ = cascade_from_builder(builder[:MAX_STAGES], builder[MAX_STAGES:])
+                if spec is None:
+                    return "Pick two or more stages; the cascade runs next to the ticked models."
+                cascade = parse_cascade(spec, models)
+            except (SRInputError, KeyError) as err:
+                return f"⚠ {err.args[0] if err.args else err}"
+            return f"**{cascade.name}** = {cascade.scales[0]}x: set the Scale to {cascade.scales[0]} to run it."
+
+        for control in (*stage_models, *stage_steps):
+            control.change(describe_cascade, [*stage_models, *stage_steps], cascade_info, api_name=False)
         run.click(
-            compare, [image, mode, scale, names, steps, sampler, eta, seed, record, projection],
+            compare, [image, mode, scale, names, steps, sampler, eta, seed, record, projection, *stage_models, *stage_steps],
             [status, *slots, table, plot, trajectories, state],
             api_name="compare",
         ).then(zoom, [state, cx, cy, size, magnify], crops, api_name=False)  # fmt: skip

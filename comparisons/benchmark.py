@@ -3,8 +3,10 @@
     python -m comparisons.benchmark --models bicubic,regression-x4 --scale 4 \
         --data ../shared/data/test/Set5 --data ../shared/data/test/Set14 --out results/x4
 
-Writes ``per_image.csv``, ``summary.csv``, ``summary.md`` (a table whose header states the
-protocol) and ``summary.html`` (an interactive quality-vs-time plot).
+A model name may be a cascade spec (``"ldm-x4>ldm-x4"``); ``--stage-steps 10,5`` and the other
+``--stage-*`` options set its stages. Writes ``per_image.csv``, ``stages.csv`` (one row per
+image and stage: steps, seed, NFE, seconds of each stage), ``summary.csv``, ``summary.md`` (a
+table whose header states the protocol) and ``summary.html`` (an interactive quality-vs-time plot).
 """
 
 from __future__ import annotations
@@ -18,32 +20,45 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from comparisons.evaluation import list_images, score, test_pairs
+from comparisons.cli import add_settings_arguments, settings_from_args
 from sr_models.base import ModelUnavailableError, SRInputError
+from sr_models.data import SPLITS, list_images, test_pairs
+from sr_models.metrics import detail_ratio, score
 from sr_models.registry import discover, get_models
+from sr_models.types import SamplingSettings
 
 SUMMARY_COLUMNS = [
-    "dataset", "model", "family", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "lpips", "fid", "is_mean",
-    "seconds_per_image", "nfe", "peak_memory_mb", "steps", "sampler", "seed", "crop", "lr_projection",
+    "dataset", "model", "family", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "lpips", "fid",
+    "is_mean", "seconds_per_image", "nfe", "peak_memory_mb", "n_stages", "steps", "sampler", "seed", "crop",
+    "lr_projection", "settings",
 ]  # fmt: skip
 PER_IMAGE_COLUMNS = [
-    "dataset", "model", "scale", "image", "height", "width", "psnr_y", "ssim_y", "lr_psnr", "lpips",
-    "seconds", "nfe", "peak_memory_mb",
+    "dataset", "model", "scale", "image", "height", "width", "psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "lpips",
+    "seconds", "nfe", "peak_memory_mb", "n_stages", "steps", "seed",
 ]  # fmt: skip
-METRIC_KEYS = ("psnr_y", "ssim_y", "lr_psnr")
+STAGE_COLUMNS = [
+    "dataset", "model", "image", "stage", "stage_model", "scale", "input", "output", "steps", "sampler", "eta",
+    "seed", "strength", "lr_projection", "nfe", "seconds", "projection_seconds", "peak_memory_mb",
+]  # fmt: skip
+METRIC_KEYS = ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio")
 
 
-def protocol_text(scale: int, crop: int | None, limit: int | None, seed: int, steps, sampler, projection=None) -> str:
+def protocol_text(scale: int, crop: int | None, limit: int | None, settings: SamplingSettings | None = None,
+                  split: str = "all") -> str:  # fmt: skip
+    settings = settings or SamplingSettings()
+    described = settings.describe() or "model defaults"
     parts = [
         f"x{scale}; HR mod-cropped to {scale}",
         f"HR center crop {crop} px" if crop else "whole images",
         f"first {limit} images per set" if limit else "all images",
+        *([f"split {split!r} of each folder"] if split != "all" else []),
         "LR = MATLAB-bicubic imresize(HR, 1/scale) rounded to uint8",
         f"PSNR/SSIM on BT.601 Y, {scale} px border shaved, SSIM Gaussian 11x11 sigma 1.5",
         "gray images on their one channel",
         "LR-PSNR = PSNR(imresize(SR, 1/scale), LR) on RGB",
-        f"seed {seed}, steps {steps or 'model default'}, sampler {sampler or 'model default'}",
-        f"LR back-projection {'model default' if projection is None else projection}",
+        "hf_ratio = SR/HR spectral energy above the LR Nyquist (Y, Hann window)",
+        f"settings: {described} (unset: each model's default; LR back-projection "
+        f"{'model default' if settings.lr_projection is None else settings.lr_projection})",
     ]
     return "; ".join(parts)
 
@@ -55,16 +70,13 @@ def run_benchmark(
     out: Path,
     limit: int | None = None,
     crop: int | None = None,
-    steps: int | None = None,
-    sampler: str | None = None,
-    seed: int = 0,
-    eta: float = 0.0,
+    settings: SamplingSettings | None = None,
     save_images: bool = False,
     perceptual: bool = False,
     lpips_model=None,
     feature_extractor=None,
     fid_patch: int = 64,
-    lr_projection: int | None = None,
+    split: str = "all",
 ) -> list[dict]:
     """Run every model on every folder; write the reports into ``out``; return the summary rows.
 
@@ -74,30 +86,30 @@ def run_benchmark(
     """
     out.mkdir(parents=True, exist_ok=True)
     lpips_fn, fid_on, notes = _perceptual_setup(perceptual, lpips_model, feature_extractor)
-    for model in models:
-        if scale not in model.scales:
-            raise SRInputError(f"{model.name} supports {'/'.join(map(str, model.scales))}x, not {scale}x")
-        available = model.availability()
-        if not available.ok:
-            raise ModelUnavailableError(f"{model.name} is not available: {available.reason}")
-    total = sum(len(list_images(d)[:limit]) for d in datasets) * len(models)
-    per_image, summary = [], []
+    for model in models:  # every problem before the first image, not an hour in
+        model.check_scale(scale)
+        model.check_available()
+        model.resolve(settings)
+    total = sum(len(list_images(d, split)[:limit]) for d in datasets) * len(models)
+    per_image, stage_rows, summary = [], [], []
     bar = tqdm(total=total, desc="benchmark", unit="img", dynamic_ncols=True)
     for data in datasets:
         dataset = Path(data).name
-        pairs = list(test_pairs(data, scale, limit=limit, crop=crop))
+        pairs = list(test_pairs(data, scale, limit=limit, crop=crop, split=split))
         for model in models:
             rows, outputs = [], []
             for pair in pairs:
                 bar.set_postfix_str(f"{dataset}/{model.name}/{pair.name}", refresh=False)
-                result = model.upscale(pair.lr, scale=scale, steps=steps, sampler=sampler, seed=seed, eta=eta,
-                                       lr_projection=lr_projection)  # fmt: skip
+                result = model.upscale(pair.lr, scale=scale, settings=settings)
+                facts = result.facts()
                 row = {
-                    "dataset": dataset, "model": model.name, "scale": scale, "image": pair.name,
-                    "height": pair.hr.shape[0], "width": pair.hr.shape[1],
-                    **score(result.image, pair.hr, pair.lr, scale),
-                    "seconds": result.seconds, "nfe": result.nfe, "peak_memory_mb": result.peak_memory_mb,
+                    **facts, "dataset": dataset, "image": pair.name, "height": pair.hr.shape[0],
+                    "width": pair.hr.shape[1], **score(result.image, pair.hr, pair.lr, scale),
+                    "hf_ratio": detail_ratio(result.image, pair.hr, scale),
                 }  # fmt: skip
+                for i, stage in enumerate(result.stages):
+                    stage_rows.append({**stage.facts(), "dataset": dataset, "model": model.name, "image": pair.name,
+                                       "stage": i + 1, "stage_model": stage.model})  # fmt: skip
                 if lpips_fn is not None:
                     row["lpips"] = lpips_fn(result.image, pair.hr)
                 rows.append(row)
@@ -120,21 +132,22 @@ def run_benchmark(
                 notes.append(f"FID/IS ({dataset}, {model.name}): {dist['protocol']}")
             summary.append(
                 {
+                    **{k: facts[k] for k in ("n_stages", "steps", "sampler", "seed", "lr_projection", "settings")},
                     **extra,
                     "dataset": dataset, "model": model.name, "family": model.family, "scale": scale,
                     "n_images": len(rows),
-                    **{k: float(np.mean([r[k] for r in rows])) for k in METRIC_KEYS},
+                    **{k: float(np.nanmean([r[k] for r in rows])) for k in METRIC_KEYS},
                     "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
                     "nfe": float(np.mean([r["nfe"] for r in rows])),
                     "peak_memory_mb": float(np.max([r["peak_memory_mb"] for r in rows])),
-                    "steps": result.settings.get("steps") or "", "sampler": result.settings.get("sampler") or "",
-                    "seed": seed, "crop": crop or "", "lr_projection": result.settings.get("lr_projection", 0),
+                    "crop": crop or "",
                 }  # fmt: skip
             )
     bar.close()
     _write_csv(out / "per_image.csv", per_image, PER_IMAGE_COLUMNS)
+    _write_csv(out / "stages.csv", stage_rows, STAGE_COLUMNS)
     _write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
-    protocol = protocol_text(scale, crop, limit, seed, steps, sampler, lr_projection)
+    protocol = protocol_text(scale, crop, limit, settings, split)
     notes = list(dict.fromkeys(n.split(": ", 1)[1] if n.startswith("FID/IS (") else n for n in notes))
     (out / "summary.md").write_text(markdown_table(summary, protocol, notes))
     try:
@@ -163,9 +176,9 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]):
 
 
 def markdown_table(summary: list[dict], protocol: str, notes: list[str] = ()) -> str:
-    columns = ["dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr"]
+    columns = ["dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "hf_ratio"]
     columns += [c for c in ("lpips", "fid", "is_mean") if summary and c in summary[0]]
-    columns += ["seconds_per_image", "nfe"]
+    columns += ["seconds_per_image", "nfe", "steps"]
     lines = [f"Protocol: {protocol}", *[f"Note: {n}" for n in notes], ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in summary:
@@ -201,17 +214,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark SR models on test folders with the standard protocol (Y channel, border = scale).",
     )
     p.add_argument("--list", action="store_true", help="list the models found and whether they can run here")
-    p.add_argument("--models", help="comma-separated model names (see --list)")
+    p.add_argument("--models", help="comma-separated model names (see --list) or cascades, e.g. bicubic,\"ldm-x4>ldm-x4\"")
     p.add_argument("--scale", type=int)
     p.add_argument("--data", action="append", help="test folder of HR images; repeat for several")
     p.add_argument("--out", help="output folder for the CSV/Markdown/HTML files")
     p.add_argument("--limit", type=int, help="use at most this many images per folder")
     p.add_argument("--crop", type=int, help="evaluate on HR center crops of this size (for slow models)")
-    p.add_argument("--steps", type=int, help="sampling steps for diffusion models (default: each model's)")
-    p.add_argument("--sampler", help="sampler for diffusion models (default: each model's)")
-    p.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr-projection", type=int, help="back-projection iterations on every output (default: each model's)")
+    p.add_argument("--split", default="all", choices=SPLITS,
+                   help="part of each folder: 'val' is the held-out validation split of a training pool "
+                   "(pick defaults there, never on test sets)")  # fmt: skip
+    add_settings_arguments(p)
     p.add_argument("--model-dir", action="append", default=[], help="extra folder of model folders")
     p.add_argument("--save-images", action="store_true", help="also write the SR outputs as PNG")
     p.add_argument(
@@ -238,19 +250,19 @@ def main(argv=None) -> int:
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     try:
+        settings = settings_from_args(args)
         models = get_models(
             [n.strip() for n in args.models.split(",") if n.strip()], discover(model_dirs=args.model_dir)
         )
         summary = run_benchmark(
-            models, args.scale, args.data, Path(args.out), limit=args.limit, crop=args.crop,
-            steps=args.steps, sampler=args.sampler, seed=args.seed, eta=args.eta, save_images=args.save_images,
-            perceptual=args.perceptual, fid_patch=args.fid_patch, lr_projection=args.lr_projection,
+            models, args.scale, args.data, Path(args.out), limit=args.limit, crop=args.crop, settings=settings,
+            save_images=args.save_images, perceptual=args.perceptual, fid_patch=args.fid_patch, split=args.split,
         )  # fmt: skip
     except (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
     if args.update_cards:
-        protocol = protocol_text(args.scale, args.crop, args.limit, args.seed, args.steps, args.sampler, args.lr_projection)
+        protocol = protocol_text(args.scale, args.crop, args.limit, settings, args.split)
         for folder in update_cards(models, summary, protocol):
             print(f"updated the model card in {folder}", file=sys.stderr)
     print((Path(args.out) / "summary.md").read_text())

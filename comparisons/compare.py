@@ -9,11 +9,11 @@ from typing import Callable
 
 import numpy as np
 
-from comparisons.degradation import degrade
-from comparisons.evaluation import score
-from comparisons.metrics import lr_consistency
 from sr_models.base import SRInputError, StepInfo, UpscaleResult
+from sr_models.degradation import degrade
 from sr_models.image_io import load_image
+from sr_models.metrics import detail_ratio, lr_consistency, score
+from sr_models.types import SamplingSettings
 
 MODE_HR = "hr"  # the image is a reference: degrade it, upscale the LR, compare to it
 MODE_LR = "lr"  # the image is the low-resolution input: upscale it, nothing to compare to
@@ -30,17 +30,26 @@ class Comparison:
     errors: dict[str, str] = field(default_factory=dict)  # model name -> message
 
     def table(self) -> list[dict]:
-        """One row per model that ran: fidelity (if a reference exists) and cost."""
+        """One row per model that ran (fidelity if a reference exists, cost, settings), then a row
+        per stage under each cascade: the same ``facts()`` the benchmark's CSVs are made of."""
         rows = []
         for result, s in zip(self.results, self.scores):
+            facts = result.facts()
             row = {"model": result.model}
             if s["psnr_y"] is not None:
-                row.update({"PSNR-Y (dB)": round(s["psnr_y"], 2), "SSIM-Y": round(s["ssim_y"], 4)})
+                row.update({"PSNR-Y (dB)": round(s["psnr_y"], 2), "SSIM-Y": round(s["ssim_y"], 4),
+                            "detail (HF ratio)": round(s["hf_ratio"], 3)})  # fmt: skip
             row["LR-PSNR (dB)"] = round(s["lr_psnr"], 2)
-            row.update(
-                {"NFE": result.nfe, "seconds": round(result.seconds, 3), "peak MB": round(result.peak_memory_mb, 1)}
-            )
+            row.update({"NFE": facts["nfe"], "seconds": round(facts["seconds"], 3),
+                        "peak MB": round(facts["peak_memory_mb"], 1), "settings": facts["settings"]})  # fmt: skip
             rows.append(row)
+            if len(result.stages) > 1:
+                for i, stage in enumerate(result.stages):
+                    st = stage.facts()
+                    rows.append({"model": f"  stage {i + 1}: {stage.model} ({st['input']} → {st['output']})",
+                                 "NFE": st["nfe"], "seconds": round(st["seconds"], 3),
+                                 "peak MB": round(st["peak_memory_mb"], 1),
+                                 "settings": stage.settings.describe()})  # fmt: skip
         return rows
 
 
@@ -66,12 +75,8 @@ def run_comparison(
     scale: int,
     models,
     *,
-    steps: int | None = None,
-    sampler: str | None = None,
-    eta: float = 0.0,
-    seed: int = 0,
+    settings: SamplingSettings | None = None,
     keep_frames: int = 0,
-    lr_projection: int | None = None,
     max_pixels: int | None = None,
     on_model: Callable[[int, int, str], None] | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
@@ -79,21 +84,22 @@ def run_comparison(
     """Upscale with every model; a model that fails is reported in ``errors``, the others still run."""
     if not models:
         raise SRInputError("choose at least one model")
+    settings = settings or SamplingSettings()
     lr, hr, notes = prepare_input(source, mode, scale, max_pixels)
     comparison = Comparison(lr=lr, hr=hr, scale=scale, notes=notes)
     for i, model in enumerate(models):
         if on_model:
             on_model(i, len(models), model.name)
         try:
-            result = model.upscale(
-                lr, scale=scale, steps=steps, sampler=sampler, seed=seed, eta=eta,
-                on_step=on_step, keep_frames=keep_frames, lr_projection=lr_projection,
-            )  # fmt: skip
+            result = model.upscale(lr, scale=scale, settings=settings, on_step=on_step, keep_frames=keep_frames)
         except (SRInputError, RuntimeError) as err:  # unsupported scale, unavailable weights, ...
             comparison.errors[model.name] = str(err)
             continue
         comparison.results.append(result)
-        comparison.scores.append(score(result.image, hr, lr, scale) if hr is not None else _lr_only(result, lr, scale))
+        if hr is not None:
+            comparison.scores.append({**score(result.image, hr, lr, scale), "hf_ratio": detail_ratio(result.image, hr, scale)})
+        else:
+            comparison.scores.append(_lr_only(result, lr, scale))
     return comparison
 
 

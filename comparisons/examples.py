@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from comparisons.degradation import center_crop
+from sr_models.degradation import center_crop
 
 
 def zone_chart(size: int = 256) -> np.ndarray:

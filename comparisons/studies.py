@@ -13,22 +13,27 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from comparisons.benchmark import run_benchmark
+from comparisons.cli import add_settings_arguments, settings_from_args
+from sr_models.data import SPLITS
+from sr_models.types import SamplingSettings
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.registry import discover, get_models
 
 
-def steps_study(models, scale, datasets, out: Path, steps_list, sampler=None, crop=None, limit=None,
-                lr_projection=None) -> list[dict]:  # fmt: skip
+def steps_study(models, scale, datasets, out: Path, steps_list, settings: SamplingSettings | None = None, crop=None,
+                limit=None, split="all") -> list[dict]:  # fmt: skip
     rows = []
+    settings = settings or SamplingSettings()
     for steps in steps_list:
         summary = run_benchmark(models, scale, datasets, out / f"steps-{steps}", limit=limit, crop=crop,
-                                steps=steps, sampler=sampler, lr_projection=lr_projection)  # fmt: skip
+                                settings=replace(settings, steps=steps), split=split)  # fmt: skip
         rows += [{"steps": steps, **r} for r in summary]
     columns = ["steps", "dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "seconds_per_image", "nfe"]
     with open(out / "study.csv", "w", newline="") as f:
@@ -60,8 +65,8 @@ def reconstruction_study(folder: Path, datasets, out: Path | None = None, crop=N
     import torch
     from diffusers import AutoencoderKL
 
-    from comparisons.evaluation import test_pairs
-    from comparisons.metrics import psnr, ssim
+    from sr_models.data import test_pairs
+    from sr_models.metrics import psnr, ssim
     from sr_models.cards import read_meta, write_meta
     from sr_models.diffusion_sr import to_image, to_model_range
 
@@ -101,14 +106,14 @@ def main(argv=None) -> int:
     p = sub.add_parser("steps", help="quality and time against the number of sampling steps")
     p.add_argument("--models", required=True)
     p.add_argument("--scale", type=int, required=True)
-    p.add_argument("--steps", default="1,2,5,10,20", help="comma-separated step counts")
-    p.add_argument("--sampler", help="sampler (default: each model's)")
+    p.add_argument("--steps-list", default="1,2,5,10,20", help="comma-separated step counts")
     p.add_argument("--data", action="append", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--crop", type=int)
     p.add_argument("--limit", type=int)
-    p.add_argument("--lr-projection", type=int)
+    p.add_argument("--split", default="all", choices=SPLITS, help="'val': the training pool's held-out split")
     p.add_argument("--model-dir", action="append", default=[])
+    add_settings_arguments(p)
     r = sub.add_parser("reconstruction", help="first-stage reconstruction PSNR/SSIM (the LDMs' ceiling)")
     r.add_argument("--first-stage", required=True)
     r.add_argument("--data", action="append", required=True)
@@ -129,8 +134,8 @@ def main(argv=None) -> int:
         return 0
     try:
         models = get_models(args.models.split(","), discover(model_dirs=args.model_dir))
-        rows = steps_study(models, args.scale, args.data, Path(args.out), [int(s) for s in args.steps.split(",")],
-                           args.sampler, args.crop, args.limit, args.lr_projection)  # fmt: skip
+        rows = steps_study(models, args.scale, args.data, Path(args.out), [int(s) for s in args.steps_list.split(",")],
+                           settings_from_args(args), args.crop, args.limit, args.split)  # fmt: skip
     except (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2

@@ -1,9 +1,11 @@
-"""The one interface every model family implements: ``SRModel.upscale(lr, ...) -> UpscaleResult``.
+"""The one interface every model family implements:
+``SRModel.upscale(lr, scale, settings, on_step) -> UpscaleResult``.
 
-A family only writes ``_upscale``; validation, timing, peak-memory measurement and the result
-record live here, so the app, the benchmark and the tests measure every family the same way.
-Diffusion families report their denoising trajectory through ``on_step`` (k-diffusion style: one
-call per step with x_t and the predicted clean image) and keep the frames in the result.
+A family only writes ``_upscale``; settings resolution, validation, timing, peak-memory
+measurement, back-projection onto the original LR and the result record live here, so the app,
+the benchmark, cascades and the tests measure every family the same way. Diffusion families
+report their denoising trajectory through ``on_step`` (k-diffusion style: one call per step with
+x_t and the predicted clean image) and keep the frames in the result.
 """
 
 from __future__ import annotations
@@ -11,54 +13,20 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from sr_models.consistency import back_project
-
-
-class SRInputError(ValueError):
-    """Bad input for a model (unsupported scale, wrong array, ...): the message is for the user."""
-
-
-class ModelUnavailableError(RuntimeError):
-    """The model cannot run here (weights missing, needs internet); the message says why."""
-
-
-@dataclass
-class StepInfo:
-    """What a sampler reports after each step: enough to animate a trajectory."""
-
-    step: int  # 0-based index of the step just done
-    total: int  # number of steps in this run
-    timestep: float  # the scheduler's t (or sigma) of this step
-    x_t: Any = None  # current noisy state (tensor, model space: latent or pixel)
-    x0: Any = None  # predicted clean image, uint8 HxWx3 when decoded, else None
-    stage: str = ""  # which model in a cascade produced it
-
-
-@dataclass
-class UpscaleResult:
-    image: np.ndarray  # uint8 HxWx3 RGB
-    scale: int
-    model: str
-    nfe: int  # network evaluations (UNet / CNN forward passes on the whole image or its tiles)
-    seconds: float
-    peak_memory_mb: float  # peak resident memory above the level at the call's start (CPU) or CUDA peak
-    settings: dict = field(default_factory=dict)
-    frames: list[np.ndarray] = field(default_factory=list)  # trajectory (uint8 HxWx3), if any
-    frame_labels: list[str] = field(default_factory=list)
+from sr_models.types import (  # noqa: F401  (re-exported: the interface's vocabulary)
+    ModelUnavailableError, OnStep, SamplingSettings, SRInputError, StageResult, StepInfo, UpscaleResult,
+)  # fmt: skip
 
 
 @dataclass
 class Availability:
     ok: bool
     reason: str = ""
-
-
-OnStep = Callable[[StepInfo], None]
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -130,83 +98,105 @@ class SRModel:
     def is_diffusion(self) -> bool:
         return self.default_steps is not None
 
+    def check_scale(self, scale: int | None) -> int:
+        if scale is None:
+            if len(self.scales) != 1:
+                raise SRInputError(f"{self.name} supports scales {list(self.scales)}: choose one")
+            return self.scales[0]
+        if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)):
+            raise SRInputError(f"the scale must be a whole number, got {scale!r}")
+        if scale not in self.scales:
+            raise SRInputError(f"{self.name} supports scale {'/'.join(map(str, self.scales))}x, not {scale}x")
+        return int(scale)
+
+    def check_available(self):
+        available = self.availability()
+        if not available.ok:
+            raise ModelUnavailableError(f"{self.name} is not available: {available.reason}")
+
+    def resolve(self, settings: SamplingSettings | None) -> SamplingSettings:
+        """The settings this model will actually use: every ``None`` replaced by its default."""
+        settings = settings or SamplingSettings()  # per-stage ``stages`` are a cascade's: a single model
+        # runs with the run-wide values, so one settings value serves a mixed list (bicubic, a>b, ...)
+        if self.is_diffusion:
+            sampler = settings.sampler or self.default_sampler
+            if self.samplers and sampler not in self.samplers:
+                raise SRInputError(f"unknown sampler {sampler!r}; choose from {', '.join(self.samplers)}")
+            diffusion = dict(steps=settings.steps or self.default_steps, sampler=sampler, eta=settings.eta or 0.0,
+                             strength=1.0 if settings.strength is None else settings.strength)  # fmt: skip
+        else:
+            diffusion = dict(steps=None, sampler=None, eta=None, strength=None)
+        projection = self.lr_projection_default if settings.lr_projection is None else settings.lr_projection
+        return SamplingSettings(**diffusion, seed=settings.seed or 0, tile=settings.tile, lr_projection=projection)
+
     def upscale(
         self,
         lr_image: np.ndarray,
         scale: int | None = None,
-        steps: int | None = None,
-        sampler: str | None = None,
-        seed: int = 0,
-        eta: float = 0.0,
+        settings: SamplingSettings | None = None,
         on_step: OnStep | None = None,
         keep_frames: int = 0,
-        tile_size: int | None = None,
-        lr_projection: int | None = None,
     ) -> UpscaleResult:
-        """Upscale an HxWx3 uint8 RGB image.
+        """Upscale an HxWx3 uint8 RGB image: a run of one stage.
 
-        ``scale`` defaults to the model's only scale; ``steps``/``sampler``/``eta`` apply to
-        iterative models (ignored by the others); ``seed`` makes sampling reproducible;
-        ``keep_frames`` > 0 keeps up to that many trajectory frames in the result; ``lr_projection``
-        back-projects the output onto the LR that many times (None: the model's default; 0: off).
+        ``scale`` defaults to the model's only scale; ``settings`` (None fields: model defaults)
+        say how to sample and how many back-projection iterations onto the LR follow;
+        ``keep_frames`` > 0 keeps up to that many trajectory frames in the result.
         """
         lr_image = as_rgb_uint8(lr_image)
-        available = self.availability()
-        if not available.ok:
-            raise ModelUnavailableError(f"{self.name} is not available: {available.reason}")
-        if scale is None:
-            if len(self.scales) != 1:
-                raise SRInputError(f"{self.name} supports scales {list(self.scales)}: choose one")
-            scale = self.scales[0]
-        if scale not in self.scales:
-            raise SRInputError(f"{self.name} supports scale {'/'.join(map(str, self.scales))}x, not {scale}x")
-        if self.is_diffusion:
-            steps = self.default_steps if steps is None else int(steps)
-            sampler = sampler or self.default_sampler
-            if steps < 1:
-                raise SRInputError(f"steps must be at least 1, got {steps}")
-            if self.samplers and sampler not in self.samplers:
-                raise SRInputError(f"unknown sampler {sampler!r}; choose from {', '.join(self.samplers)}")
-        else:
-            steps, sampler = None, None
-        if lr_projection is None:
-            lr_projection = self.lr_projection_default
-        if lr_projection < 0:
-            raise SRInputError(f"lr_projection must be 0 or more, got {lr_projection}")
-        settings = {"scale": scale, "steps": steps, "sampler": sampler, "seed": int(seed), "eta": eta}
-        if lr_projection:
-            settings["lr_projection"] = int(lr_projection)
+        self.check_available()
+        scale = self.check_scale(scale)
+        resolved = self.resolve(settings)
+        t_load = time.perf_counter()
+        self.load_weights()  # before the clock and the memory peak start
+        load_seconds = time.perf_counter() - t_load
+        with PeakMemory() as mem:
+            t0 = time.perf_counter()
+            stage = self.run_stage(lr_image, scale, resolved, on_step, keep_frames)
+            seconds = time.perf_counter() - t0
+        return UpscaleResult(stage.image, scale, self.name, [stage], seconds, mem.peak_mb, load_seconds)
+
+    def run_stage(
+        self,
+        lr: np.ndarray,
+        scale: int,
+        settings: SamplingSettings,
+        on_step: OnStep | None = None,
+        keep_frames: int = 0,
+        original_lr: np.ndarray | None = None,
+        stage_index: int = 0,
+    ) -> StageResult:
+        """One stage with resolved ``settings``; back-projection targets ``original_lr`` (default: ``lr``),
+        the input of the whole run, at the total magnification from it to this stage's output."""
+        original_lr = lr if original_lr is None else original_lr
+        t_load = time.perf_counter()
+        self.load_weights()  # outside the timed run: loading is reported apart
+        load_seconds = time.perf_counter() - t_load
+        report = None
+        if on_step is not None:
+            report = lambda info: on_step(replace(info, stage=self.name, stage_index=stage_index))  # noqa: E731
         with PeakMemory() as mem:
             t0 = time.perf_counter()
             image, nfe, frames, labels = self._upscale(
-                lr_image,
-                scale=scale,
-                steps=steps,
-                sampler=sampler,
-                seed=int(seed),
-                eta=eta,
-                on_step=on_step,
-                keep_frames=keep_frames,
-                tile_size=tile_size,
+                lr, scale=scale, settings=settings, on_step=report, keep_frames=keep_frames
             )
-            if lr_projection:
-                image = back_project(image, lr_image, scale, int(lr_projection))
-            seconds = time.perf_counter() - t0
-        expected = (lr_image.shape[0] * scale, lr_image.shape[1] * scale, 3)
-        if image.shape != expected or image.dtype != np.uint8:  # a family bug, not user input
-            raise RuntimeError(f"{self.name} returned {image.shape} {image.dtype}, expected {expected} uint8")
-        return UpscaleResult(
-            image=image,
-            scale=scale,
-            model=self.name,
-            nfe=nfe,
-            seconds=seconds,
-            peak_memory_mb=mem.peak_mb,
-            settings=settings,
-            frames=frames,
-            frame_labels=labels,
-        )
+            expected = (lr.shape[0] * scale, lr.shape[1] * scale, 3)
+            if image.shape != expected or image.dtype != np.uint8:  # a family bug, not user input
+                raise RuntimeError(f"{self.name} returned {image.shape} {image.dtype}, expected {expected} uint8")
+            t1 = time.perf_counter()
+            if settings.lr_projection:
+                total = image.shape[0] // original_lr.shape[0]
+                image = back_project(image, original_lr, total, settings.lr_projection)
+            t2 = time.perf_counter()
+        return StageResult(
+            model=self.name, scale=scale, settings=settings, image=image, input_shape=lr.shape[:2], nfe=nfe,
+            seconds=t2 - t0, peak_memory_mb=mem.peak_mb, projection_seconds=t2 - t1, load_seconds=load_seconds,
+            frames=frames, frame_labels=labels,
+        )  # fmt: skip
 
-    def _upscale(self, lr, *, scale, steps, sampler, seed, eta, on_step, keep_frames, tile_size):
-        """Return (sr uint8 HxWx3, nfe, frames, frame_labels)."""
+    def load_weights(self):
+        """Load what the model needs before it runs (no-op for models built in memory)."""
+
+    def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
+        """Return (sr uint8 HxWx3, nfe, frames, frame_labels); ``settings`` are resolved."""
         raise NotImplementedError

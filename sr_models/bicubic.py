@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from comparisons.degradation import imresize
 from sr_models.base import SRModel
+from sr_models.degradation import imresize
 
 
 class BicubicSR(SRModel):
@@ -12,6 +12,6 @@ class BicubicSR(SRModel):
     scales = (2, 3, 4, 8, 16)
     description = "MATLAB-compatible bicubic imresize (Keys a=-0.5), the benchmark's baseline"
 
-    def _upscale(self, lr, *, scale, steps, sampler, seed, eta, on_step, keep_frames, tile_size):
+    def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
         h, w = lr.shape[:2]
         return imresize(lr, scale, output_shape=(h * scale, w * scale)), 0, [], []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from comparisons.degradation import imresize
+from sr_models.degradation import imresize
 
 
 def back_project(sr: np.ndarray, lr: np.ndarray, scale: int, iterations: int = 3) -> np.ndarray:

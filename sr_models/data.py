@@ -1,4 +1,7 @@
-"""Training pairs: random HR crops of a folder of images, LR made by the benchmark's degradation.
+"""Image folders, the held-out validation split, test pairs and random training patches.
+
+Test pairs and training patches both get their LR from the benchmark's degradation
+(``sr_models.degradation``), so training validation and the benchmark measure the same thing.
 
 Every batch is drawn from a generator seeded by (seed, step), so a resumed run sees exactly the
 batches an uninterrupted run would have seen.
@@ -6,14 +9,40 @@ batches an uninterrupted run would have seen.
 
 from __future__ import annotations
 
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from PIL import Image
 
-from comparisons.degradation import imresize
-from comparisons.evaluation import IMAGE_SUFFIXES
+from sr_models.degradation import center_crop, degrade, imresize
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+SPLITS = ("train", "val", "all")
+VAL_EVERY = 10  # one image in ten (by a stable hash of its folder and name) is held out for validation
+
+
+def is_validation(path: Path) -> bool:
+    """Whether an image belongs to the held-out validation split of a training pool.
+
+    The split is a hash of ``folder/name`` (not of a listing order), so it is the same on every
+    machine and does not move when images are added to the pool.
+    """
+    return zlib.crc32(f"{path.parent.name}/{path.name}".encode()) % VAL_EVERY == 0
+
+
+def split_images(files: list[Path], split: str) -> list[Path]:
+    """``train``: the pool minus its validation images; ``val``: those only; ``all``: every image."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    if split == "all":
+        return list(files)
+    return [f for f in files if is_validation(f) == (split == "val")]
 
 
 def find_images(folder: str | Path) -> list[Path]:
@@ -27,15 +56,52 @@ def find_images(folder: str | Path) -> list[Path]:
     return files
 
 
+@dataclass
+class TestPair:
+    name: str
+    hr: np.ndarray  # mod-cropped (and center-cropped if asked) uint8 RGB
+    lr: np.ndarray
+
+
+def list_images(folder: str | Path, split: str = "all") -> list[Path]:
+    """Image files directly in ``folder``, sorted; ``split`` picks a part of a training pool."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"test folder {folder} does not exist")
+    files = split_images(sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), split)
+    if not files:
+        raise FileNotFoundError(f"no images in {folder}" + (f" (split {split!r})" if split != "all" else ""))
+    return files
+
+
+def test_pairs(
+    folder: str | Path, scale: int, limit: int | None = None, crop: int | None = None, split: str = "all"
+) -> Iterator[TestPair]:
+    """HR/LR pairs of a test folder with the benchmark degradation.
+
+    ``crop``: evaluate on the HR center crop of that size (a multiple of the scale), for slow models.
+    """
+    for path in list_images(folder, split)[:limit]:
+        hr = np.asarray(Image.open(path).convert("RGB"))
+        if crop:
+            hr = center_crop(hr, crop, multiple=scale)
+        hr, lr = degrade(hr, scale)
+        yield TestPair(path.stem, hr, lr)
+
+
 class PatchSampler:
     """Random (LR, HR) patch pairs with flips and 90-degree rotations."""
 
-    def __init__(self, folder: str | Path, scale: int, hr_patch: int, seed: int = 0):
+    def __init__(self, folder: str | Path, scale: int, hr_patch: int, seed: int = 0, split: str = "all"):
         if hr_patch % scale:
             raise ValueError(f"HR patch {hr_patch} is not a multiple of the scale {scale}")
         self.scale, self.hr_patch, self.seed = scale, hr_patch, seed
         self.images = []
-        for path in find_images(folder):
+        self.files = split_images(find_images(folder), split)
+        if not self.files:
+            raise ValueError(f"split {split!r} of {folder} has no images (one in {VAL_EVERY} is held out for "
+                             "validation): use --split all for a tiny folder")  # fmt: skip
+        for path in self.files:
             img = np.asarray(Image.open(path).convert("RGB"))
             if min(img.shape[:2]) >= hr_patch:
                 self.images.append(img)
@@ -66,3 +132,28 @@ class PatchSampler:
             return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).float() / 255.0
 
         return stack(lrs), stack(hrs)
+
+
+def augment_condition(lr: torch.Tensor, rng: np.random.Generator, blur: float, noise: float, prob: float) -> torch.Tensor:
+    """Conditioning augmentation (SR3 / Imagen cascades): LR batches in [0, 1] with random blur and noise.
+
+    A later cascade stage receives an earlier stage's output, softer and noisier than a clean
+    bicubic LR; training on such inputs teaches it not to copy their flaws. Each image is
+    augmented with probability ``prob``: Gaussian blur sigma ~ U(0, ``blur``) LR pixels, then
+    Gaussian noise std ~ U(0, ``noise``), then 8-bit rounding like a real image. The level is
+    not given to the model, so the model folder keeps its stock layout.
+    """
+    from torchvision.transforms.functional import gaussian_blur
+
+    out = lr.clone()
+    for i in range(out.shape[0]):
+        if rng.random() >= prob:
+            continue
+        sigma = float(rng.uniform(0, blur)) if blur > 0 else 0.0
+        if sigma > 0.1:
+            k = 2 * int(np.ceil(3 * sigma)) + 1
+            out[i] = gaussian_blur(out[i], [k, k], [sigma, sigma])
+        std = float(rng.uniform(0, noise)) if noise > 0 else 0.0
+        if std > 0:
+            out[i] = out[i] + torch.from_numpy(rng.standard_normal(out[i].shape).astype(np.float32)) * std
+    return torch.round(out.clamp(0, 1) * 255) / 255

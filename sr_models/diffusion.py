@@ -52,30 +52,53 @@ def predicted_x0(scheduler, model_output: torch.Tensor, sample: torch.Tensor, t)
     raise ValueError(f"unknown prediction type {kind}")
 
 
+def schedule(scheduler, steps: int, strength: float = 1.0) -> torch.Tensor:
+    """The timesteps to run: the whole respaced schedule of ``steps``, or its last ``strength`` part.
+
+    ``strength`` < 1 is SDEdit (Meng et al. 2022, diffusers' img2img convention): the run starts
+    part-way, from a noised guess instead of pure noise, and skips the first steps.
+    """
+    scheduler.set_timesteps(steps)
+    if strength >= 1:
+        return scheduler.timesteps
+    run = max(1, min(steps, int(steps * strength)))
+    begin = (steps - run) * scheduler.order
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(begin)  # multistep solvers index their own state
+    return scheduler.timesteps[begin:]
+
+
+def start_state(shape, scheduler, timesteps, generator: torch.Generator, x0: torch.Tensor | None = None):
+    """x_T: pure noise (``x0`` None), or ``x0`` noised to the first of ``timesteps`` (SDEdit).
+
+    The noise is drawn exactly as diffusers' pipelines draw it (``randn_tensor`` with a CPU
+    generator), so a seed gives the same image on every machine and in the stock pipeline.
+    """
+    noise = randn_tensor(shape, generator=generator, dtype=torch.float32)
+    if x0 is None:
+        return noise * scheduler.init_noise_sigma
+    return scheduler.add_noise(x0, noise, timesteps[:1])
+
+
 def sample(
     denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    shape: tuple[int, ...],
+    x: torch.Tensor,
     scheduler,
-    steps: int,
+    timesteps,
     generator: torch.Generator,
     eta: float = 0.0,
     on_step: Callable[[int, int, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """Run the reverse process from pure noise; returns (x0, network evaluations).
+    """Run the reverse process from the state ``x`` over ``timesteps``; returns (x0, network evaluations).
 
-    ``denoise(x_t, t)`` returns the network output (conditioning is the caller's business).
-    The initial noise is drawn exactly as diffusers' pipelines draw it (``randn_tensor`` with a
-    CPU generator), so a seed gives the same image on every machine and in the stock pipeline.
+    ``denoise(x_t, t)`` returns the network output (conditioning is the caller's business);
+    ``on_step(i, n, t, x_t, x0_hat)`` is called after every step (k-diffusion's callback).
     """
-    x = randn_tensor(shape, generator=generator, dtype=torch.float32)
-    scheduler.set_timesteps(steps)
-    x = x * scheduler.init_noise_sigma
     kwargs = {}
     if isinstance(scheduler, DDIMScheduler):
         kwargs["eta"] = eta
     if isinstance(scheduler, (DDIMScheduler, DDPMScheduler)):
         kwargs["generator"] = generator  # stochastic steps drawn from the seeded generator too
-    timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):
         model_input = scheduler.scale_model_input(x, t)
         out = denoise(model_input, t)

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 
-from sr_models.base import SRModel, StepInfo
-from sr_models.diffusion import SAMPLERS, make_scheduler, sample
+from sr_models.base import SamplingSettings, SRModel, StepInfo
+from sr_models.diffusion import SAMPLERS, make_scheduler, sample, schedule, start_state
 from sr_models.tiling import tiled
 
 FIRST_STAGE_FACTOR = 4
@@ -43,7 +43,12 @@ def to_image(x: torch.Tensor) -> np.ndarray:
     return np.round(x * 255).astype(np.uint8)
 
 
-def bicubic_up(lr: torch.Tensor, factor: int) -> torch.Tensor:
+def torch_bicubic_up(lr: torch.Tensor, factor: int) -> torch.Tensor:
+    """torch's bicubic (a = -0.75, no antialiasing): how models see an LR at a larger size.
+
+    Not the benchmark's MATLAB ``imresize`` (``sr_models.degradation``), which makes LRs and the
+    bicubic baseline; the two differ by tenths of a dB and must not be mixed up.
+    """
     return F.interpolate(lr, scale_factor=factor, mode="bicubic", align_corners=False)
 
 
@@ -57,7 +62,7 @@ def latent_condition(lr: torch.Tensor, scale: int, factor: int = FIRST_STAGE_FAC
         return F.pixel_unshuffle(lr, factor // scale)
     if scale % factor:
         raise ValueError(f"scale {scale} is not a multiple of the first-stage factor {factor}")
-    return bicubic_up(lr, scale // factor)
+    return torch_bicubic_up(lr, scale // factor)
 
 
 def condition_channels(scale: int, factor: int = FIRST_STAGE_FACTOR) -> int:
@@ -103,14 +108,17 @@ class DiffusionSR(SRModel):
     def _pad_multiple(self) -> int:
         return 2 ** (len(self.unet.config.block_out_channels) - 1)
 
+    def _init_x0(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
+        """The working-space image of the plain upsample of ``lr``: where SDEdit starts from."""
+        raise NotImplementedError
+
     # the run -------------------------------------------------------------------------------------
-    def run(self, lr: torch.Tensor, scale, steps, sampler, seed, eta=0.0, on_step=None, keep_frames=0, tile=None):
-        """LR in [-1, 1] (1x3xhxw) -> (SR in [-1, 1], nfe, frames, labels)."""
-        tile = tile or self.tile
-        scheduler = make_scheduler(sampler, self.scheduler_config)
-        generator = torch.Generator("cpu").manual_seed(seed)
+    def run(self, lr: torch.Tensor, scale: int, settings: SamplingSettings, on_step=None, keep_frames=0):
+        """LR in [-1, 1] (1x3xhxw), resolved settings -> (SR in [-1, 1], nfe, frames, labels)."""
+        tile = settings.tile or self.tile
+        scheduler = make_scheduler(settings.sampler, self.scheduler_config)
+        generator = torch.Generator("cpu").manual_seed(settings.seed)
         cond, shape = self._prepare(lr, scale)
-        keep = set(np.linspace(0, steps - 1, keep_frames).round().astype(int).tolist()) if keep_frames else set()
         frames, labels = [], []
         nfe = 0
 
@@ -127,24 +135,30 @@ class DiffusionSR(SRModel):
             nfe += len(calls)
             return out
 
-        def step_callback(i, n, t, x_t, x0):
-            decoded = None
-            if i in keep:
-                decoded = to_image(self._finish(x0, lr, scale))
-                frames.append(decoded)
-                labels.append(f"step {i + 1}/{n} (t={int(t)})")
-            if on_step is not None:
-                on_step(StepInfo(step=i, total=n, timestep=float(t), x_t=x_t, x0=decoded, stage=self.name))
-
         with torch.inference_mode():
-            x0, _ = sample(denoise, shape, scheduler, steps, generator, eta=eta, on_step=step_callback)
+            timesteps = schedule(scheduler, settings.steps, settings.strength)
+            n = len(timesteps)
+            keep = set(np.linspace(0, n - 1, keep_frames).round().astype(int).tolist()) if keep_frames else set()
+            init = None if settings.strength >= 1 else self._init_x0(lr, scale)
+            x = start_state(shape, scheduler, timesteps, generator, init)
+
+            def step_callback(i, n, t, x_t, x0):
+                decoded = None
+                if i in keep:
+                    decoded = to_image(self._finish(x0, lr, scale))
+                    frames.append(decoded)
+                    labels.append(f"step {i + 1}/{n} (t={int(t)})")
+                if on_step is not None:
+                    on_step(StepInfo(step=i, total=n, timestep=float(t), x_t=x_t, x0=decoded, stage=self.name))
+
+            x0, _ = sample(denoise, x, scheduler, timesteps, generator, eta=settings.eta, on_step=step_callback)
             image = self._finish(x0, lr, scale)
         return image, nfe, frames, labels
 
-    def _upscale(self, lr, *, scale, steps, sampler, seed, eta, on_step, keep_frames, tile_size):
+    def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
         x = to_model_range(lr)
         x, h, w = _pad_to(x, self._lr_multiple(scale))
-        sr, nfe, frames, labels = self.run(x, scale, steps, sampler, seed, eta, on_step, keep_frames, tile_size)
+        sr, nfe, frames, labels = self.run(x, scale, settings, on_step, keep_frames)
         crop = (slice(None), slice(None), slice(0, h * scale), slice(0, w * scale))
         frames = [f[: h * scale, : w * scale] for f in frames]
         return to_image(sr[crop]), nfe, frames, labels
@@ -167,6 +181,9 @@ class LatentSR(DiffusionSR):
         latent_per_lr = scale / self.factor
         m = self._pad_multiple
         return int(max(1, round(m / latent_per_lr))) if latent_per_lr < 1 else m
+
+    def _init_x0(self, lr, scale):
+        return self.vae.encode(torch_bicubic_up(lr, scale).clamp(-1, 1)).latent_dist.mode()
 
     def _prepare(self, lr, scale):
         cond = latent_condition(lr, scale, self.factor)
@@ -198,12 +215,15 @@ class PixelSR(DiffusionSR):
         super().__init__(name, unet, scheduler_config, scale, meta)
         self.residual_scale = float((meta or {}).get("residual_scale", 4.0))
 
+    def _init_x0(self, lr, scale):
+        return torch.zeros(1, 3, lr.shape[-2] * scale, lr.shape[-1] * scale)  # zero residual = bicubic
+
     def _prepare(self, lr, scale):
-        up = bicubic_up(lr, scale)
+        up = torch_bicubic_up(lr, scale)
         return up, (1, 3, *up.shape[-2:])
 
     def _finish(self, x0, lr, scale):
-        return (bicubic_up(lr, scale) + x0 / self.residual_scale).clamp(-1, 1)
+        return (torch_bicubic_up(lr, scale) + x0 / self.residual_scale).clamp(-1, 1)
 
     @classmethod
     def from_folder(cls, folder, name: str, meta: dict) -> "PixelSR":

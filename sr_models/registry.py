@@ -83,6 +83,9 @@ class _Deferred(SRModel):
             self._model = load_model(self._resolve_folder())
         return self._model
 
+    def load_weights(self):
+        self.load()
+
     def _upscale(self, lr, **kwargs):
         return self.load()._upscale(lr, **kwargs)
 
@@ -171,9 +174,11 @@ def discover(model_dirs=(), hub_ids=()) -> dict[str, SRModel]:
 
 
 def get_models(names, models: dict[str, SRModel] | None = None) -> list[SRModel]:
-    """Look up models by name, with a message listing the known names on a typo."""
+    """Look up models by name or cascade spec (``a>b``), with a message listing the known names on a typo."""
+    from sr_models.cascade import is_cascade_spec, parse_cascade
+
     models = models if models is not None else discover()
-    unknown = [n for n in names if n not in models]
+    unknown = [n for n in names if not is_cascade_spec(n) and n not in models]
     if unknown:
-        raise KeyError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(models)}")
-    return [models[n] for n in names]
+        raise KeyError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(models)} (or a cascade a>b)")
+    return [parse_cascade(n, models) if is_cascade_spec(n) else models[n] for n in names]

@@ -84,8 +84,8 @@ class RegressionSR(SRModel):
     def from_folder(cls, folder, name: str, card: dict | None = None) -> "RegressionSR":
         return cls(name, EDSRLite.from_pretrained(str(folder), use_safetensors=True), card)
 
-    def _upscale(self, lr, *, scale, steps, sampler, seed, eta, on_step, keep_frames, tile_size):
-        tile = tile_size or 256  # LR pixels per tile: bounds memory on large images
+    def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
+        tile = settings.tile or 256  # LR pixels per tile: bounds memory on large images
         calls = []
 
         def net(part):

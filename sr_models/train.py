@@ -15,11 +15,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from comparisons.evaluation import score, test_pairs
+from sr_models.data import SPLITS, PatchSampler, augment_condition, test_pairs
+from sr_models.metrics import score
 from sr_models.cards import write_meta
-from sr_models.data import PatchSampler
 from sr_models.regression import EDSRLite, to_tensor, to_uint8
 from sr_models.training import NonFiniteLossError, TrainConfig, Trainer
+from sr_models.types import SamplingSettings
 
 
 def add_common_arguments(p: argparse.ArgumentParser, batch: int, lr: float, patch: int, scale: bool = True):
@@ -41,6 +42,12 @@ def add_common_arguments(p: argparse.ArgumentParser, batch: int, lr: float, patc
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
+    p.add_argument("--split", default="train", choices=SPLITS,
+                   help="images of --data to train on: 'train' leaves out the held-out validation split "
+                   "(one image in ten, sr_models.data.is_validation), 'all' uses every image")  # fmt: skip
+    p.add_argument("--init-from", metavar="FOLDER",
+                   help="start from the weights of a model folder (e.g. a shipped one) instead of random ones; "
+                   "an existing checkpoint in --out still takes precedence")  # fmt: skip
 
 
 def make_validator(args, upscale_tensor):
@@ -54,6 +61,27 @@ def make_validator(args, upscale_tensor):
         return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
 
     return validate
+
+
+def init_weights(model: torch.nn.Module, folder: str | Path, subfolder: str = "") -> str:
+    """Copy the safetensors weights of ``folder`` (or its ``subfolder``) into ``model``."""
+    from safetensors.torch import load_file
+
+    path = Path(folder)
+    if subfolder and (path / subfolder).is_dir():
+        path = path / subfolder
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"--init-from: no .safetensors weights in {path}")
+    state = {k: v for f in files for k, v in load_file(f).items()}
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"--init-from {path}: its weights do not fit this architecture "
+            f"(missing {result.missing_keys[:3]}, unexpected {result.unexpected_keys[:3]}); "
+            "use the same --channels / --latent-channels as that model"
+        )
+    return str(path)
 
 
 def train_config(args) -> TrainConfig:
@@ -95,7 +123,8 @@ def regression_parser(sub):
 def run_regression(args) -> dict:
     torch.manual_seed(args.seed)
     model = EDSRLite(scale=args.scale, channels=args.channels, num_blocks=args.blocks)
-    sampler = PatchSampler(args.data, args.scale, args.hr_patch, seed=args.seed)
+    init = init_weights(model, args.init_from) if args.init_from else None
+    sampler = PatchSampler(args.data, args.scale, args.hr_patch, seed=args.seed, split=args.split)
     name = args.name or f"regression-x{args.scale}"
 
     def loss_fn(net, step):
@@ -111,13 +140,19 @@ def run_regression(args) -> dict:
         "family": "regression",
         "scales": [args.scale],
         "description": f"EDSR-lite ({args.channels} ch, {args.blocks} blocks), L1, residual over bicubic",
-        "data": f"{args.data} ({len(sampler.images)} images), random {args.hr_patch}px HR crops, "
-        "flips/rot90, LR by MATLAB-bicubic imresize",
+        "data": data_note(args, sampler) + f", random {args.hr_patch}px HR crops, flips/rot90, "
+        "LR by MATLAB-bicubic imresize",
+        "init_from": init,
     }
     return fit(model, loss_fn, args, lambda net, x: net(x), export, record)
 
 
 # ----- first stage -----------------------------------------------------------------------------
+def data_note(args, sampler) -> str:
+    held = {"train": ", validation split held out", "val": ", validation split only", "all": ""}[args.split]
+    return f"{args.data} ({len(sampler.images)} images, split '{args.split}'{held})"
+
+
 def channels_arg(text: str) -> tuple[int, ...]:
     return tuple(int(c) for c in text.split(","))
 
@@ -127,6 +162,8 @@ def autoencoder_parser(sub):
     add_common_arguments(p, batch=8, lr=2e-4, patch=64, scale=False)
     p.set_defaults(scale=1)
     p.add_argument("--channels", type=channels_arg, default=(64, 128, 128), help="block widths, e.g. 64,128,128")
+    p.add_argument("--latent-channels", type=int, default=3,
+                   help="latent channels (3 keeps a 4x LDM stock-loadable; more reconstruct better)")  # fmt: skip
     p.add_argument("--kl-weight", type=float, default=1e-6)
     p.set_defaults(run=run_autoencoder)
 
@@ -135,8 +172,9 @@ def run_autoencoder(args) -> dict:
     from sr_models.first_stage import autoencoder_loss, build_autoencoder, fold_latent_scale, latent_std
 
     torch.manual_seed(args.seed)
-    vae = build_autoencoder(args.channels)
-    sampler = PatchSampler(args.data, 1, args.hr_patch, seed=args.seed)
+    vae = build_autoencoder(args.channels, args.latent_channels)
+    init = init_weights(vae, args.init_from, "vqvae") if args.init_from else None
+    sampler = PatchSampler(args.data, 1, args.hr_patch, seed=args.seed, split=args.split)
 
     def batch(step):
         return sampler.batch(step, args.batch_size)[1] * 2 - 1
@@ -160,8 +198,10 @@ def run_autoencoder(args) -> dict:
         "name": Path(args.out).name,
         "family": "first-stage",
         "scales": [1],
-        "description": f"AutoencoderKL f=4, 3 latent channels, blocks {list(args.channels)}, L1+L2 (+{args.kl_weight} KL)",
-        "data": f"{args.data} ({len(sampler.images)} images), random {args.hr_patch}px crops, flips/rot90",
+        "description": f"AutoencoderKL f=4, {args.latent_channels} latent channels, blocks {list(args.channels)}, "
+        f"L1+L2 (+{args.kl_weight} KL)",
+        "data": data_note(args, sampler) + f", random {args.hr_patch}px crops, flips/rot90",
+        "init_from": init,
     }
     args.scale = 1  # validation compares reconstructions with the image itself
     return fit(vae, loss_fn, args, reconstruct, export, record)
@@ -177,6 +217,11 @@ def diffusion_arguments(p):
     p.add_argument("--default-sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
     p.add_argument("--val-steps", type=int, default=10, help="DDIM steps of the validation samples")
     p.add_argument("--name", help="model name in the registry")
+    p.add_argument("--cond-aug-blur", type=float, default=0.0,
+                   help="conditioning augmentation for a later cascade stage: max Gaussian blur sigma of the LR (LR px)")
+    p.add_argument("--cond-aug-noise", type=float, default=0.0,
+                   help="conditioning augmentation: max Gaussian noise std of the LR (in [0, 1] units)")
+    p.add_argument("--cond-aug-prob", type=float, default=0.5, help="share of training LRs that are augmented")
 
 
 def ldm_parser(sub):
@@ -213,20 +258,32 @@ def _run_diffusion(args, family: str) -> dict:
 
     from sr_models.diffusion import TRAIN_SCHEDULER
     from sr_models.diffusion_sr import (
-        LatentSR, PixelSR, bicubic_up, build_unet, condition_channels, latent_condition, save_ldm_folder,
+        LatentSR, PixelSR, torch_bicubic_up, build_unet, condition_channels, latent_condition, save_ldm_folder,
         save_sr3_folder,
     )  # fmt: skip
 
     torch.manual_seed(args.seed)
     name = args.name or f"{family}-x{args.scale}"
-    sampler = PatchSampler(args.data, args.scale, args.hr_patch, seed=args.seed)
+    sampler = PatchSampler(args.data, args.scale, args.hr_patch, seed=args.seed, split=args.split)
+    augmenting = args.cond_aug_blur > 0 or args.cond_aug_noise > 0
+
+    def pairs(step):
+        lr, hr = sampler.batch(step, args.batch_size)
+        if augmenting:  # reproducible on resume: drawn from (seed, step)
+            rng = np.random.default_rng([args.seed, step, 7])
+            lr = augment_condition(lr, rng, args.cond_aug_blur, args.cond_aug_noise, args.cond_aug_prob)
+        return lr, hr
+
     meta = {
         "name": name, "family": family, "scales": [args.scale], "default_steps": args.default_steps,
         "default_sampler": args.default_sampler, "samplers": ["ddim", "ddpm", "dpmsolver++"],
         "lr_projection": args.lr_projection,
-        "data": f"{args.data} ({len(sampler.images)} images), random {args.hr_patch}px HR crops, flips/rot90, "
+        "data": data_note(args, sampler) + f", random {args.hr_patch}px HR crops, flips/rot90, "
         "LR by MATLAB-bicubic imresize",
     }  # fmt: skip
+    if augmenting:
+        meta["conditioning_augmentation"] = {"blur_sigma_max": args.cond_aug_blur, "noise_std_max": args.cond_aug_noise,
+                                             "probability": args.cond_aug_prob, "level_given_to_model": False}  # fmt: skip
     if family == "ldm":
         vae = AutoencoderKL.from_pretrained(args.first_stage, use_safetensors=True).eval().requires_grad_(False)
         unet = build_unet(vae.config.latent_channels + condition_channels(args.scale), vae.config.latent_channels,
@@ -236,7 +293,7 @@ def _run_diffusion(args, family: str) -> dict:
         meta["first_stage"] = Path(args.first_stage).name
 
         def targets(step):
-            lr, hr = sampler.batch(step, args.batch_size)
+            lr, hr = pairs(step)
             with torch.no_grad():
                 z0 = vae.encode(hr * 2 - 1).latent_dist.mode()
             return z0, latent_condition(lr * 2 - 1, args.scale)
@@ -253,8 +310,8 @@ def _run_diffusion(args, family: str) -> dict:
         meta["description"] = f"SR3-style pixel diffusion, UNet {list(unet.config.block_out_channels)}, residual over bicubic, x0-prediction"
 
         def targets(step):
-            lr, hr = sampler.batch(step, args.batch_size)
-            up = bicubic_up(lr * 2 - 1, args.scale)
+            lr, hr = pairs(step)
+            up = torch_bicubic_up(lr * 2 - 1, args.scale)
             return (hr * 2 - 1 - up) * args.residual_scale, up
 
         def wrap(net):
@@ -263,12 +320,17 @@ def _run_diffusion(args, family: str) -> dict:
         def export(net, out, record):
             save_sr3_folder(out, net, TRAIN_SCHEDULER, record)
 
+    if args.init_from:
+        meta["init_from"] = init_weights(unet, args.init_from, "unet")
+
     def loss_fn(net, step):
         x0, cond = targets(step)
         return _diffusion_loss(net, x0, cond, step, args.seed)
 
     def sample_val(net, lr_tensor):
-        sr, *_ = wrap(net).run(lr_tensor * 2 - 1, args.scale, args.val_steps, "ddim", seed=0)
+        model = wrap(net)
+        settings = model.resolve(SamplingSettings(steps=args.val_steps, sampler="ddim", seed=0, lr_projection=0))
+        sr, *_ = model.run(lr_tensor * 2 - 1, args.scale, settings)
         return (sr + 1) / 2
 
     return fit(unet, loss_fn, args, sample_val, export, meta)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from comparisons.degradation import center_crop
+from sr_models.degradation import center_crop
 from sr_models.cards import write_meta
 from sr_models.diffusion import SAMPLERS, TRAIN_SCHEDULER
 from sr_models.diffusion_sr import build_unet, condition_channels, save_ldm_folder, save_sr3_folder

@@ -14,6 +14,9 @@ import app as app_module  # noqa: E402
 from sr_models.registry import discover  # noqa: E402
 
 
+NO_CASCADE = ["", "", "", 0, 0, 0]  # the cascade builder's stage dropdowns and step boxes, unused
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,7 +54,7 @@ def test_upscale_endpoint(client, lr_png):
 def test_compare_endpoint_scores_against_the_reference(client, lr_png):
     result = client.predict(
         handle_file(str(lr_png)), list(app_module.MODES)[0], 2, ["bicubic", "tiny-regression-x2"], 0, "", 0, 0, True, -1,
-        api_name="/compare",
+        *NO_CASCADE, api_name="/compare",
     )  # fmt: skip
     status, table = result[0], result[1 + app_module.MAX_SLOTS]
     assert "→" in status
@@ -73,7 +76,7 @@ def test_bad_inputs_get_a_message_not_a_stack_trace(client, lr_png, tmp_path):
 def test_diffusion_model_in_the_app_gives_a_trajectory(client, lr_png):
     result = client.predict(
         handle_file(str(lr_png)), list(app_module.MODES)[1], 4, ["bicubic", "tiny-ldm-x4"], 3, "ddim", 0, 1, True, 0,
-        api_name="/compare",
+        *NO_CASCADE, api_name="/compare",
     )  # fmt: skip
     table = result[1 + app_module.MAX_SLOTS]["value"]
     assert [row[0] for row in table["data"]] == ["bicubic", "tiny-ldm-x4"]

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 
 from comparisons.benchmark import main, run_benchmark
-from comparisons.degradation import degrade, imresize
-from comparisons.metrics import psnr, ssim
+from sr_models.degradation import degrade, imresize
+from sr_models.metrics import psnr, ssim
 from sr_models.bicubic import BicubicSR
 from sr_models.registry import discover
 
@@ -120,7 +120,7 @@ def test_steps_study_runs_each_setting(image_folder, tmp_path):
     from tests.conftest import tiny_ldm_folder
 
     tiny_ldm_folder(tmp_path / "models" / "ldm")
-    code = study_main(["steps", "--models", "tiny-ldm-x4", "--scale", "4", "--steps", "1,2", "--data",
+    code = study_main(["steps", "--models", "tiny-ldm-x4", "--scale", "4", "--steps-list", "1,2", "--data",
                        str(image_folder), "--crop", "32", "--out", str(tmp_path / "s"), "--model-dir",
                        str(tmp_path / "models")])  # fmt: skip
     assert code == 0

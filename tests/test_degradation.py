@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from comparisons.degradation import center_crop, cubic, degrade, imresize, modcrop
+from sr_models.degradation import center_crop, cubic, degrade, imresize, modcrop
 
 # Antialiased 1/2 downscale: the kernel is cubic(x/2)/2 sampled at +-0.5, 1.5, 2.5, 3.5,
 # i.e. cubic(0.25), cubic(0.75), cubic(1.25), cubic(1.75) halved (worked out by hand).

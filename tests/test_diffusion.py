@@ -12,6 +12,7 @@ from sr_models.diffusion_sr import condition_channels, latent_condition, to_mode
 from sr_models.first_stage import build_autoencoder, fold_latent_scale
 from sr_models.registry import discover, load_model
 from sr_models.tiling import tiled
+from sr_models.types import SamplingSettings as S
 from tests.conftest import tiny_ldm_folder, tiny_sr3_folder
 
 LR = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
@@ -39,7 +40,7 @@ def test_stock_ldm_pipeline_reproduces_our_4x_output(ldm4):
     for sampler in ("ddim", "dpmsolver++"):
         pipe.scheduler = make_scheduler(sampler, ours.scheduler_config)
         stock = pipe(x, num_inference_steps=2, generator=torch.Generator().manual_seed(7), output_type="np").images[0]
-        mine, nfe, _, _ = ours.run(x, 4, 2, sampler, seed=7)
+        mine, nfe, _, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler=sampler, seed=7)))
         mine = (mine.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()
         assert stock.shape == mine.shape == (32, 48, 3)
         assert np.abs(stock - mine).max() <= 1e-3, sampler
@@ -62,11 +63,11 @@ def test_stock_ldm_pipeline_reproduces_the_shipped_4x_model():
     lr = np.random.default_rng(1).integers(0, 256, (16, 24, 3), dtype=np.uint8)
     stock = pipe(to_model_range(lr), num_inference_steps=2, generator=torch.Generator().manual_seed(3),
                  output_type="np").images[0]  # fmt: skip
-    mine, _, _, _ = ours.run(to_model_range(lr), 4, 2, "ddim", seed=3)
+    mine, _, _, _ = ours.run(to_model_range(lr), 4, ours.resolve(S(steps=2, sampler="ddim", seed=3)))
     mine = (mine.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()
     assert np.abs(stock - mine).max() <= 1e-3
     # the stock pipeline's output, quantised, is our upscale() without the optional back-projection
-    ours_image = ours.upscale(lr, steps=2, sampler="ddim", seed=3, lr_projection=0).image
+    ours_image = ours.upscale(lr, settings=S(steps=2, sampler="ddim", seed=3, lr_projection=0)).image
     assert np.abs(np.round(stock * 255).astype(int) - ours_image).max() <= 1
 
 
@@ -93,16 +94,16 @@ def test_latent_condition_keeps_every_lr_pixel(scale):
 def test_ldm_other_scales_run_through_the_interface(tmp_path, scale):
     model = load_model(tiny_ldm_folder(tmp_path / f"x{scale}", scale=scale))
     lr = LR[:6, :10]  # sizes that need padding
-    result = model.upscale(lr, steps=2)
+    result = model.upscale(lr, settings=S(steps=2))
     assert result.image.shape == (6 * scale, 10 * scale, 3) and result.nfe == 2
 
 
 def test_seed_reproduces_and_differs(ldm4, sr3):
     for folder in (ldm4, sr3):
         model = load_model(folder)
-        a = model.upscale(LR, steps=2, sampler="ddpm", seed=1).image
-        b = model.upscale(LR, steps=2, sampler="ddpm", seed=1).image
-        c = model.upscale(LR, steps=2, sampler="ddpm", seed=2).image
+        a = model.upscale(LR, settings=S(steps=2, sampler="ddpm", seed=1)).image
+        b = model.upscale(LR, settings=S(steps=2, sampler="ddpm", seed=1)).image
+        c = model.upscale(LR, settings=S(steps=2, sampler="ddpm", seed=2)).image
         assert np.array_equal(a, b)
         assert not np.array_equal(a, c)
 
@@ -111,9 +112,9 @@ def test_seed_reproduces_and_differs(ldm4, sr3):
 def test_every_sampler_any_steps(ldm4, sampler):
     model = load_model(ldm4)
     for steps in (1, 3):
-        result = model.upscale(LR, steps=steps, sampler=sampler, eta=0.5)
+        result = model.upscale(LR, settings=S(steps=steps, sampler=sampler, eta=0.5))
         assert result.image.shape == (32, 48, 3) and result.nfe == steps
-        assert result.settings["sampler"] == sampler and result.settings["steps"] == steps
+        assert result.settings.sampler == sampler and result.settings.steps == steps
 
 
 def test_unknown_sampler_and_bad_steps_are_input_errors(ldm4):
@@ -121,16 +122,16 @@ def test_unknown_sampler_and_bad_steps_are_input_errors(ldm4):
 
     model = load_model(ldm4)
     with pytest.raises(SRInputError, match="unknown sampler"):
-        model.upscale(LR, sampler="euler-magic")
+        model.upscale(LR, settings=S(sampler="euler-magic"))
     with pytest.raises(SRInputError, match="at least 1"):
-        model.upscale(LR, steps=0)
+        model.upscale(LR, settings=S(steps=0))
 
 
 def test_callback_gets_xt_and_decoded_x0_frames_subsampled(ldm4, sr3):
     for folder, xt_channels, xt_size in ((ldm4, 3, (8, 12)), (sr3, 3, (32, 48))):
         model = load_model(folder)
         seen = []
-        result = model.upscale(LR, steps=5, keep_frames=3, on_step=seen.append)
+        result = model.upscale(LR, settings=S(steps=5), keep_frames=3, on_step=seen.append)
         assert [s.step for s in seen] == [0, 1, 2, 3, 4] and all(s.total == 5 for s in seen)
         assert seen[0].x_t.shape == (1, xt_channels, *xt_size)
         decoded = [s.x0 for s in seen if s.x0 is not None]
@@ -144,7 +145,7 @@ def test_sr3_residual_formulation_starts_from_bicubic(sr3):
     model = load_model(sr3)
     for p in model.unet.conv_out.parameters():
         torch.nn.init.zeros_(p)
-    out = model.upscale(LR, steps=2).image
+    out = model.upscale(LR, settings=S(steps=2)).image
     up = F.interpolate(to_model_range(LR), scale_factor=4, mode="bicubic", align_corners=False)
     expected = np.round(((up.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()) * 255).astype(np.uint8)
     assert np.array_equal(out, expected)
@@ -167,7 +168,7 @@ def test_tiled_diffusion_runs_on_large_inputs_without_seams(ldm4):
     model = load_model(ldm4)
     lr = np.full((40, 40, 3), 128, np.uint8)
     model.tile, model.tile_overlap = 16, 8  # force several latent tiles
-    result = model.upscale(lr, steps=2, seed=0)
+    result = model.upscale(lr, settings=S(steps=2, seed=0))
     assert result.image.shape == (160, 160, 3) and result.nfe > 2  # one UNet call per tile and step
 
 
@@ -195,8 +196,8 @@ def test_registry_lists_both_families_but_not_the_first_stage(tmp_path):
 
 
 def test_back_projection_restores_lr_consistency():
-    from comparisons.degradation import degrade, imresize
-    from comparisons.metrics import lr_consistency
+    from sr_models.degradation import degrade, imresize
+    from sr_models.metrics import lr_consistency
     from sr_models.consistency import back_project
 
     rng = np.random.default_rng(0)
@@ -213,7 +214,7 @@ def test_back_projection_restores_lr_consistency():
 def test_regression_tiles_large_inputs(tiny_models_dir):
     model = load_model(tiny_models_dir / "tiny-x2")
     big = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
-    whole = model.upscale(big, tile_size=512)
-    parts = model.upscale(big, tile_size=32)
+    whole = model.upscale(big, settings=S(tile=512))
+    parts = model.upscale(big, settings=S(tile=32))
     assert whole.nfe == 1 and parts.nfe > 1
     assert np.abs(whole.image.astype(int) - parts.image).mean() < 1.0

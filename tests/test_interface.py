@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from comparisons.degradation import imresize
+from sr_models.degradation import imresize
 from sr_models.base import ModelUnavailableError, SRInputError, UpscaleResult
 from sr_models.bicubic import BicubicSR
+from sr_models.types import SamplingSettings
 from sr_models.registry import HubModel, discover, get_models, load_model
 from tests.conftest import save_tiny_regression
 
@@ -12,13 +13,13 @@ LR = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
 
 
 def test_bicubic_result_record():
-    result = BicubicSR().upscale(LR, scale=4, seed=3)
+    result = BicubicSR().upscale(LR, scale=4, settings=SamplingSettings(seed=3))
     assert isinstance(result, UpscaleResult)
     assert result.image.shape == (48, 40, 3) and result.image.dtype == np.uint8
     assert np.array_equal(result.image, imresize(LR, 4))
     assert result.nfe == 0 and result.seconds >= 0 and result.peak_memory_mb >= 0
-    assert result.settings == {"scale": 4, "steps": None, "sampler": None, "seed": 3, "eta": 0.0}
-    assert result.frames == []
+    assert result.settings == SamplingSettings(seed=3, lr_projection=0)
+    assert result.frames == [] and len(result.stages) == 1 and result.stages[0].model == "bicubic"
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -96,12 +97,12 @@ def test_hub_snapshot_loads_through_the_folder_code(monkeypatch, tiny_models_dir
 
 
 def test_lr_projection_is_a_generic_option(tiny_models_dir):
-    from comparisons.metrics import lr_consistency
+    from sr_models.metrics import lr_consistency
 
     model = load_model(tiny_models_dir / "tiny-x2")
     plain = model.upscale(LR)
-    projected = model.upscale(LR, lr_projection=3)
-    assert "lr_projection" not in plain.settings and projected.settings["lr_projection"] == 3
+    projected = model.upscale(LR, settings=SamplingSettings(lr_projection=3))
+    assert plain.settings.lr_projection == 0 and projected.settings.lr_projection == 3
     assert lr_consistency(projected.image, LR, 2) > lr_consistency(plain.image, LR, 2)
     with pytest.raises(SRInputError):
-        model.upscale(LR, lr_projection=-1)
+        model.upscale(LR, settings=SamplingSettings(lr_projection=-1))

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from comparisons.degradation import degrade, imresize
-from comparisons.metrics import is_grayscale, lr_consistency, psnr, rgb_to_y, ssim
+from sr_models.degradation import degrade, imresize
+from sr_models.metrics import is_grayscale, lr_consistency, psnr, rgb_to_y, ssim
 
 
 def test_bt601_y_range():

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from sr_models.types import SamplingSettings
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -138,4 +140,4 @@ def test_first_stage_ldm_and_sr3_commands_train_and_export(image_folder, tmp_pat
         assert main(args) == 0, family
         model = load_model(out)
         assert model.family == family and model.default_steps == 3
-        assert model.upscale(np.zeros((8, 8, 3), np.uint8), steps=1).image.shape == (32, 32, 3)
+        assert model.upscale(np.zeros((8, 8, 3), np.uint8), settings=SamplingSettings(steps=1)).image.shape == (32, 32, 3)

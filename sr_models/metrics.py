@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from comparisons.degradation import imresize
+from sr_models.degradation import imresize
 
 _BT601 = np.array([65.481, 128.553, 24.966])
 
@@ -96,3 +96,45 @@ def lr_consistency(sr: np.ndarray, lr: np.ndarray, scale: int) -> float:
         raise ValueError(f"SR {sr.shape[:2]} is not {scale}x the LR {lr.shape[:2]}")
     down = imresize(sr, 1.0 / scale, output_shape=expected)
     return psnr(down, lr, crop_border=0, y_channel=False)
+
+
+LR_PSNR_CAP = 100.0  # dB
+
+
+def score(sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int) -> dict[str, float]:
+    """The fidelity numbers of one output: PSNR/SSIM on Y with border = scale, LR-consistency."""
+    return {
+        "psnr_y": psnr(sr, hr, crop_border=scale, y_channel=True),
+        "ssim_y": ssim(sr, hr, crop_border=scale, y_channel=True),
+        # An output that reproduces its LR exactly has infinite LR-PSNR; cap it so means stay finite.
+        "lr_psnr": min(lr_consistency(sr, lr, scale), LR_PSNR_CAP),
+    }
+
+
+def high_frequency_energy(img: np.ndarray, cutoff: float, crop_border: int = 0) -> float:
+    """Mean spectral power of the Y channel above ``cutoff`` (cycles per pixel, Nyquist = 0.5).
+
+    A Hann window keeps the image borders from leaking energy into every frequency.
+    """
+    y = _luma_gray(img) if is_grayscale(img) else rgb_to_y(img)
+    if crop_border:
+        y = y[crop_border:-crop_border, crop_border:-crop_border]
+    y = y - y.mean()
+    window = np.outer(np.hanning(y.shape[0]), np.hanning(y.shape[1]))
+    power = np.abs(np.fft.fft2(y * window)) ** 2
+    fy = np.fft.fftfreq(y.shape[0])[:, None]
+    fx = np.fft.fftfreq(y.shape[1])[None, :]
+    band = np.hypot(fy, fx) > cutoff
+    return float(power[band].mean()) if band.any() else 0.0
+
+
+def detail_ratio(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+    """Restored detail without downloaded weights: the SR's spectral energy above the LR's Nyquist
+    frequency (what the LR cannot carry, so a model must invent it) over the reference's.
+
+    1 = as much fine detail as the reference; bicubic and regression models stay well under 1
+    (they blur); noise or over-sharpening goes above 1. Energy only: says nothing of *where*.
+    """
+    cutoff = 0.5 / scale
+    ref = high_frequency_energy(hr, cutoff, crop_border=scale)
+    return high_frequency_energy(sr, cutoff, crop_border=scale) / ref if ref > 0 else float("nan")

@@ -1,0 +1,210 @@
+"""The values that travel from the sampler to the CSV, the app and the model card unchanged.
+
+* ``SamplingSettings``: how to run a model (steps, sampler, eta, seed, tile, back-projection,
+  SDEdit strength); ``None`` means "the model's default". A cascade carries one per stage in
+  ``stages``; a stage's own values win over the run's.
+* ``StepInfo``: what the denoising loop reports after each step (k-diffusion's callback idea).
+* ``StageResult``: one model's part of a run, with its resolved settings and its own cost.
+* ``UpscaleResult``: the image and its stages; totals are properties, so they always add up.
+
+A single model is a cascade of one stage: every consumer reads ``stages`` the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+
+MAX_SEED = 2**63  # seeds are 0 <= seed < 2**63 (what torch.Generator.manual_seed accepts)
+
+
+class SRInputError(ValueError):
+    """Bad input for a model (unsupported scale, wrong array, bad setting): the message is for the user."""
+
+
+class ModelUnavailableError(RuntimeError):
+    """The model cannot run here (weights missing, needs internet); the message says why."""
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    steps: int | None = None  # denoising steps (diffusion models only)
+    sampler: str | None = None  # "ddim", "ddpm", "dpmsolver++"
+    eta: float | None = None  # DDIM eta: 0 deterministic, 1 DDPM-like
+    seed: int | None = None  # None: 0 for a single model; a cascade derives one per stage from the run's
+    tile: int | None = None  # tile side in the network's working resolution (bounded memory)
+    lr_projection: int | None = None  # back-projection iterations onto the ORIGINAL LR after this stage
+    strength: float | None = None  # SDEdit: 1 starts from noise; s < 1 starts from the noised bicubic guess
+    stages: tuple["SamplingSettings", ...] | None = None  # per-stage settings of a cascade (single models
+    # use the run-wide values and ignore these)
+
+    def __post_init__(self):
+        check_settings(self)
+
+    def for_stage(self, index: int) -> "SamplingSettings":
+        """The settings of stage ``index``: its own values, else the run's (stages not inherited)."""
+        own = self.stages[index] if self.stages and index < len(self.stages) else SamplingSettings()
+        run = replace(self, stages=None)
+        return replace(run, **{k: v for k, v in asdict(own).items() if v is not None and k != "stages"})
+
+    def as_dict(self) -> dict:
+        """Flat, JSON-friendly; ``stages`` as a list of dicts when present."""
+        out = {k: v for k, v in asdict(self).items() if k != "stages"}
+        if self.stages:
+            out["stages"] = [s.as_dict() for s in self.stages]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SamplingSettings":
+        data = dict(data)
+        stages = data.pop("stages", None)
+        if stages:
+            data["stages"] = tuple(cls.from_dict(s) for s in stages)
+        return cls(**data)
+
+    def describe(self) -> str:
+        """Short text for tables: '10 ddim, eta 0, seed 0, bp 5'."""
+        parts = []
+        if self.steps is not None:
+            parts.append(f"{self.steps} {self.sampler or ''}".strip())
+            if self.eta:
+                parts.append(f"eta {self.eta:g}")
+            if self.strength is not None and self.strength < 1:
+                parts.append(f"strength {self.strength:g}")
+        if self.seed is not None:
+            parts.append(f"seed {self.seed}")
+        if self.lr_projection:
+            parts.append(f"bp {self.lr_projection}")
+        return ", ".join(parts)
+
+
+def check_settings(s: SamplingSettings) -> None:
+    """Plain messages for every bad number, before anything is allocated."""
+
+    def whole(name, value, low):
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if isinstance(value, float) and value.is_integer():
+                raise SRInputError(f"{name} must be a whole number, got {value} (write {int(value)})")
+            raise SRInputError(f"{name} must be a whole number, got {value!r}")
+        if value < low:
+            raise SRInputError(f"{name} must be at least {low}, got {value}")
+
+    whole("steps", s.steps, 1)
+    whole("lr_projection", s.lr_projection, 0)
+    whole("tile", s.tile, 8)
+    whole("seed", s.seed, 0)
+    if s.seed is not None and s.seed >= MAX_SEED:
+        raise SRInputError(f"seed must be below 2^63, got {s.seed}")
+    if s.eta is not None and not (isinstance(s.eta, (int, float)) and math.isfinite(s.eta) and 0 <= s.eta <= 1):
+        raise SRInputError(f"eta must be a number from 0 to 1, got {s.eta!r}")
+    if s.strength is not None and not (
+        isinstance(s.strength, (int, float)) and math.isfinite(s.strength) and 0 < s.strength <= 1
+    ):
+        raise SRInputError(f"strength must be in (0, 1], got {s.strength!r}")
+    if s.sampler is not None and not isinstance(s.sampler, str):
+        raise SRInputError(f"sampler must be a name, got {s.sampler!r}")
+
+
+def derive_seed(seed: int, stage: int) -> int:
+    """Stage 0 keeps the run's seed (a one-stage cascade equals the model); later stages get their own."""
+    if stage == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, stage]).generate_state(1, np.uint64)[0]) % MAX_SEED
+
+
+@dataclass
+class StepInfo:
+    """What the denoising loop reports after each step: enough to animate a trajectory."""
+
+    step: int  # 0-based index of the step just done
+    total: int  # number of steps in this run (of this stage)
+    timestep: float  # the scheduler's t of this step
+    x_t: Any = None  # current noisy state (tensor, model space: latent or pixel)
+    x0: Any = None  # predicted clean image, uint8 HxWx3 when decoded for a kept frame, else None
+    stage: str = ""  # the model that produced it
+    stage_index: int = 0  # its position in a cascade
+
+
+OnStep = Callable[[StepInfo], None]
+
+
+@dataclass
+class StageResult:
+    model: str
+    scale: int
+    settings: SamplingSettings  # resolved: the values actually used
+    image: np.ndarray  # uint8 HxWx3, after this stage's back-projection if any
+    input_shape: tuple[int, int]  # (h, w) of the image this stage received
+    nfe: int  # network evaluations (UNet / CNN forward passes on the whole image or its tiles)
+    seconds: float  # model run plus back-projection
+    peak_memory_mb: float
+    projection_seconds: float = 0.0
+    load_seconds: float = 0.0  # loading weights on first use, not part of ``seconds``
+    frames: list[np.ndarray] = field(default_factory=list)  # trajectory (uint8 HxWx3), if kept
+    frame_labels: list[str] = field(default_factory=list)
+
+    def facts(self) -> dict:
+        """A flat row: what a table, a CSV or a JSON needs of this stage."""
+        s = self.settings
+        return {
+            "model": self.model, "scale": self.scale, "steps": s.steps, "sampler": s.sampler, "eta": s.eta,
+            "seed": s.seed, "strength": s.strength, "lr_projection": s.lr_projection or 0, "nfe": self.nfe,
+            "seconds": self.seconds, "projection_seconds": self.projection_seconds, "load_seconds": self.load_seconds,
+            "peak_memory_mb": self.peak_memory_mb,
+            "input": f"{self.input_shape[1]}x{self.input_shape[0]}",
+            "output": f"{self.image.shape[1]}x{self.image.shape[0]}",
+        }  # fmt: skip
+
+
+@dataclass
+class UpscaleResult:
+    image: np.ndarray  # uint8 HxWx3 RGB: the last stage's image
+    scale: int  # product of the stages' scales
+    model: str  # the model name, or the cascade spec "a>b"
+    stages: list[StageResult]
+    seconds: float = 0.0  # wall clock of the whole run, loading excluded
+    peak_memory_mb: float = 0.0
+    load_seconds: float = 0.0  # loading weights on first use, reported apart
+
+    @property
+    def nfe(self) -> int:
+        return sum(s.nfe for s in self.stages)
+
+    @property
+    def settings(self) -> SamplingSettings:
+        """One stage: its settings; several: the run's seed with every stage's settings."""
+        if len(self.stages) == 1:
+            return self.stages[0].settings
+        return SamplingSettings(seed=self.stages[0].settings.seed, stages=tuple(s.settings for s in self.stages))
+
+    @property
+    def frames(self) -> list[np.ndarray]:
+        """Every stage's frames at the final size (nearest, no smoothing), so they animate as one sequence."""
+        h, w = self.image.shape[:2]
+        out = []
+        for frame in (f for s in self.stages for f in s.frames):
+            fy, fx = max(1, h // frame.shape[0]), max(1, w // frame.shape[1])
+            out.append(np.repeat(np.repeat(frame, fy, axis=0), fx, axis=1)[:h, :w])
+        return out
+
+    @property
+    def frame_labels(self) -> list[str]:
+        multi = len(self.stages) > 1
+        return [f"{s.model}: {lab}" if multi else lab for s in self.stages for lab in s.frame_labels]
+
+    def facts(self) -> dict:
+        """Totals of the run as a flat row (per-stage rows: ``[s.facts() for s in stages]``)."""
+        return {
+            "model": self.model, "scale": self.scale, "n_stages": len(self.stages), "nfe": self.nfe,
+            "seconds": self.seconds, "peak_memory_mb": self.peak_memory_mb, "load_seconds": self.load_seconds,
+            "steps": "+".join(str(s.settings.steps) for s in self.stages if s.settings.steps is not None),
+            "sampler": "+".join(dict.fromkeys(s.settings.sampler for s in self.stages if s.settings.sampler)),
+            "seed": self.stages[0].settings.seed,
+            "lr_projection": "+".join(str(s.settings.lr_projection or 0) for s in self.stages),
+            "settings": "; ".join(f"{s.model}: {s.settings.describe()}" for s in self.stages),
+        }  # fmt: skip
