@@ -70,10 +70,12 @@ def condition_channels(scale: int, factor: int = FIRST_STAGE_FACTOR) -> int:
 
 
 def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Pad bottom/right to a multiple, and to at least two multiples (the UNet's lowest level needs
+    more than one pixel for its group norms)."""
     h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    ph, pw = max((-h) % multiple, 2 * multiple - h), max((-w) % multiple, 2 * multiple - w)
     if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
+        mode = "reflect" if ph < h and pw < w else "replicate"  # reflect needs the pad under the size
         x = F.pad(x, (0, pw, 0, ph), mode=mode)
     return x, h, w
 

@@ -85,3 +85,30 @@ def test_diffusion_model_in_the_app_gives_a_trajectory(client, lr_png):
     assert len(gallery) == 1 and gallery[0]["image"].endswith(".gif")
     frames = Image.open(gallery[0]["image"])
     assert frames.n_frames == 3  # 3 steps, 8 frames asked: one per step
+
+
+def test_cascade_through_the_api_returns_per_stage_facts(client, lr_png):
+    path, info = client.predict(handle_file(str(lr_png)), "tiny-regression-x2>tiny-ldm-x4", 8, 0, "", 3, "0,2",
+                                api_name="/upscale")  # fmt: skip
+    assert np.asarray(Image.open(path)).shape == (160, 192, 3)
+    assert info["model"] == "tiny-regression-x2>tiny-ldm-x4" and info["scale"] == 8
+    assert [(s["model"], s["nfe"], s["input"]) for s in info["stages"]] == [
+        ("tiny-regression-x2", 1, "24x20"), ("tiny-ldm-x4", 2, "48x40")]  # fmt: skip
+    assert info["nfe"] == 3 and info["stages"][0]["seed"] == 3
+    with pytest.raises(AppError, match="unknown model 'nope'"):
+        client.predict(handle_file(str(lr_png)), "tiny-regression-x2>nope", 8, 0, "", 0, "", api_name="/upscale")
+    with pytest.raises(AppError, match="seed must be below"):
+        client.predict(handle_file(str(lr_png)), "bicubic", 2, 0, "", 2**63, "", api_name="/upscale")
+
+
+def test_cascade_builder_runs_next_to_single_models(client, lr_png):
+    result = client.predict(
+        handle_file(str(lr_png)), list(app_module.MODES)[1], 8, ["bicubic"], 0, "", 0, 0, True, -1,
+        "tiny-regression-x2", "tiny-ldm-x4", "", 0, 2, 0, api_name="/compare",
+    )  # fmt: skip
+    table = result[1 + app_module.MAX_SLOTS]["value"]
+    names = [row[0] for row in table["data"]]
+    assert names[:2] == ["bicubic", "tiny-regression-x2>tiny-ldm-x4"]
+    assert "stage 1: tiny-regression-x2" in names[2] and "stage 2: tiny-ldm-x4" in names[3]
+    gallery = result[3 + app_module.MAX_SLOTS]
+    assert len(gallery) == 1 and Image.open(gallery[0]["image"]).n_frames == 2  # stage 2's two steps
