@@ -20,6 +20,7 @@ RUN_OPTIONS = {  # option -> (settings field, type, help)
     "lr-projection": ("lr_projection", int,
                       "back-projection iterations onto the original LR after each model/stage (default: each model's; 0 off)"),
     "strength": ("strength", float, "SDEdit strength in (0, 1]: below 1 starts from the noised bicubic guess"),
+    "spacing": ("spacing", str, "timestep spacing: leading, trailing or linspace (default: each model's)"),
 }  # fmt: skip
 
 

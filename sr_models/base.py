@@ -88,6 +88,7 @@ class SRModel:
     description: str = ""
     default_steps: int | None = None  # None: not iterative
     default_sampler: str | None = None
+    default_spacing: str = "leading"  # diffusers' default timestep spacing
     samplers: tuple[str, ...] = ()
     lr_projection_default: int = 0  # back-projection iterations applied to outputs unless asked otherwise
 
@@ -123,9 +124,10 @@ class SRModel:
             if self.samplers and sampler not in self.samplers:
                 raise SRInputError(f"unknown sampler {sampler!r}; choose from {', '.join(self.samplers)}")
             diffusion = dict(steps=settings.steps or self.default_steps, sampler=sampler, eta=settings.eta or 0.0,
-                             strength=1.0 if settings.strength is None else settings.strength)  # fmt: skip
+                             strength=1.0 if settings.strength is None else settings.strength,
+                             spacing=settings.spacing or self.default_spacing)  # fmt: skip
         else:
-            diffusion = dict(steps=None, sampler=None, eta=None, strength=None)
+            diffusion = dict(steps=None, sampler=None, eta=None, strength=None, spacing=None)
         projection = self.lr_projection_default if settings.lr_projection is None else settings.lr_projection
         return SamplingSettings(**diffusion, seed=settings.seed or 0, tile=settings.tile, lr_projection=projection)
 

@@ -28,14 +28,19 @@ TRAIN_SCHEDULER = dict(
 )
 
 
-def make_scheduler(name: str, config: dict):
-    """A sampler by name, built from the model's saved scheduler config."""
+def make_scheduler(name: str, config: dict, spacing: str | None = None):
+    """A sampler by name, built from the model's saved scheduler config.
+
+    ``spacing`` (diffusers' ``timestep_spacing``): "leading" is the diffusers default but runs a
+    1-step schedule at t = 0, where nothing is denoised; "trailing" always starts at t = T - 1.
+    """
+    extra = {"timestep_spacing": spacing} if spacing else {}
     if name == "ddim":
-        return DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=True)
+        return DDIMScheduler.from_config(config, clip_sample=False, set_alpha_to_one=True, **extra)
     if name == "ddpm":
-        return DDPMScheduler.from_config(config, clip_sample=False)
+        return DDPMScheduler.from_config(config, clip_sample=False, **extra)
     if name == "dpmsolver++":
-        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2)
+        return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++", solver_order=2, **extra)
     raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
 
 

@@ -93,6 +93,7 @@ class DiffusionSR(SRModel):
         self.meta = meta
         self.default_steps = int(meta.get("default_steps", 20))
         self.default_sampler = meta.get("default_sampler", "ddim")
+        self.default_spacing = meta.get("timestep_spacing", "leading")
         self.tile = int(meta.get("tile", 64))  # in the UNet's working resolution
         self.tile_overlap = int(meta.get("tile_overlap", 16))
         self.lr_projection_default = int(meta.get("lr_projection", 0))
@@ -118,7 +119,7 @@ class DiffusionSR(SRModel):
     def run(self, lr: torch.Tensor, scale: int, settings: SamplingSettings, on_step=None, keep_frames=0):
         """LR in [-1, 1] (1x3xhxw), resolved settings -> (SR in [-1, 1], nfe, frames, labels)."""
         tile = settings.tile or self.tile
-        scheduler = make_scheduler(settings.sampler, self.scheduler_config)
+        scheduler = make_scheduler(settings.sampler, self.scheduler_config, settings.spacing)
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         cond, shape = self._prepare(lr, scale)
         frames, labels = [], []

@@ -70,6 +70,7 @@ class _Deferred(SRModel):
         self.description = meta.get("description", "")
         self.default_steps = meta.get("default_steps")
         self.default_sampler = meta.get("default_sampler")
+        self.default_spacing = meta.get("timestep_spacing", "leading")
         self.samplers = tuple(meta.get("samplers", ()))
         self.lr_projection_default = int(meta.get("lr_projection", 0))
         self.meta = meta

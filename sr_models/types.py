@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+SPACINGS = ("leading", "trailing", "linspace")  # diffusers' timestep_spacing values
 MAX_SEED = 2**63  # seeds are 0 <= seed < 2**63 (what torch.Generator.manual_seed accepts)
 
 
@@ -38,6 +39,7 @@ class SamplingSettings:
     tile: int | None = None  # tile side in the network's working resolution (bounded memory)
     lr_projection: int | None = None  # back-projection iterations onto the ORIGINAL LR after this stage
     strength: float | None = None  # SDEdit: 1 starts from noise; s < 1 starts from the noised bicubic guess
+    spacing: str | None = None  # timestep spacing of the respaced schedule: "leading", "trailing", "linspace"
     stages: tuple["SamplingSettings", ...] | None = None  # per-stage settings of a cascade (single models
     # use the run-wide values and ignore these)
 
@@ -72,6 +74,8 @@ class SamplingSettings:
             parts.append(f"{self.steps} {self.sampler or ''}".strip())
             if self.eta:
                 parts.append(f"eta {self.eta:g}")
+            if self.spacing:
+                parts.append(self.spacing)
             if self.strength is not None and self.strength < 1:
                 parts.append(f"strength {self.strength:g}")
         if self.seed is not None:
@@ -106,6 +110,8 @@ def check_settings(s: SamplingSettings) -> None:
         isinstance(s.strength, (int, float)) and math.isfinite(s.strength) and 0 < s.strength <= 1
     ):
         raise SRInputError(f"strength must be in (0, 1], got {s.strength!r}")
+    if s.spacing is not None and s.spacing not in SPACINGS:
+        raise SRInputError(f"timestep spacing must be one of {', '.join(SPACINGS)}, got {s.spacing!r}")
     if s.sampler is not None and not isinstance(s.sampler, str):
         raise SRInputError(f"sampler must be a name, got {s.sampler!r}")
 
@@ -153,7 +159,7 @@ class StageResult:
         s = self.settings
         return {
             "model": self.model, "scale": self.scale, "steps": s.steps, "sampler": s.sampler, "eta": s.eta,
-            "seed": s.seed, "strength": s.strength, "lr_projection": s.lr_projection or 0, "nfe": self.nfe,
+            "seed": s.seed, "strength": s.strength, "spacing": s.spacing, "lr_projection": s.lr_projection or 0, "nfe": self.nfe,
             "seconds": self.seconds, "projection_seconds": self.projection_seconds, "load_seconds": self.load_seconds,
             "peak_memory_mb": self.peak_memory_mb,
             "input": f"{self.input_shape[1]}x{self.input_shape[0]}",

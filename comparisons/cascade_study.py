@@ -1,0 +1,328 @@
+"""The cascade study: is a chain of small-scale models (SR3's claim: with fewer refinement steps)
+better than one large-scale model, at equal total network evaluations and at equal wall clock?
+
+    python -m comparisons.studies cascade --data ../shared/data/test/Set5 --data ../shared/data/test/Set14 \
+        --data ../shared/data/test/BSD100 --crop 256 --out results/cascade
+
+Configurations (each skipped, with a note, when its models are missing):
+
+* 16x: ``ldm-x16`` at every N of the grid; ``ldm-x4>ldm-x4`` at every (N1, N2); the same with the
+  conditioning-augmented stage 2 (``--aug-model``); stage 2 started SDEdit-style from the noised
+  upsample of stage 1's output (``--strengths``); ``regression-x4>regression-x4`` and bicubic as
+  reference points.
+* 8x: ``ldm-x8`` at every N; ``ldm-x2>ldm-x4`` and ``ldm-x4>ldm-x2`` at equal steps per stage;
+  regression and bicubic references.
+
+Each configuration runs with back-projection onto the original LR as the models default to
+(``bp``) and without any (``raw``, the quality floors' protocol), as ``--projection`` says.
+Writes ``cascade.csv`` (a row per configuration, projection and dataset, plus ``all`` pooled over
+every image), ``cascade_per_image.csv``, ``cascade.html`` (quality vs total NFE and vs seconds
+with the Pareto fronts, the N1 x N2 heat maps) and ``run_card.json`` / ``run_card.md`` (commit,
+model hashes, data, seeds, settings, machine, and the answer).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from tqdm.auto import tqdm
+
+from sr_models.data import test_pairs
+from sr_models.metrics import detail_ratio, score
+from sr_models.registry import get_models
+from sr_models.types import SamplingSettings, StageResult
+
+PROJECTIONS = {"bp": None, "raw": 0}  # None: each model's default back-projection
+METRICS = ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "lpips")
+COLUMNS = [
+    "scale", "group", "config", "model", "n1", "n2", "strength", "projection", "dataset", "n_images", "psnr_y",
+    "ssim_y", "lr_psnr", "hf_ratio", "lpips", "nfe", "seconds", "peak_memory_mb", "stage1_nfe", "stage2_nfe",
+    "stage1_seconds", "stage2_seconds", "settings",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Config:
+    scale: int
+    group: str  # what the point is in the plots: "ldm-x16", "ldm-x4>ldm-x4", "reference", ...
+    model: str  # a model name or cascade spec
+    settings: SamplingSettings
+    n1: int | None = None  # steps of the single model or of stage 1
+    n2: int | None = None  # steps of stage 2
+    strength: float | None = None  # stage 2's SDEdit strength
+
+    @property
+    def label(self) -> str:
+        steps = "" if self.n1 is None else f" [{self.n1}" + ("" if self.n2 is None else f",{self.n2}") + "]"
+        return self.model + steps + (f" s={self.strength:g}" if self.strength else "")
+
+
+def _pair(model: str, n1: int, n2: int, group: str, strength: float | None = None, scale: int = 16) -> Config:
+    stage2 = SamplingSettings(steps=n2, strength=strength)
+    return Config(scale, group, model, SamplingSettings(stages=(SamplingSettings(steps=n1), stage2)), n1, n2, strength)
+
+
+def study_configs(grid, aug_model: str | None, strengths, scales=(16, 8)) -> list[Config]:
+    configs = []
+    if 16 in scales:
+        configs += [Config(16, "reference", "bicubic", SamplingSettings()),
+                    Config(16, "reference", "regression-x4>regression-x4", SamplingSettings())]  # fmt: skip
+        configs += [Config(16, "ldm-x16", "ldm-x16", SamplingSettings(steps=n), n) for n in grid]
+        configs += [_pair("ldm-x4>ldm-x4", a, b, "ldm-x4>ldm-x4") for a in grid for b in grid]
+        if aug_model:
+            configs += [_pair(f"ldm-x4>{aug_model}", a, b, f"ldm-x4>{aug_model}") for a in grid for b in grid]
+        for s in strengths:
+            configs += [_pair("ldm-x4>ldm-x4", a, b, f"ldm-x4>ldm-x4 SDEdit {s:g}", s) for a in grid for b in grid]
+    if 8 in scales:
+        configs += [Config(8, "reference", "bicubic", SamplingSettings()),
+                    Config(8, "reference", "regression-x8", SamplingSettings()),
+                    Config(8, "reference", "regression-x2>regression-x4", SamplingSettings())]  # fmt: skip
+        configs += [Config(8, "ldm-x8", "ldm-x8", SamplingSettings(steps=n), n) for n in grid]
+        for spec in ("ldm-x2>ldm-x4", "ldm-x4>ldm-x2"):
+            configs += [_pair(spec, n, n, spec, scale=8) for n in grid]
+    return configs
+
+
+def _stage_cost(stages: list[StageResult], i: int, key: str):
+    return getattr(stages[i], key) if i < len(stages) else 0
+
+
+def run_study(configs, datasets, out: Path, crop: int | None, limit: int | None, projections=("bp", "raw"),
+              models: dict | None = None, lpips_fn=None) -> tuple[list[dict], list[str]]:  # fmt: skip
+    """Run every configuration on every image; return (summary rows, notes)."""
+    from sr_models.registry import discover
+
+    models = models if models is not None else discover()
+    notes, runnable = [], []
+    for config in configs:
+        try:
+            (model,) = get_models([config.model], models)
+            model.check_available()
+            runnable.append((config, model))
+        except (KeyError, RuntimeError, ValueError) as err:
+            notes.append(f"skipped {config.label}: {err.args[0] if err.args else err}")
+    notes = list(dict.fromkeys(notes))
+    pairs = {(d, s): list(test_pairs(d, s, limit=limit, crop=crop)) for d in datasets for s in {c.scale for c, _ in runnable}}
+    total = sum(len(pairs[(d, c.scale)]) for d in datasets for c, _ in runnable) * len(projections)
+    per_image, rows = [], []
+    bar = tqdm(total=total, desc="cascade study", unit="img", dynamic_ncols=True)
+    for config, model in runnable:
+        model.load_weights()
+        for projection in projections:
+            settings = replace(config.settings, lr_projection=PROJECTIONS[projection], seed=0)
+            for data in datasets:
+                for pair in pairs[(data, config.scale)]:
+                    result = model.upscale(pair.lr, scale=config.scale, settings=settings)
+                    row = {
+                        "scale": config.scale, "group": config.group, "config": config.label, "model": config.model,
+                        "n1": config.n1, "n2": config.n2, "strength": config.strength, "projection": projection,
+                        "dataset": Path(data).name, "image": pair.name, **score(result.image, pair.hr, pair.lr, config.scale),
+                        "hf_ratio": detail_ratio(result.image, pair.hr, config.scale),
+                        "lpips": lpips_fn(result.image, pair.hr) if lpips_fn else None,
+                        "nfe": result.nfe, "seconds": result.seconds, "peak_memory_mb": result.peak_memory_mb,
+                        "stage1_nfe": _stage_cost(result.stages, 0, "nfe"), "stage2_nfe": _stage_cost(result.stages, 1, "nfe"),
+                        "stage1_seconds": _stage_cost(result.stages, 0, "seconds"),
+                        "stage2_seconds": _stage_cost(result.stages, 1, "seconds"),
+                        "settings": result.facts()["settings"],
+                    }  # fmt: skip
+                    per_image.append(row)
+                    bar.update(1)
+    bar.close()
+    rows = summarize(per_image)
+    out.mkdir(parents=True, exist_ok=True)
+    _write(out / "cascade_per_image.csv", per_image, ["image", *COLUMNS])
+    _write(out / "cascade.csv", rows, COLUMNS)
+    return rows, notes
+
+
+def summarize(per_image: list[dict]) -> list[dict]:
+    """Means per configuration, projection and dataset, and pooled over all images ('all')."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in per_image:
+        for dataset in (r["dataset"], "all"):
+            groups.setdefault((r["scale"], r["config"], r["projection"], dataset), []).append(r)
+    rows = []
+    for (_, _, _, dataset), sel in groups.items():
+        first = sel[0]
+        row = {k: first[k] for k in ("scale", "group", "config", "model", "n1", "n2", "strength", "projection", "settings")}
+        row.update({"dataset": dataset, "n_images": len(sel), "peak_memory_mb": max(r["peak_memory_mb"] for r in sel)})
+        for key in (*METRICS, "nfe", "seconds", "stage1_nfe", "stage2_nfe", "stage1_seconds", "stage2_seconds"):
+            values = [r[key] for r in sel if r[key] is not None]
+            row[key] = float(np.nanmean(values)) if values else None
+        rows.append(row)
+    return rows
+
+
+def _write(path: Path, rows: list[dict], columns: list[str]):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats in both cost (lower) and quality (higher)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def answer(rows: list[dict], dataset: str, projection: str, single: str = "ldm-x16", cascade: str = "ldm-x4>ldm-x4",
+           scale: int = 16) -> list[str]:  # fmt: skip
+    """The study's answer in sentences: at equal total NFE and equal wall clock, who wins and by how much."""
+    sel = [r for r in rows if r["dataset"] == dataset and r["projection"] == projection and r["scale"] == scale]
+    singles = sorted((r for r in sel if r["group"] == single), key=lambda r: r["nfe"])
+    chains = [r for r in sel if r["group"].startswith(cascade) and r["model"].count(">") == 1]
+    if not singles or not chains:
+        return [f"{dataset}, {projection}: not enough configurations to compare {single} with {cascade}."]
+    lines = []
+    for s in singles:
+        same_nfe = [c for c in chains if c["nfe"] <= s["nfe"]]
+        same_time = [c for c in chains if c["seconds"] <= s["seconds"] * 1.05]
+        parts = [f"{single} at {s['n1']} steps: {s['psnr_y']:.2f} dB ({s['nfe']:.0f} NFE, {s['seconds']:.2f} s)"]
+        for what, pool in (("at no more NFE", same_nfe), ("at no more wall clock", same_time)):
+            if pool:
+                b = max(pool, key=lambda r: r["psnr_y"])
+                parts.append(f"best cascade {what}: {b['config']} {b['psnr_y']:.2f} dB "
+                             f"({b['psnr_y'] - s['psnr_y']:+.2f}; {b['nfe']:.0f} NFE, {b['seconds']:.2f} s)")  # fmt: skip
+            else:
+                parts.append(f"no cascade {what}")
+        lines.append("; ".join(parts))
+    best = max(chains, key=lambda r: r["psnr_y"])
+    lines.append(f"best cascade overall: {best['config']} {best['psnr_y']:.2f} dB at {best['nfe']:.0f} NFE; "
+                 f"best single: {max(singles, key=lambda r: r['psnr_y'])['psnr_y']:.2f} dB")  # fmt: skip
+    return [f"{dataset}, {projection}: {line}" for line in lines]
+
+
+def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
+    """Quality vs total NFE and vs seconds (Pareto fronts dashed), per projection and scale."""
+    panels = sorted({(r["scale"], r["projection"]) for r in rows}, key=lambda k: (-k[0], k[1]))
+    titles = [f"{s}x, {p}: PSNR-Y vs {x}" for s, p in panels for x in ("total NFE", "seconds per image")]
+    fig = make_subplots(rows=len(panels), cols=2, subplot_titles=titles, vertical_spacing=0.08 / max(1, len(panels) / 3))
+    palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#fecb52"]
+    colours: dict[str, str] = {}
+    for row_i, (scale, projection) in enumerate(panels, start=1):
+        sel = [r for r in rows if r["dataset"] == dataset and r["scale"] == scale and r["projection"] == projection]
+        for col, key in ((1, "nfe"), (2, "seconds")):
+            for group in dict.fromkeys(r["group"] for r in sel):
+                g = [r for r in sel if r["group"] == group]
+                colour = colours.setdefault(group, palette[len(colours) % len(palette)])
+                fig.add_trace(go.Scatter(
+                    x=[max(r[key], 0.5 if key == "nfe" else 1e-3) for r in g], y=[r["psnr_y"] for r in g],
+                    mode="markers", name=group, legendgroup=group, showlegend=row_i == 1 and col == 1,
+                    marker={"color": colour, "size": 8}, text=[r["config"] for r in g],
+                    customdata=[[r["ssim_y"], r["lr_psnr"], r["hf_ratio"], r["nfe"], r["seconds"]] for r in g],
+                    hovertemplate="%{text}<br>PSNR-Y %{y:.2f}<br>SSIM-Y %{customdata[0]:.4f}<br>LR-PSNR "
+                    "%{customdata[1]:.1f}<br>detail %{customdata[2]:.3f}<br>NFE %{customdata[3]:.0f}<br>"
+                    "%{customdata[4]:.3f} s<extra></extra>",
+                ), row_i, col)  # fmt: skip
+            front = pareto_front([(r[key], r["psnr_y"]) for r in sel])
+            pts = sorted((sel[i][key], sel[i]["psnr_y"]) for i in front)
+            fig.add_trace(go.Scatter(x=[max(p[0], 0.5 if key == "nfe" else 1e-3) for p in pts], y=[p[1] for p in pts],
+                                     mode="lines", line={"dash": "dash", "color": "gray"}, name="Pareto front",
+                                     showlegend=row_i == 1 and col == 1, legendgroup="front"), row_i, col)  # fmt: skip
+            fig.update_xaxes(type="log", title="total NFE" if key == "nfe" else "seconds per image", row=row_i, col=col)
+            fig.update_yaxes(title="PSNR-Y (dB)", row=row_i, col=col)
+    fig.update_layout(template="plotly_white", height=380 * len(panels), title=f"Cascade study ({dataset})")
+    return fig
+
+
+def heatmaps(rows: list[dict], dataset: str = "all") -> go.Figure:
+    """PSNR-Y over the (N1, N2) grid: a row per cascade group with a full grid, a column per projection."""
+    sel = [r for r in rows if r["n2"] is not None and r["dataset"] == dataset]
+    def full_grid(group):  # a real N1 x N2 grid, not the 8x cascades' diagonal
+        cells = {(r["n1"], r["n2"]) for r in sel if r["group"] == group}
+        n1s, n2s = {a for a, _ in cells}, {b for _, b in cells}
+        return len(n1s) > 1 and len(n2s) > 1 and len(cells) == len(n1s) * len(n2s)
+
+    groups = [g for g in dict.fromkeys(r["group"] for r in sel) if full_grid(g)]
+    projections = sorted({r["projection"] for r in sel})
+    if not groups:
+        return go.Figure()
+    titles = [f"{g} ({p})" for g in groups for p in projections]
+    fig = make_subplots(rows=len(groups), cols=len(projections), subplot_titles=titles, horizontal_spacing=0.12)
+    for i, group in enumerate(groups, start=1):
+        for j, projection in enumerate(projections, start=1):
+            cells = [r for r in sel if r["group"] == group and r["projection"] == projection]
+            n1s, n2s = sorted({r["n1"] for r in cells}), sorted({r["n2"] for r in cells})
+            z = [[next((r["psnr_y"] for r in cells if r["n1"] == a and r["n2"] == b), None) for a in n1s] for b in n2s]
+            fig.add_trace(go.Heatmap(z=z, x=[str(a) for a in n1s], y=[str(b) for b in n2s], colorscale="Viridis",
+                                     showscale=False, texttemplate="%{z:.2f}",
+                                     hovertemplate="N1 %{x}, N2 %{y}: %{z:.2f} dB<extra></extra>"), i, j)  # fmt: skip
+            fig.update_xaxes(title="stage 1 steps", type="category", row=i, col=j)
+            fig.update_yaxes(title="stage 2 steps", type="category", row=i, col=j)
+    fig.update_layout(template="plotly_white", height=330 * len(groups) + 80,
+                      title=f"PSNR-Y (dB) over the split of steps between the stages ({dataset}; brighter is better)")  # fmt: skip
+    return fig
+
+
+def _hash(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for f in sorted(folder.rglob("*.safetensors")):
+        digest.update(f.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: dict, seconds: float) -> dict:
+    """What reproduces the study and what it found: commit, model hashes, data, settings, machine, answer."""
+    import torch
+
+    from sr_models.training import hardware_description
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    used = sorted({n.split("@")[0] for r in rows for n in r["model"].split(">")})
+    card = {
+        "command": args.get("command"), "commit": commit, "seconds": round(seconds, 1),
+        "machine": f"{hardware_description()}, {platform.platform()}, torch {torch.__version__}",
+        "data": args.get("data"), "crop": args.get("crop"), "limit": args.get("limit"),
+        "seeds": "run seed 0; stage 1 keeps it, stage 2 derives its own (sr_models.types.derive_seed)",
+        "projections": {"bp": "each model's default back-projection onto the original LR after each stage",
+                        "raw": "no back-projection anywhere"},
+        "models": {n: _hash(models[n].folder) for n in used if getattr(models.get(n), "folder", None)},
+        "notes": notes,
+        "answer": [line for d in ("Set14", "all") for p in ("raw", "bp") for line in answer(rows, d, p)],
+    }  # fmt: skip
+    (out / "run_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    md = ["# Cascade study run card", "", *[f"- **{k}**: {v}" for k, v in card.items() if k not in ("answer", "notes", "models")],
+          "", "## Models (sha256 of their safetensors, first 16 hex)", "", *[f"- {k}: `{v}`" for k, v in card["models"].items()],
+          "", "## Answer", "", *[f"- {a}" for a in card["answer"]], "", "## Notes", "", *[f"- {n}" for n in notes]]  # fmt: skip
+    (out / "run_card.md").write_text("\n".join(md) + "\n")
+    return card
+
+
+def cascade_study(datasets, out: Path, grid=(1, 2, 5, 10, 20), aug_model: str | None = "ldm-x4-aug", strengths=(),
+                  scales=(16, 8), crop: int | None = 256, limit: int | None = None, projections=("bp", "raw"),
+                  models: dict | None = None, command: str = "", lpips_fn=None) -> dict:  # fmt: skip
+    from sr_models.registry import discover
+
+    models = models if models is not None else discover()
+    start = time.perf_counter()
+    configs = study_configs(grid, aug_model, strengths, scales)
+    rows, notes = run_study(configs, datasets, out, crop, limit, projections, models, lpips_fn)
+    page = out / "cascade.html"
+    with open(page, "w") as f:
+        f.write("<html><head><meta charset='utf-8'><title>Cascade study</title></head><body>")
+        f.write(figure(rows).to_html(full_html=False, include_plotlyjs=True))  # works offline
+        f.write(heatmaps(rows).to_html(full_html=False, include_plotlyjs=False))
+        f.write(heatmaps(rows, "Set14").to_html(full_html=False, include_plotlyjs=False))
+        f.write("</body></html>")
+    args = {"command": command, "data": [str(d) for d in datasets], "crop": crop, "limit": limit}
+    return run_card(out, args, rows, notes, models, time.perf_counter() - start)
