@@ -18,7 +18,13 @@ import numpy as np
 from PIL import Image
 
 from comparisons.animation import trajectory_gif
-from comparisons.compare import MODE_HR, MODE_LR, nearest_upscale, run_comparison, zoom_crops
+from comparisons.compare import (
+    MODE_HR,
+    MODE_LR,
+    nearest_upscale,
+    run_comparison,
+    zoom_crops,
+)
 from comparisons.examples import example_images
 from comparisons.plots import benchmark_figure
 from sr_models.base import ModelUnavailableError, SRInputError

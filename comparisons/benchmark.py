@@ -12,7 +12,6 @@ table whose header states the protocol) and ``summary.html`` (an interactive qua
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from comparisons.cli import add_settings_arguments, settings_from_args
+from comparisons.records import write_csv
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.data import SPLITS, list_images, test_pairs
 from sr_models.metrics import detail_ratio, score
@@ -144,9 +144,9 @@ def run_benchmark(
                 }  # fmt: skip
             )
     bar.close()
-    _write_csv(out / "per_image.csv", per_image, PER_IMAGE_COLUMNS)
-    _write_csv(out / "stages.csv", stage_rows, STAGE_COLUMNS)
-    _write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
+    write_csv(out / "per_image.csv", per_image, PER_IMAGE_COLUMNS)
+    write_csv(out / "stages.csv", stage_rows, STAGE_COLUMNS)
+    write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
     protocol = protocol_text(scale, crop, limit, settings, split)
     notes = list(dict.fromkeys(n.split(": ", 1)[1] if n.startswith("FID/IS (") else n for n in notes))
     (out / "summary.md").write_text(markdown_table(summary, protocol, notes))
@@ -167,14 +167,6 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _write_csv(path: Path, rows: list[dict], columns: list[str]):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
-
-
 def markdown_table(summary: list[dict], protocol: str, notes: list[str] = ()) -> str:
     columns = ["dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "hf_ratio"]
     columns += [c for c in ("lpips", "fid", "is_mean") if summary and c in summary[0]]
@@ -190,7 +182,11 @@ def _perceptual_setup(perceptual: bool, lpips_model, feature_extractor):
     """(lpips function or None, whether to compute FID/IS, notes for the report)."""
     if not perceptual:
         return None, False, []
-    from comparisons.perceptual import available_perceptual_metrics, load_lpips, lpips_distance
+    from comparisons.perceptual import (
+        available_perceptual_metrics,
+        load_lpips,
+        lpips_distance,
+    )
 
     missing = available_perceptual_metrics() if lpips_model is None or feature_extractor is None else {}
     notes = []

@@ -23,7 +23,6 @@ model hashes, data, seeds, settings, machine, and the answer).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import platform
@@ -37,6 +36,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
+from comparisons.records import write_csv
 from sr_models.data import test_pairs
 from sr_models.metrics import detail_ratio, score
 from sr_models.registry import get_models
@@ -140,8 +140,8 @@ def run_study(configs, datasets, out: Path, crop: int | None, limit: int | None,
     bar.close()
     rows = summarize(per_image)
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / "cascade_per_image.csv", per_image, ["image", *COLUMNS])
-    _write(out / "cascade.csv", rows, COLUMNS)
+    write_csv(out / "cascade_per_image.csv", per_image, ["image", *COLUMNS])
+    write_csv(out / "cascade.csv", rows, COLUMNS)
     return rows, notes
 
 
@@ -161,14 +161,6 @@ def summarize(per_image: list[dict]) -> list[dict]:
             row[key] = float(np.nanmean(values)) if values else None
         rows.append(row)
     return rows
-
-
-def _write(path: Path, rows: list[dict], columns: list[str]):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:

@@ -11,7 +11,6 @@ against the setting, one line per model).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -21,10 +20,11 @@ from plotly.subplots import make_subplots
 
 from comparisons.benchmark import run_benchmark
 from comparisons.cli import add_settings_arguments, settings_from_args
-from sr_models.data import SPLITS
-from sr_models.types import SamplingSettings
+from comparisons.records import write_csv
 from sr_models.base import ModelUnavailableError, SRInputError
+from sr_models.data import SPLITS
 from sr_models.registry import discover, get_models
+from sr_models.types import SamplingSettings
 
 
 def steps_study(models, scale, datasets, out: Path, steps_list, settings: SamplingSettings | None = None, crop=None,
@@ -36,10 +36,7 @@ def steps_study(models, scale, datasets, out: Path, steps_list, settings: Sampli
                                 settings=replace(settings, steps=steps), split=split)  # fmt: skip
         rows += [{"steps": steps, **r} for r in summary]
     columns = ["steps", "dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "seconds_per_image", "nfe"]
-    with open(out / "study.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "study.csv", rows, columns)
     steps_figure(rows).write_html(out / "study.html", include_plotlyjs="cdn")
     return rows
 
@@ -65,10 +62,10 @@ def reconstruction_study(folder: Path, datasets, out: Path | None = None, crop=N
     import torch
     from diffusers import AutoencoderKL
 
-    from sr_models.data import test_pairs
-    from sr_models.metrics import psnr, ssim
     from sr_models.cards import read_meta, write_meta
+    from sr_models.data import test_pairs
     from sr_models.diffusion_sr import to_image, to_model_range
+    from sr_models.metrics import psnr, ssim
 
     vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32).eval()
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -85,10 +82,7 @@ def reconstruction_study(folder: Path, datasets, out: Path | None = None, crop=N
                      "ssim_y": float(np.mean([s[1] for s in scores]))})  # fmt: skip
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        with open(out / "reconstruction.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(out / "reconstruction.csv", rows, list(rows[0]))
     if update_card:
         meta = read_meta(folder)
         meta["metrics"] = [{**r, "scale": 1, "psnr_y": round(r["psnr_y"], 4), "ssim_y": round(r["ssim_y"], 4)}

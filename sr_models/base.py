@@ -19,7 +19,13 @@ import numpy as np
 
 from sr_models.consistency import back_project
 from sr_models.types import (  # noqa: F401  (re-exported: the interface's vocabulary)
-    ModelUnavailableError, OnStep, SamplingSettings, SRInputError, StageResult, StepInfo, UpscaleResult,
+    ModelUnavailableError,
+    OnStep,
+    SamplingSettings,
+    SRInputError,
+    StageResult,
+    StepInfo,
+    UpscaleResult,
 )  # fmt: skip
 
 

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sr_models.cards import write_meta
 from sr_models.data import SPLITS, PatchSampler, augment_condition, test_pairs
 from sr_models.metrics import score
-from sr_models.cards import write_meta
 from sr_models.regression import EDSRLite, to_tensor, to_uint8
 from sr_models.training import NonFiniteLossError, TrainConfig, Trainer
 from sr_models.types import SamplingSettings
@@ -169,7 +169,12 @@ def autoencoder_parser(sub):
 
 
 def run_autoencoder(args) -> dict:
-    from sr_models.first_stage import autoencoder_loss, build_autoencoder, fold_latent_scale, latent_std
+    from sr_models.first_stage import (
+        autoencoder_loss,
+        build_autoencoder,
+        fold_latent_scale,
+        latent_std,
+    )
 
     torch.manual_seed(args.seed)
     vae = build_autoencoder(args.channels, args.latent_channels)
@@ -258,8 +263,14 @@ def _run_diffusion(args, family: str) -> dict:
 
     from sr_models.diffusion import TRAIN_SCHEDULER
     from sr_models.diffusion_sr import (
-        LatentSR, PixelSR, torch_bicubic_up, build_unet, condition_channels, latent_condition, save_ldm_folder,
+        LatentSR,
+        PixelSR,
+        build_unet,
+        condition_channels,
+        latent_condition,
+        save_ldm_folder,
         save_sr3_folder,
+        torch_bicubic_up,
     )  # fmt: skip
 
     torch.manual_seed(args.seed)

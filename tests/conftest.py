@@ -7,10 +7,15 @@ import pytest
 import torch
 from PIL import Image
 
-from sr_models.degradation import center_crop
 from sr_models.cards import write_meta
+from sr_models.degradation import center_crop
 from sr_models.diffusion import SAMPLERS, TRAIN_SCHEDULER
-from sr_models.diffusion_sr import build_unet, condition_channels, save_ldm_folder, save_sr3_folder
+from sr_models.diffusion_sr import (
+    build_unet,
+    condition_channels,
+    save_ldm_folder,
+    save_sr3_folder,
+)
 from sr_models.first_stage import build_autoencoder
 from sr_models.regression import EDSRLite
 

@@ -13,7 +13,6 @@ from gradio_client.exceptions import AppError  # noqa: E402
 import app as app_module  # noqa: E402
 from sr_models.registry import discover  # noqa: E402
 
-
 NO_CASCADE = ["", "", "", 0, 0, 0]  # the cascade builder's stage dropdowns and step boxes, unused
 
 

@@ -6,10 +6,9 @@ import torch
 from PIL import Image
 
 from comparisons.benchmark import main, run_benchmark
+from sr_models.bicubic import BicubicSR
 from sr_models.degradation import degrade, imresize
 from sr_models.metrics import psnr, ssim
-from sr_models.bicubic import BicubicSR
-from sr_models.registry import discover
 
 
 def read_csv(path):

@@ -196,9 +196,9 @@ def test_registry_lists_both_families_but_not_the_first_stage(tmp_path):
 
 
 def test_back_projection_restores_lr_consistency():
+    from sr_models.consistency import back_project
     from sr_models.degradation import degrade, imresize
     from sr_models.metrics import lr_consistency
-    from sr_models.consistency import back_project
 
     rng = np.random.default_rng(0)
     y, x = np.mgrid[:64, :64]

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from sr_models.degradation import imresize
 from sr_models.base import ModelUnavailableError, SRInputError, UpscaleResult
 from sr_models.bicubic import BicubicSR
-from sr_models.types import SamplingSettings
+from sr_models.degradation import imresize
 from sr_models.registry import HubModel, discover, get_models, load_model
+from sr_models.types import SamplingSettings
 from tests.conftest import save_tiny_regression
 
 LR = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)

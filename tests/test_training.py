@@ -7,8 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from sr_models.types import SamplingSettings
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -16,6 +14,7 @@ from safetensors.torch import load_file
 from sr_models.registry import load_model
 from sr_models.train import main
 from sr_models.training import NonFiniteLossError, TrainConfig, Trainer
+from sr_models.types import SamplingSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 
