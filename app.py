@@ -162,8 +162,9 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         folder = Path(tempfile.mkdtemp(prefix="trajectory_"))
         for r in comparison.results:
             if r.frames:
-                gif = trajectory_gif(r.frames, r.frame_labels, folder / f"{r.model.replace(SEPARATOR, '_then_')}.gif")
-                gifs.append((str(gif), f"{r.model}: x̂0 per step ({r.facts()['settings']})"))
+                gif = trajectory_gif(r.frames, r.frame_labels, folder / f"{r.model.replace(SEPARATOR, '_then_')}.gif",
+                                     noisy=r.noisy_frames)  # fmt: skip
+                gifs.append((str(gif), f"{r.model}: x_t (left) and x̂0 (right) per step ({r.facts()['settings']})"))
         return ["\n".join(status), *slots, frame, plot, gifs, comparison]
 
     def zoom(comparison, cx, cy, size, magnify):
@@ -232,7 +233,8 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                 table = gr.Dataframe(value=[], headers=["model", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "NFE", "seconds"],
                                      label="Metrics", interactive=False, wrap=True)  # fmt: skip
                 plot = gr.Plot(label="Quality vs time")
-                trajectories = gr.Gallery(label="Denoising trajectories (predicted clean image per step)", columns=3)
+                trajectories = gr.Gallery(label="Denoising trajectories: noisy state x_t and predicted clean image x̂0 per step",
+                                          columns=2)  # fmt: skip
                 with gr.Accordion("Zoom: the same region of every image", open=True):
                     with gr.Row():
                         cx = gr.Slider(0, 100, value=50, label="centre x (%)")

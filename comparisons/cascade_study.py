@@ -9,7 +9,8 @@ Configurations (each skipped, with a note, when its models are missing):
 * 16x: ``ldm-x16`` at every N of the grid; ``ldm-x4>ldm-x4`` at every (N1, N2); the same with the
   conditioning-augmented stage 2 (``--aug-model``); stage 2 started SDEdit-style from the noised
   upsample of stage 1's output (``--strengths``); ``regression-x4>regression-x4`` and bicubic as
-  reference points.
+  reference points. ``--aug-grid`` gives the augmented cascade a smaller grid; SDEdit runs
+  stage 1 at ``--sdedit-n1`` steps and stage 2 over the grid.
 * 8x: ``ldm-x8`` at every N; ``ldm-x2>ldm-x4`` and ``ldm-x4>ldm-x2`` at equal steps per stage;
   regression and bicubic references.
 
@@ -72,7 +73,7 @@ def _pair(model: str, n1: int, n2: int, group: str, strength: float | None = Non
     return Config(scale, group, model, SamplingSettings(stages=(SamplingSettings(steps=n1), stage2)), n1, n2, strength)
 
 
-def study_configs(grid, aug_model: str | None, strengths, scales=(16, 8)) -> list[Config]:
+def study_configs(grid, aug_model: str | None, strengths, scales=(16, 8), aug_grid=None, sdedit_n1: int = 2) -> list[Config]:
     configs = []
     if 16 in scales:
         configs += [Config(16, "reference", "bicubic", SamplingSettings()),
@@ -80,9 +81,10 @@ def study_configs(grid, aug_model: str | None, strengths, scales=(16, 8)) -> lis
         configs += [Config(16, "ldm-x16", "ldm-x16", SamplingSettings(steps=n), n) for n in grid]
         configs += [_pair("ldm-x4>ldm-x4", a, b, "ldm-x4>ldm-x4") for a in grid for b in grid]
         if aug_model:
-            configs += [_pair(f"ldm-x4>{aug_model}", a, b, f"ldm-x4>{aug_model}") for a in grid for b in grid]
-        for s in strengths:
-            configs += [_pair("ldm-x4>ldm-x4", a, b, f"ldm-x4>ldm-x4 SDEdit {s:g}", s) for a in grid for b in grid]
+            configs += [_pair(f"ldm-x4>{aug_model}", a, b, f"ldm-x4>{aug_model}") for a in aug_grid or grid
+                        for b in aug_grid or grid]  # fmt: skip
+        for s in strengths:  # stage 2 from the noised upsample of stage 1's output, over stage 2's steps
+            configs += [_pair("ldm-x4>ldm-x4", sdedit_n1, b, f"ldm-x4>ldm-x4 SDEdit {s:g}", s) for b in grid]
     if 8 in scales:
         configs += [Config(8, "reference", "bicubic", SamplingSettings()),
                     Config(8, "reference", "regression-x8", SamplingSettings()),
@@ -302,12 +304,13 @@ def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: 
 
 def cascade_study(datasets, out: Path, grid=(1, 2, 5, 10, 20), aug_model: str | None = "ldm-x4-aug", strengths=(),
                   scales=(16, 8), crop: int | None = 256, limit: int | None = None, projections=("bp", "raw"),
-                  models: dict | None = None, command: str = "", lpips_fn=None) -> dict:  # fmt: skip
+                  models: dict | None = None, command: str = "", lpips_fn=None, aug_grid=None,
+                  sdedit_n1: int = 2) -> dict:  # fmt: skip
     from sr_models.registry import discover
 
     models = models if models is not None else discover()
     start = time.perf_counter()
-    configs = study_configs(grid, aug_model, strengths, scales)
+    configs = study_configs(grid, aug_model, strengths, scales, aug_grid, sdedit_n1)
     rows, notes = run_study(configs, datasets, out, crop, limit, projections, models, lpips_fn)
     page = out / "cascade.html"
     with open(page, "w") as f:

@@ -25,6 +25,7 @@ from sr_models.types import (  # noqa: F401  (re-exported: the interface's vocab
     SRInputError,
     StageResult,
     StepInfo,
+    Trajectory,
     UpscaleResult,
 )  # fmt: skip
 
@@ -185,9 +186,10 @@ class SRModel:
             report = lambda info: on_step(replace(info, stage=self.name, stage_index=stage_index))  # noqa: E731
         with PeakMemory() as mem:
             t0 = time.perf_counter()
-            image, nfe, frames, labels = self._upscale(
+            image, nfe, trajectory = self._upscale(
                 lr, scale=scale, settings=settings, on_step=report, keep_frames=keep_frames
             )
+            trajectory = trajectory or Trajectory()
             expected = (lr.shape[0] * scale, lr.shape[1] * scale, 3)
             if image.shape != expected or image.dtype != np.uint8:  # a family bug, not user input
                 raise RuntimeError(f"{self.name} returned {image.shape} {image.dtype}, expected {expected} uint8")
@@ -195,16 +197,18 @@ class SRModel:
             if settings.lr_projection:
                 total = image.shape[0] // original_lr.shape[0]
                 image = back_project(image, original_lr, total, settings.lr_projection)
+                if len(trajectory):  # end the animation on the image actually returned
+                    trajectory.add(image, image, f"back-projected onto the LR ({settings.lr_projection} iterations)")
             t2 = time.perf_counter()
         return StageResult(
             model=self.name, scale=scale, settings=settings, image=image, input_shape=lr.shape[:2], nfe=nfe,
             seconds=t2 - t0, peak_memory_mb=mem.peak_mb, projection_seconds=t2 - t1, load_seconds=load_seconds,
-            frames=frames, frame_labels=labels,
+            trajectory=trajectory,
         )  # fmt: skip
 
     def load_weights(self):
         """Load what the model needs before it runs (no-op for models built in memory)."""
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
-        """Return (sr uint8 HxWx3, nfe, frames, frame_labels); ``settings`` are resolved."""
+        """Return (sr uint8 HxWx3, nfe, Trajectory or None); ``settings`` are resolved."""
         raise NotImplementedError

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 
-from sr_models.base import SamplingSettings, SRModel, StepInfo
+from sr_models.base import SamplingSettings, SRModel, StepInfo, Trajectory
 from sr_models.diffusion import SAMPLERS, make_scheduler, sample, schedule, start_state
 from sr_models.tiling import tiled
 
@@ -117,12 +117,12 @@ class DiffusionSR(SRModel):
 
     # the run -------------------------------------------------------------------------------------
     def run(self, lr: torch.Tensor, scale: int, settings: SamplingSettings, on_step=None, keep_frames=0):
-        """LR in [-1, 1] (1x3xhxw), resolved settings -> (SR in [-1, 1], nfe, frames, labels)."""
+        """LR in [-1, 1] (1x3xhxw), resolved settings -> (SR in [-1, 1], nfe, Trajectory)."""
         tile = settings.tile or self.tile
         scheduler = make_scheduler(settings.sampler, self.scheduler_config, settings.spacing)
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         cond, shape = self._prepare(lr, scale)
-        frames, labels = [], []
+        trajectory = Trajectory()
         nfe = 0
 
         def denoise(x_t, t):
@@ -147,24 +147,25 @@ class DiffusionSR(SRModel):
 
             def step_callback(i, n, t, x_t, x0):
                 decoded = None
-                if i in keep:
+                if i in keep:  # x_t decoded as it is: noise turning into an image
                     decoded = to_image(self._finish(x0, lr, scale))
-                    frames.append(decoded)
-                    labels.append(f"step {i + 1}/{n} (t={int(t)})")
+                    trajectory.add(to_image(self._finish(x_t, lr, scale)), decoded, f"step {i + 1}/{n} (t={int(t)})")
                 if on_step is not None:
                     on_step(StepInfo(step=i, total=n, timestep=float(t), x_t=x_t, x0=decoded, stage=self.name))
 
             x0, _ = sample(denoise, x, scheduler, timesteps, generator, eta=settings.eta, on_step=step_callback)
             image = self._finish(x0, lr, scale)
-        return image, nfe, frames, labels
+        return image, nfe, trajectory
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
         x = to_model_range(lr)
         x, h, w = _pad_to(x, self._lr_multiple(scale))
-        sr, nfe, frames, labels = self.run(x, scale, settings, on_step, keep_frames)
+        sr, nfe, padded = self.run(x, scale, settings, on_step, keep_frames)
         crop = (slice(None), slice(None), slice(0, h * scale), slice(0, w * scale))
-        frames = [f[: h * scale, : w * scale] for f in frames]
-        return to_image(sr[crop]), nfe, frames, labels
+        trajectory = Trajectory()
+        for x_t, x0, label in zip(padded.x_t, padded.x0, padded.labels):
+            trajectory.add(x_t[: h * scale, : w * scale], x0[: h * scale, : w * scale], label)
+        return to_image(sr[crop]), nfe, trajectory
 
     def _lr_multiple(self, scale: int) -> int:
         return self._pad_multiple

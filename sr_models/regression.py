@@ -94,4 +94,4 @@ class RegressionSR(SRModel):
 
         with torch.inference_mode():
             sr = tiled(net, to_tensor(lr), tile, overlap=16, scale=scale)
-        return to_uint8(sr), len(calls), [], []
+        return to_uint8(sr), len(calls), None

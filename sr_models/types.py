@@ -140,6 +140,24 @@ OnStep = Callable[[StepInfo], None]
 
 
 @dataclass
+class Trajectory:
+    """Kept denoising steps of one stage, decoded to images: the noisy state x_t and the predicted
+    clean image x̂0 side by side, and, when back-projection follows, the returned image last."""
+
+    x0: list[np.ndarray] = field(default_factory=list)  # uint8 HxWx3 per kept step
+    x_t: list[np.ndarray] = field(default_factory=list)  # the same steps' noisy states, decoded
+    labels: list[str] = field(default_factory=list)
+
+    def add(self, x_t: np.ndarray, x0: np.ndarray, label: str) -> None:
+        self.x_t.append(x_t)
+        self.x0.append(x0)
+        self.labels.append(label)
+
+    def __len__(self) -> int:
+        return len(self.x0)
+
+
+@dataclass
 class StageResult:
     model: str
     scale: int
@@ -151,8 +169,15 @@ class StageResult:
     peak_memory_mb: float
     projection_seconds: float = 0.0
     load_seconds: float = 0.0  # loading weights on first use, not part of ``seconds``
-    frames: list[np.ndarray] = field(default_factory=list)  # trajectory (uint8 HxWx3), if kept
-    frame_labels: list[str] = field(default_factory=list)
+    trajectory: Trajectory = field(default_factory=Trajectory)  # kept steps, if any
+
+    @property
+    def frames(self) -> list[np.ndarray]:
+        return self.trajectory.x0
+
+    @property
+    def frame_labels(self) -> list[str]:
+        return self.trajectory.labels
 
     def facts(self) -> dict:
         """A flat row: what a table, a CSV or a JSON needs of this stage."""
@@ -188,15 +213,23 @@ class UpscaleResult:
             return self.stages[0].settings
         return SamplingSettings(seed=self.stages[0].settings.seed, stages=tuple(s.settings for s in self.stages))
 
-    @property
-    def frames(self) -> list[np.ndarray]:
-        """Every stage's frames at the final size (nearest, no smoothing), so they animate as one sequence."""
+    def _at_final_size(self, frames) -> list[np.ndarray]:
         h, w = self.image.shape[:2]
         out = []
-        for frame in (f for s in self.stages for f in s.frames):
+        for frame in frames:
             fy, fx = max(1, h // frame.shape[0]), max(1, w // frame.shape[1])
             out.append(np.repeat(np.repeat(frame, fy, axis=0), fx, axis=1)[:h, :w])
         return out
+
+    @property
+    def frames(self) -> list[np.ndarray]:
+        """Every stage's x̂0 frames at the final size (nearest, no smoothing): one sequence to animate."""
+        return self._at_final_size(f for s in self.stages for f in s.trajectory.x0)
+
+    @property
+    def noisy_frames(self) -> list[np.ndarray]:
+        """The matching decoded x_t frames, at the final size."""
+        return self._at_final_size(f for s in self.stages for f in s.trajectory.x_t)
 
     @property
     def frame_labels(self) -> list[str]:

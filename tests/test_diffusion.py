@@ -40,7 +40,7 @@ def test_stock_ldm_pipeline_reproduces_our_4x_output(ldm4):
     for sampler in ("ddim", "dpmsolver++"):
         pipe.scheduler = make_scheduler(sampler, ours.scheduler_config)
         stock = pipe(x, num_inference_steps=2, generator=torch.Generator().manual_seed(7), output_type="np").images[0]
-        mine, nfe, _, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler=sampler, seed=7)))
+        mine, nfe, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler=sampler, seed=7)))
         mine = (mine.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()
         assert stock.shape == mine.shape == (32, 48, 3)
         assert np.abs(stock - mine).max() <= 1e-3, sampler
@@ -63,7 +63,7 @@ def test_stock_ldm_pipeline_reproduces_the_shipped_4x_model():
     lr = np.random.default_rng(1).integers(0, 256, (16, 24, 3), dtype=np.uint8)
     stock = pipe(to_model_range(lr), num_inference_steps=2, generator=torch.Generator().manual_seed(3),
                  output_type="np").images[0]  # fmt: skip
-    mine, _, _, _ = ours.run(to_model_range(lr), 4, ours.resolve(S(steps=2, sampler="ddim", seed=3)))
+    mine, _, _ = ours.run(to_model_range(lr), 4, ours.resolve(S(steps=2, sampler="ddim", seed=3)))
     mine = (mine.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()
     assert np.abs(stock - mine).max() <= 1e-3
     # the stock pipeline's output, quantised, is our upscale() without the optional back-projection
@@ -138,6 +138,12 @@ def test_callback_gets_xt_and_decoded_x0_frames_subsampled(ldm4, sr3):
         assert len(decoded) == 3 and [s.step for s in seen if s.x0 is not None] == [0, 2, 4]
         assert len(result.frames) == 3 and result.frames[0].shape == (32, 48, 3) and result.frames[0].dtype == np.uint8
         assert result.frame_labels[0].startswith("step 1/5")
+        assert len(result.noisy_frames) == 3 and not np.array_equal(result.noisy_frames[0], result.frames[0])
+        # with back-projection the sequence ends on the returned image, labelled as such
+        projected = model.upscale(LR, settings=S(steps=2, lr_projection=2), keep_frames=8)
+        assert len(projected.frames) == 3 and "back-projected" in projected.frame_labels[-1]
+        assert np.array_equal(projected.frames[-1], projected.image)
+        assert np.array_equal(projected.noisy_frames[-1], projected.image)
 
 
 def test_sr3_residual_formulation_starts_from_bicubic(sr3):
