@@ -36,6 +36,7 @@ from sr_models.types import SamplingSettings
 TRAJECTORY_FRAMES = 8
 MAX_SLOTS = 6  # output panels laid out in advance; Gradio needs a fixed number of components
 MAX_STAGES = 3  # stages of the cascade builder
+HEAVY = "heavy"  # the concurrency group of every model run
 SCALES = [2, 3, 4, 8, 16]
 MODES = {
     "High-resolution image: degrade it, then compare against it": MODE_HR,
@@ -194,7 +195,8 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                 "stages": [st.facts() for st in r.stages], "notes": comparison.notes}  # fmt: skip
         return str(path), info
 
-    with gr.Blocks(title="Diffusion SR lab") as demo:
+    # delete_cache: outputs and uploads older than an hour are removed every 10 minutes
+    with gr.Blocks(title="Diffusion SR lab", delete_cache=(600, 3600)) as demo:
         gr.Markdown(
             "# Diffusion SR lab\nCompare super-resolution models on the same image: bicubic, regression CNNs "
             "and diffusion models. In *high-resolution* mode the image is degraded with the benchmark's "
@@ -247,7 +249,9 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                       gr.Number(), gr.Textbox(value="")]  # fmt: skip
             api_out = [gr.Image(type="filepath", format="png"), gr.JSON()]
             api_button = gr.Button()
-        api_button.click(upscale_api, api_in, api_out, api_name="upscale")
+        # One heavy job at a time across every endpoint (the app and the API share one queue slot):
+        # concurrent runs would only slow each other down and make the reported seconds wrong.
+        api_button.click(upscale_api, api_in, api_out, api_name="upscale", concurrency_id=HEAVY, concurrency_limit=1)
 
         scale.change(lambda s: gr.CheckboxGroup(value=models_for(s)), scale, names, api_name=False)
         def describe_cascade(*builder):
@@ -265,7 +269,7 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         run.click(
             compare, [image, mode, scale, names, steps, sampler, eta, seed, record, projection, *stage_models, *stage_steps],
             [status, *slots, table, plot, trajectories, state],
-            api_name="compare",
+            api_name="compare", concurrency_id=HEAVY, concurrency_limit=1,
         ).then(zoom, [state, cx, cy, size, magnify], crops, api_name=False)  # fmt: skip
         for control in (cx, cy, size, magnify):
             control.release(zoom, [state, cx, cy, size, magnify], crops, api_name=False)

@@ -10,6 +10,11 @@ import json
 from pathlib import Path
 
 META_FILE = "sr_model.json"
+METRIC_COLUMNS = [  # the card's table: these, in this order, where any row has a value
+    "dataset", "scale", "crop", "n_images", "psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "bicubic_psnr_y",
+    "bicubic_ssim_y", "mean_error_r", "mean_error_g", "mean_error_b", "steps", "sampler", "lr_projection",
+    "seconds_per_image",
+]  # fmt: skip
 
 
 def read_meta(folder: str | Path) -> dict:
@@ -70,8 +75,7 @@ def render_card(meta: dict) -> str:
             "",
             meta.get("metrics_protocol", ""),
             "",
-            _table(metrics, ["dataset", "scale", "crop", "n_images", "psnr_y", "ssim_y", "lr_psnr", "bicubic_psnr_y",
-                             "bicubic_ssim_y", "steps", "sampler", "seconds_per_image"]),
+            _table(metrics, [c for c in METRIC_COLUMNS if any(row.get(c) not in (None, "") for row in metrics)]),
             "",
         ]
     out += ["Weights: safetensors, loaded with `sr_models.registry.load_model(folder)`.", ""]
