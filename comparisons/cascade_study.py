@@ -14,6 +14,10 @@ Configurations (each skipped, with a note, when its models are missing):
 * 8x: ``ldm-x8`` at every N; ``ldm-x2>ldm-x4`` and ``ldm-x4>ldm-x2`` at equal steps per stage;
   regression and bicubic references.
 
+Every diffusion model samples with DDIM (eta 0) and, by default, ``trailing`` timestep spacing
+(``--spacing``): "leading" runs a 1-step schedule at t = 0, which would handicap exactly the
+low step counts the comparison is about.
+
 Each configuration runs with back-projection onto the original LR as the models default to
 (``bp``) and without any (``raw``, the quality floors' protocol), as ``--projection`` says.
 Writes ``cascade.csv`` (a row per configuration, projection and dataset, plus ``all`` pooled over
@@ -100,7 +104,7 @@ def _stage_cost(stages: list[StageResult], i: int, key: str):
 
 
 def run_study(configs, datasets, out: Path, crop: int | None, limit: int | None, projections=("bp", "raw"),
-              models: dict | None = None, lpips_fn=None) -> tuple[list[dict], list[str]]:  # fmt: skip
+              models: dict | None = None, lpips_fn=None, spacing: str | None = "trailing") -> tuple[list[dict], list[str]]:  # fmt: skip
     """Run every configuration on every image; return (summary rows, notes)."""
     from sr_models.registry import discover
 
@@ -121,7 +125,7 @@ def run_study(configs, datasets, out: Path, crop: int | None, limit: int | None,
     for config, model in runnable:
         model.load_weights()
         for projection in projections:
-            settings = replace(config.settings, lr_projection=PROJECTIONS[projection], seed=0)
+            settings = replace(config.settings, lr_projection=PROJECTIONS[projection], seed=0, spacing=spacing)
             for data in datasets:
                 for pair in pairs[(data, config.scale)]:
                     result = model.upscale(pair.lr, scale=config.scale, settings=settings)
@@ -287,6 +291,7 @@ def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: 
         "command": args.get("command"), "commit": commit, "seconds": round(seconds, 1),
         "machine": f"{hardware_description()}, {platform.platform()}, torch {torch.__version__}",
         "data": args.get("data"), "crop": args.get("crop"), "limit": args.get("limit"),
+        "sampling": f"DDIM, eta 0, timestep spacing {args.get('spacing')} for every diffusion model and stage",
         "seeds": "run seed 0; stage 1 keeps it, stage 2 derives its own (sr_models.types.derive_seed)",
         "projections": {"bp": "each model's default back-projection onto the original LR after each stage",
                         "raw": "no back-projection anywhere"},
@@ -305,13 +310,13 @@ def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: 
 def cascade_study(datasets, out: Path, grid=(1, 2, 5, 10, 20), aug_model: str | None = "ldm-x4-aug", strengths=(),
                   scales=(16, 8), crop: int | None = 256, limit: int | None = None, projections=("bp", "raw"),
                   models: dict | None = None, command: str = "", lpips_fn=None, aug_grid=None,
-                  sdedit_n1: int = 2) -> dict:  # fmt: skip
+                  sdedit_n1: int = 2, spacing: str | None = "trailing") -> dict:  # fmt: skip
     from sr_models.registry import discover
 
     models = models if models is not None else discover()
     start = time.perf_counter()
     configs = study_configs(grid, aug_model, strengths, scales, aug_grid, sdedit_n1)
-    rows, notes = run_study(configs, datasets, out, crop, limit, projections, models, lpips_fn)
+    rows, notes = run_study(configs, datasets, out, crop, limit, projections, models, lpips_fn, spacing)
     page = out / "cascade.html"
     with open(page, "w") as f:
         f.write("<html><head><meta charset='utf-8'><title>Cascade study</title></head><body>")
@@ -319,5 +324,6 @@ def cascade_study(datasets, out: Path, grid=(1, 2, 5, 10, 20), aug_model: str | 
         f.write(heatmaps(rows).to_html(full_html=False, include_plotlyjs=False))
         f.write(heatmaps(rows, "Set14").to_html(full_html=False, include_plotlyjs=False))
         f.write("</body></html>")
-    args = {"command": command, "data": [str(d) for d in datasets], "crop": crop, "limit": limit}
+    args = {"command": command, "data": [str(d) for d in datasets], "crop": crop, "limit": limit,
+            "spacing": spacing or "each model's default"}
     return run_card(out, args, rows, notes, models, time.perf_counter() - start)

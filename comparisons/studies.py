@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     c.add_argument("--strengths", default="", help="SDEdit strengths of stage 2, e.g. 0.5 (empty: none)")
     c.add_argument("--sdedit-n1", type=int, default=2, help="stage 1 steps of the SDEdit configurations")
     c.add_argument("--scales", default="16,8", help="which studies: 16 and/or 8")
+    c.add_argument("--spacing", default="trailing", help="timestep spacing of every diffusion stage ('' = each model's)")
     c.add_argument("--projection", default="bp,raw", help="bp (models' default back-projection) and/or raw")
     c.add_argument("--model-dir", action="append", default=[])
     args = parser.parse_args(argv)
@@ -144,7 +145,7 @@ def main(argv=None) -> int:
                 args.data, Path(args.out), grid=[int(x) for x in args.grid.split(",")], aug_model=args.aug_model or None,
                 strengths=[float(x) for x in args.strengths.split(",") if x], scales=[int(x) for x in args.scales.split(",")],
                 crop=args.crop or None, limit=args.limit, projections=projections, sdedit_n1=args.sdedit_n1,
-                aug_grid=[int(x) for x in args.aug_grid.split(",") if x] or None,
+                aug_grid=[int(x) for x in args.aug_grid.split(",") if x] or None, spacing=args.spacing or None,
                 models=discover(model_dirs=args.model_dir), command="python -m comparisons.studies " + " ".join(argv or sys.argv[1:]),
             )  # fmt: skip
         except (FileNotFoundError, ValueError) as err:
