@@ -47,7 +47,8 @@ def render_card(meta: dict) -> str:
         "",
     ]
     if meta.get("default_steps"):
-        out += [f"Default sampling: {meta['default_steps']} steps, {meta.get('default_sampler')}.", ""]
+        out += [f"Default sampling: {meta['default_steps']} steps, {meta.get('default_sampler')}, "
+                f"{meta.get('timestep_spacing', 'leading')} timestep spacing.", ""]  # fmt: skip
     if t:
         out += [
             "## Training",
