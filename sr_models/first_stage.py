@@ -1,8 +1,9 @@
-"""The first stage of the latent models: a small ``AutoencoderKL`` with f = 4 and 3 latent channels.
+"""The first stage of the latent models: a small ``AutoencoderKL`` with f = 4 (3 or 8 latent channels).
 
 Why these choices for SR: f = 4 keeps the latent at the 4x model's LR resolution, so a 4x LR
 concatenates to it as is (the CompVis LDM-SR layout); 3 latent channels are what that stock layout
-expects (``in_channels // 2``) and already give 16x fewer numbers than the image; the loss is
+expects (``in_channels // 2``) and give 16x fewer numbers than the image, but cap fidelity (about
+25.7 dB on Set14); 8 channels (``first-stage-f4-c8``) reconstruct at 31 dB; the loss is
 L1 + L2 in pixels with a tiny KL term, aiming at faithful (high-PSNR) reconstructions rather
 than GAN sharpness: whatever the decoder loses, no LDM on top of it can recover. No attention in
 the mid block, so whole images encode and decode in memory proportional to their size.
