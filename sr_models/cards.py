@@ -62,8 +62,15 @@ def render_card(meta: dict) -> str:
             f"EMA {t.get('ema_decay')}, seed {t.get('seed')})",
             f"- wall clock: {t.get('wall_clock_minutes')} min on {t.get('hardware')} (torch {t.get('torch')})",
             f"- last validation: {t.get('last_validation')}",
-            "",
         ]
+        if meta.get("init_from"):
+            out.append(f"- started from the weights of `{meta['init_from']}` (`--init-from`)")
+        if meta.get("conditioning_augmentation"):
+            aug = meta["conditioning_augmentation"]
+            out.append(f"- conditioning augmentation (a later cascade stage's inputs): {aug['probability']:.0%} of the "
+                       f"LRs blurred (sigma up to {aug['blur_sigma_max']} LR px) and noised (std up to "
+                       f"{aug['noise_std_max']}), level not given to the model")  # fmt: skip
+        out.append("")
     if meta.get("lr_projection"):
         out += [f"Outputs are back-projected onto the LR ({meta['lr_projection']} iterations, "
                 "`sr_models.consistency.back_project`; `lr_projection=0` turns it off).", ""]  # fmt: skip
