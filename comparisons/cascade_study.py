@@ -52,7 +52,7 @@ METRICS = ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "lpips")
 COLUMNS = [
     "scale", "group", "config", "model", "n1", "n2", "strength", "projection", "dataset", "n_images", "psnr_y",
     "ssim_y", "lr_psnr", "hf_ratio", "lpips", "nfe", "seconds", "peak_memory_mb", "stage1_nfe", "stage2_nfe",
-    "stage1_seconds", "stage2_seconds", "settings",
+    "stage1_seconds", "stage2_seconds", "stage1_peak_mb", "stage2_peak_mb", "settings",
 ]  # fmt: skip
 
 
@@ -139,6 +139,8 @@ def run_study(configs, datasets, out: Path, crop: int | None, limit: int | None,
                         "stage1_nfe": _stage_cost(result.stages, 0, "nfe"), "stage2_nfe": _stage_cost(result.stages, 1, "nfe"),
                         "stage1_seconds": _stage_cost(result.stages, 0, "seconds"),
                         "stage2_seconds": _stage_cost(result.stages, 1, "seconds"),
+                        "stage1_peak_mb": _stage_cost(result.stages, 0, "peak_memory_mb"),
+                        "stage2_peak_mb": _stage_cost(result.stages, 1, "peak_memory_mb"),
                         "settings": result.facts()["settings"],
                     }  # fmt: skip
                     per_image.append(row)
@@ -161,7 +163,9 @@ def summarize(per_image: list[dict]) -> list[dict]:
     for (_, _, _, dataset), sel in groups.items():
         first = sel[0]
         row = {k: first[k] for k in ("scale", "group", "config", "model", "n1", "n2", "strength", "projection", "settings")}
-        row.update({"dataset": dataset, "n_images": len(sel), "peak_memory_mb": max(r["peak_memory_mb"] for r in sel)})
+        row.update({"dataset": dataset, "n_images": len(sel)})
+        for key in ("peak_memory_mb", "stage1_peak_mb", "stage2_peak_mb"):  # the worst image
+            row[key] = max(r[key] for r in sel)
         for key in (*METRICS, "nfe", "seconds", "stage1_nfe", "stage2_nfe", "stage1_seconds", "stage2_seconds"):
             values = [r[key] for r in sel if r[key] is not None]
             row[key] = float(np.nanmean(values)) if values else None
