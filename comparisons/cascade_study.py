@@ -218,15 +218,18 @@ def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
     fig = make_subplots(rows=len(panels), cols=2, subplot_titles=titles, vertical_spacing=0.08 / max(1, len(panels) / 3))
     palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#fecb52"]
     colours: dict[str, str] = {}
+    in_legend: set[str] = set()
     for row_i, (scale, projection) in enumerate(panels, start=1):
         sel = [r for r in rows if r["dataset"] == dataset and r["scale"] == scale and r["projection"] == projection]
         for col, key in ((1, "nfe"), (2, "seconds")):
             for group in dict.fromkeys(r["group"] for r in sel):
                 g = [r for r in sel if r["group"] == group]
                 colour = colours.setdefault(group, palette[len(colours) % len(palette)])
+                first = group not in in_legend
+                in_legend.add(group)
                 fig.add_trace(go.Scatter(
                     x=[max(r[key], 0.5 if key == "nfe" else 1e-3) for r in g], y=[r["psnr_y"] for r in g],
-                    mode="markers", name=group, legendgroup=group, showlegend=row_i == 1 and col == 1,
+                    mode="markers", name=group, legendgroup=group, showlegend=first,
                     marker={"color": colour, "size": 8}, text=[r["config"] for r in g],
                     customdata=[[r["ssim_y"], r["lr_psnr"], r["hf_ratio"], r["nfe"], r["seconds"]] for r in g],
                     hovertemplate="%{text}<br>PSNR-Y %{y:.2f}<br>SSIM-Y %{customdata[0]:.4f}<br>LR-PSNR "
@@ -271,6 +274,31 @@ def heatmaps(rows: list[dict], dataset: str = "all") -> go.Figure:
     fig.update_layout(template="plotly_white", height=330 * len(groups) + 80,
                       title=f"PSNR-Y (dB) over the split of steps between the stages ({dataset}; brighter is better)")  # fmt: skip
     return fig
+
+
+def load_rows(path: Path) -> list[dict]:
+    """``cascade.csv`` back into rows (numbers as numbers), to redraw the plots without rerunning."""
+    import csv
+
+    rows = []
+    for row in csv.DictReader(open(path)):
+        for key, value in row.items():
+            if key in ("scale", "n1", "n2", "n_images"):
+                row[key] = int(value) if value else None
+            elif key not in ("group", "config", "model", "projection", "dataset", "settings"):
+                row[key] = float(value) if value else None
+        rows.append(row)
+    return rows
+
+
+def write_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
+    """The study's HTML: the scatter panels, then the heat maps over all images and over Set14."""
+    with open(page, "w") as f:
+        f.write("<html><head><meta charset='utf-8'><title>Cascade study</title></head><body>")
+        f.write(figure(rows).to_html(full_html=False, include_plotlyjs=plotly_js))
+        f.write(heatmaps(rows).to_html(full_html=False, include_plotlyjs=False))
+        f.write(heatmaps(rows, "Set14").to_html(full_html=False, include_plotlyjs=False))
+        f.write("</body></html>")
 
 
 def _hash(folder: Path) -> str:
@@ -321,13 +349,7 @@ def cascade_study(datasets, out: Path, grid=(1, 2, 5, 10, 20), aug_model: str | 
     start = time.perf_counter()
     configs = study_configs(grid, aug_model, strengths, scales, aug_grid, sdedit_n1)
     rows, notes = run_study(configs, datasets, out, crop, limit, projections, models, lpips_fn, spacing)
-    page = out / "cascade.html"
-    with open(page, "w") as f:
-        f.write("<html><head><meta charset='utf-8'><title>Cascade study</title></head><body>")
-        f.write(figure(rows).to_html(full_html=False, include_plotlyjs=True))  # works offline
-        f.write(heatmaps(rows).to_html(full_html=False, include_plotlyjs=False))
-        f.write(heatmaps(rows, "Set14").to_html(full_html=False, include_plotlyjs=False))
-        f.write("</body></html>")
+    write_page(rows, out / "cascade.html", plotly_js=True)  # plotly.js inside: works offline
     args = {"command": command, "data": [str(d) for d in datasets], "crop": crop, "limit": limit,
             "spacing": spacing or "each model's default"}
     return run_card(out, args, rows, notes, models, time.perf_counter() - start)

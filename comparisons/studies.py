@@ -132,6 +132,7 @@ def main(argv=None) -> int:
     c.add_argument("--scales", default="16,8", help="which studies: 16 and/or 8")
     c.add_argument("--spacing", default="trailing", help="timestep spacing of every diffusion stage ('' = each model's)")
     c.add_argument("--projection", default="bp,raw", help="bp (models' default back-projection) and/or raw")
+    c.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
     c.add_argument("--model-dir", action="append", default=[])
     args = parser.parse_args(argv)
     if args.study == "cascade":
@@ -140,12 +141,23 @@ def main(argv=None) -> int:
         projections = tuple(p for p in args.projection.split(",") if p)
         if not projections or set(projections) - set(PROJECTIONS):
             parser.error(f"--projection takes {', '.join(PROJECTIONS)}")
+        lpips_fn = None
+        if not args.no_lpips:
+            from comparisons.perceptual import available_perceptual_metrics, load_lpips, lpips_distance
+
+            missing = available_perceptual_metrics()["lpips"]
+            if missing:
+                print(f"warning: LPIPS skipped: {missing}", file=sys.stderr)
+            else:
+                model = load_lpips()
+                lpips_fn = lambda sr, hr: lpips_distance(sr, hr, model)  # noqa: E731
         try:
             card = cascade_study(
                 args.data, Path(args.out), grid=[int(x) for x in args.grid.split(",")], aug_model=args.aug_model or None,
                 strengths=[float(x) for x in args.strengths.split(",") if x], scales=[int(x) for x in args.scales.split(",")],
                 crop=args.crop or None, limit=args.limit, projections=projections, sdedit_n1=args.sdedit_n1,
                 aug_grid=[int(x) for x in args.aug_grid.split(",") if x] or None, spacing=args.spacing or None,
+                lpips_fn=lpips_fn,
                 models=discover(model_dirs=args.model_dir), command="python -m comparisons.studies " + " ".join(argv or sys.argv[1:]),
             )  # fmt: skip
         except (FileNotFoundError, ValueError) as err:
