@@ -14,7 +14,6 @@ import tempfile
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 from PIL import Image
 
 from comparisons.animation import trajectory_gif

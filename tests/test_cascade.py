@@ -184,3 +184,19 @@ def test_cli_stage_options_become_one_settings_value():
     assert settings.seed == 4 and settings.stages == (S(steps=10, lr_projection=0), S(steps=5))
     with pytest.raises(SRInputError, match="not a int"):
         settings_from_args(build_parser().parse_args(["--stage-steps", "ten"]))
+
+
+def test_sdedit_starts_from_the_noised_guess_at_the_right_step():
+    from sr_models.diffusion import TRAIN_SCHEDULER
+
+    scheduler = make_scheduler("ddim", TRAIN_SCHEDULER)
+    full = schedule(scheduler, 10).clone()
+    part = schedule(scheduler, 10, strength=0.3)
+    assert torch.equal(part, full[-3:])
+    guess = torch.full((1, 3, 4, 4), 0.5)
+    x = start_state(guess.shape, scheduler, part, torch.Generator().manual_seed(1), guess)
+    noise = torch.randn(guess.shape, generator=torch.Generator().manual_seed(1))
+    alpha = scheduler.alphas_cumprod[int(part[0])]
+    assert torch.allclose(x, alpha.sqrt() * guess + (1 - alpha).sqrt() * noise, atol=1e-6)
+    pure = start_state(guess.shape, scheduler, full, torch.Generator().manual_seed(1))
+    assert torch.allclose(pure, noise * scheduler.init_noise_sigma)
