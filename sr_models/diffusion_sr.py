@@ -179,6 +179,10 @@ class LatentSR(DiffusionSR):
         super().__init__(name, unet, scheduler_config, scale, meta)
         self.vae = vae.eval()
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        # latent residual: the UNet denoises z(HR) - z(upsampled LR), SR3's residual idea in latent
+        # space; with a zero-initialised output layer the model starts as the decoded upsample.
+        self.latent_residual = bool((meta or {}).get("latent_residual", False))
+        self._base: tuple | None = None  # (lr tensor, its base latent) of the current run
 
     def _lr_multiple(self, scale: int) -> int:
         # latent = LR * scale / f must be a multiple of the UNet's stride, and LR * scale of f
@@ -186,8 +190,15 @@ class LatentSR(DiffusionSR):
         m = self._pad_multiple
         return int(max(1, round(m / latent_per_lr))) if latent_per_lr < 1 else m
 
+    def base_latent(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
+        """The latent of the torch-bicubic upsample of ``lr`` (cached for the run of that ``lr``)."""
+        if self._base is None or self._base[0] is not lr:
+            self._base = (lr, self.vae.encode(torch_bicubic_up(lr, scale).clamp(-1, 1)).latent_dist.mode())
+        return self._base[1]
+
     def _init_x0(self, lr, scale):
-        return self.vae.encode(torch_bicubic_up(lr, scale).clamp(-1, 1)).latent_dist.mode()
+        base = self.base_latent(lr, scale)
+        return torch.zeros_like(base) if self.latent_residual else base
 
     def _prepare(self, lr, scale):
         cond = latent_condition(lr, scale, self.factor)
@@ -198,6 +209,8 @@ class LatentSR(DiffusionSR):
         return tiled(lambda part: self.vae.decode(part).sample, z, tile, self.tile_overlap // 2, scale=self.factor)
 
     def _finish(self, x0, lr, scale):
+        if self.latent_residual:
+            x0 = x0 + self.base_latent(lr, scale)
         return self.decode(x0).clamp(-1, 1)
 
     @classmethod

@@ -233,6 +233,8 @@ def ldm_parser(sub):
     p = sub.add_parser("ldm", help="latent diffusion SR on a trained first stage")
     add_common_arguments(p, batch=16, lr=2e-4, patch=128)
     p.add_argument("--first-stage", required=True, help="folder made by the autoencoder command")
+    p.add_argument("--latent-residual", action="store_true",
+                   help="denoise z(HR) - z(upsampled LR) with a zero-initialised output: starts as the decoded upsample")
     diffusion_arguments(p)
     p.set_defaults(run=run_ldm)
 
@@ -298,7 +300,9 @@ def _run_diffusion(args, family: str) -> dict:
     if family == "ldm":
         vae = AutoencoderKL.from_pretrained(args.first_stage, use_safetensors=True).eval().requires_grad_(False)
         unet = build_unet(vae.config.latent_channels + condition_channels(args.scale), vae.config.latent_channels,
-                          args.channels or (64, 128, 192), attention=not args.no_attention)  # fmt: skip
+                          args.channels or (64, 128, 192), attention=not args.no_attention,
+                          zero_out=args.latent_residual)  # fmt: skip
+        meta["latent_residual"] = args.latent_residual
         meta["description"] = (f"latent diffusion on {Path(args.first_stage).name}, UNet {list(unet.config.block_out_channels)}, "
                                "x0-prediction")  # fmt: skip
         meta["first_stage"] = Path(args.first_stage).name
@@ -307,6 +311,8 @@ def _run_diffusion(args, family: str) -> dict:
             lr, hr = pairs(step)
             with torch.no_grad():
                 z0 = vae.encode(hr * 2 - 1).latent_dist.mode()
+                if args.latent_residual:
+                    z0 = z0 - vae.encode(torch_bicubic_up(lr * 2 - 1, args.scale).clamp(-1, 1)).latent_dist.mode()
             return z0, latent_condition(lr * 2 - 1, args.scale)
 
         def wrap(net):

@@ -224,3 +224,27 @@ def test_regression_tiles_large_inputs(tiny_models_dir):
     parts = model.upscale(big, settings=S(tile=32))
     assert whole.nfe == 1 and parts.nfe > 1
     assert np.abs(whole.image.astype(int) - parts.image).mean() < 1.0
+
+
+def test_latent_residual_model_starts_as_the_decoded_upsample(tmp_path):
+    """A zero-initialised latent-residual LDM returns decode(encode(upsampled LR)) whatever the noise."""
+    from sr_models.cards import read_meta, write_meta
+    from sr_models.diffusion_sr import torch_bicubic_up, to_image
+
+    folder = tiny_ldm_folder(tmp_path / "res", scale=4)
+    unet_weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(unet_weights)
+    state = {k: (torch.zeros_like(v) if k.startswith("conv_out") else v) for k, v in state.items()}
+    save_file(state, unet_weights)
+    write_meta(folder, {**read_meta(folder), "latent_residual": True})
+    model = load_model(folder)
+    assert model.latent_residual
+    lr = LR[:8, :8]
+    with torch.no_grad():
+        x = to_model_range(lr)
+        expected = to_image(model.decode(model.vae.encode(torch_bicubic_up(x, 4).clamp(-1, 1)).latent_dist.mode()).clamp(-1, 1))
+    for seed in (0, 1):
+        out = model.upscale(lr, settings=S(steps=2, seed=seed, lr_projection=0)).image
+        assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
