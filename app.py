@@ -36,6 +36,7 @@ TRAJECTORY_FRAMES = 8
 MAX_SLOTS = 6  # output panels laid out in advance; Gradio needs a fixed number of components
 MAX_STAGES = 3  # stages of the cascade builder
 HEAVY = "heavy"  # the concurrency group of every model run
+STUDIES = Path(__file__).resolve().parent / "assets" / "studies"
 SCALES = [2, 3, 4, 8, 16]
 MODES = {
     "High-resolution image: degrade it, then compare against it": MODE_HR,
@@ -100,6 +101,24 @@ def _whole(value, what: str, low: int) -> int:
     if not number.is_integer() or number < low:
         raise SRInputError(f"{what} must be a whole number of at least {low}, got {value}")
     return int(number)
+
+
+def studies_tab(folder: Path = STUDIES):
+    """The shipped study results as interactive plots: a class sees them without running anything."""
+    from comparisons.cascade_study import figure, heatmaps, load_rows
+
+    cascade = folder / "cascade" / "cascade.csv"
+    if not cascade.exists():
+        gr.Markdown(f"No shipped study results in {folder} (run `python -m comparisons.studies cascade ...`).")
+        return
+    rows = load_rows(cascade)
+    gr.Markdown(
+        "### Cascades vs one large-scale model\nPSNR-Y against total network evaluations and seconds, with and "
+        "without back-projection onto the LR (`bp` / `raw`), pooled over Set5, Set14 and BSD100; dashed: the "
+        "Pareto front. Hover a point for its configuration. How it was run: `assets/studies/cascade/run_card.md`."
+    )
+    gr.Plot(figure(rows), label="quality vs cost")
+    gr.Plot(heatmaps(rows), label="the split of steps between the stages")
 
 
 def build_app(models: dict | None = None, example_dir: str | Path | None = None) -> gr.Blocks:
@@ -202,47 +221,50 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
             "MATLAB-bicubic downscale and every output is scored against it (PSNR/SSIM on Y, border = scale)."
         )
         state = gr.State(None)
-        with gr.Row():
-            with gr.Column(scale=1):
-                image = UploadImage(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"])
-                gr.Examples(examples=examples, inputs=image, label="Examples (scikit-image samples, a test chart)")
-                mode = gr.Radio(list(MODES), value=list(MODES)[0], label="What is this image?")
-                scale = gr.Dropdown(SCALES, value=4, label="Scale")
-                names = gr.CheckboxGroup(model_choices(models), value=models_for(4), label="Models (all that run at the chosen scale are ticked)")
-                with gr.Accordion("Diffusion sampling", open=False):
-                    steps = gr.Slider(0, 200, value=0, step=1, label="Steps (0 = model default)")
-                    sampler = gr.Dropdown(["", *SAMPLERS], value="", label="Sampler (empty = model default)")
-                    eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM eta")
-                    seed = gr.Number(0, precision=0, label="Seed")
-                    record = gr.Checkbox(True, label=f"Record the denoising trajectory ({TRAJECTORY_FRAMES} frames)")
-                with gr.Accordion("Cascade: chain models (stage 2 upscales stage 1's output)", open=False):
-                    stage_models, stage_steps = [], []
-                    for i in range(MAX_STAGES):
+        with gr.Tab("Compare"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    image = UploadImage(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"])
+                    gr.Examples(examples=examples, inputs=image, label="Examples (scikit-image samples, a test chart)")
+                    mode = gr.Radio(list(MODES), value=list(MODES)[0], label="What is this image?")
+                    scale = gr.Dropdown(SCALES, value=4, label="Scale")
+                    names = gr.CheckboxGroup(model_choices(models), value=models_for(4), label="Models (all that run at the chosen scale are ticked)")
+                    with gr.Accordion("Diffusion sampling", open=False):
+                        steps = gr.Slider(0, 200, value=0, step=1, label="Steps (0 = model default)")
+                        sampler = gr.Dropdown(["", *SAMPLERS], value="", label="Sampler (empty = model default)")
+                        eta = gr.Slider(0, 1, value=0, step=0.05, label="DDIM eta")
+                        seed = gr.Number(0, precision=0, label="Seed")
+                        record = gr.Checkbox(True, label=f"Record the denoising trajectory ({TRAJECTORY_FRAMES} frames)")
+                    with gr.Accordion("Cascade: chain models (stage 2 upscales stage 1's output)", open=False):
+                        stage_models, stage_steps = [], []
+                        for i in range(MAX_STAGES):
+                            with gr.Row():
+                                stage_models.append(gr.Dropdown(["", *stage_choices(models)], value="",
+                                                                label=f"stage {i + 1}" + (" (optional)" if i > 1 else "")))  # fmt: skip
+                                stage_steps.append(gr.Number(0, precision=0, minimum=0, label="steps (0 = default)"))
+                        cascade_info = gr.Markdown("Pick two or more stages; the cascade runs next to the ticked models.")
+                    projection = gr.Slider(
+                        -1, 10, value=-1, step=1,
+                        label="LR back-projection iterations (-1 = each model's default, 0 = off)",
+                    )  # fmt: skip
+                    run = gr.Button("Upscale", variant="primary")
+                with gr.Column(scale=2):
+                    status = gr.Markdown()
+                    slots = [gr.ImageSlider(visible=False, format="png", type="numpy") for _ in range(MAX_SLOTS)]
+                    table = gr.Dataframe(value=[], headers=["model", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "NFE", "seconds"],
+                                         label="Metrics", interactive=False, wrap=True)  # fmt: skip
+                    plot = gr.Plot(label="Quality vs time")
+                    trajectories = gr.Gallery(label="Denoising trajectories: noisy state x_t and predicted clean image x̂0 per step",
+                                              columns=2)  # fmt: skip
+                    with gr.Accordion("Zoom: the same region of every image", open=True):
                         with gr.Row():
-                            stage_models.append(gr.Dropdown(["", *stage_choices(models)], value="",
-                                                            label=f"stage {i + 1}" + (" (optional)" if i > 1 else "")))  # fmt: skip
-                            stage_steps.append(gr.Number(0, precision=0, minimum=0, label="steps (0 = default)"))
-                    cascade_info = gr.Markdown("Pick two or more stages; the cascade runs next to the ticked models.")
-                projection = gr.Slider(
-                    -1, 10, value=-1, step=1,
-                    label="LR back-projection iterations (-1 = each model's default, 0 = off)",
-                )  # fmt: skip
-                run = gr.Button("Upscale", variant="primary")
-            with gr.Column(scale=2):
-                status = gr.Markdown()
-                slots = [gr.ImageSlider(visible=False, format="png", type="numpy") for _ in range(MAX_SLOTS)]
-                table = gr.Dataframe(value=[], headers=["model", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "NFE", "seconds"],
-                                     label="Metrics", interactive=False, wrap=True)  # fmt: skip
-                plot = gr.Plot(label="Quality vs time")
-                trajectories = gr.Gallery(label="Denoising trajectories: noisy state x_t and predicted clean image x̂0 per step",
-                                          columns=2)  # fmt: skip
-                with gr.Accordion("Zoom: the same region of every image", open=True):
-                    with gr.Row():
-                        cx = gr.Slider(0, 100, value=50, label="centre x (%)")
-                        cy = gr.Slider(0, 100, value=50, label="centre y (%)")
-                        size = gr.Slider(16, 256, value=64, step=16, label="region (output px)")
-                        magnify = gr.Slider(1, 8, value=4, step=1, label="magnify")
-                    crops = gr.Gallery(label="Zoomed crops", columns=4, format="png", object_fit="contain")
+                            cx = gr.Slider(0, 100, value=50, label="centre x (%)")
+                            cy = gr.Slider(0, 100, value=50, label="centre y (%)")
+                            size = gr.Slider(16, 256, value=64, step=16, label="region (output px)")
+                            magnify = gr.Slider(1, 8, value=4, step=1, label="magnify")
+                        crops = gr.Gallery(label="Zoomed crops", columns=4, format="png", object_fit="contain")
+        with gr.Tab("Studies (shipped results)"):
+            studies_tab()
         with gr.Row(visible=False):  # the plain API endpoint, for gradio_client and scripts
             api_in = [UploadImage(type="filepath", image_mode=None), gr.Textbox(), gr.Number(), gr.Number(), gr.Textbox(),
                       gr.Number(), gr.Textbox(value="")]  # fmt: skip

@@ -111,3 +111,17 @@ def test_cascade_builder_runs_next_to_single_models(client, lr_png):
     assert "stage 1: tiny-regression-x2" in names[2] and "stage 2: tiny-ldm-x4" in names[3]
     gallery = result[3 + app_module.MAX_SLOTS]
     assert len(gallery) == 1 and Image.open(gallery[0]["image"]).n_frames == 2  # stage 2's two steps
+
+
+def test_studies_tab_shows_the_shipped_cascade_study(tmp_path):
+    import gradio as gr
+
+    with gr.Blocks() as empty:
+        app_module.studies_tab(tmp_path)  # no results: a plain message, no error
+    assert any(isinstance(b, gr.Markdown) and "No shipped study" in b.value for b in empty.blocks.values())
+    if not (app_module.STUDIES / "cascade" / "cascade.csv").exists():
+        pytest.skip("no shipped cascade study")
+    with gr.Blocks() as shipped:
+        app_module.studies_tab()
+    plots = [b for b in shipped.blocks.values() if isinstance(b, gr.Plot)]
+    assert len(plots) == 2 and "Pareto front" in str(plots[0].value)
