@@ -271,9 +271,12 @@ def save_ldm_folder(folder, vae, unet, scheduler_config: dict, scale: int, meta:
     LDMSuperResolutionPipeline(vqvae=vae, unet=unet, scheduler=scheduler).save_pretrained(
         str(folder), safe_serialization=True
     )
-    if scale != 2 ** (len(vae.config.block_out_channels) - 1):
-        # Not the stock layout (the LR is unshuffled or upsampled first): say so, so the stock
-        # pipeline refuses it instead of producing garbage.
+    stock = (scale == 2 ** (len(vae.config.block_out_channels) - 1) and vae.config.latent_channels == 3
+             and not meta.get("latent_residual"))  # fmt: skip
+    if not stock:
+        # Not the stock layout (the LR unshuffled or upsampled first, latent channels the stock
+        # pipeline would infer wrongly, or a latent residual): say so, so the stock pipeline
+        # refuses it instead of producing garbage.
         index = json.loads((folder / "model_index.json").read_text())
         index["_class_name"] = "LatentSRPipeline"
         (folder / "model_index.json").write_text(json.dumps(index, indent=2))

@@ -248,3 +248,18 @@ def test_latent_residual_model_starts_as_the_decoded_upsample(tmp_path):
     for seed in (0, 1):
         out = model.upscale(lr, settings=S(steps=2, seed=seed, lr_projection=0)).image
         assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_folders_the_stock_pipeline_cannot_run_are_marked(tmp_path):
+    import json
+
+    from sr_models.diffusion import TRAIN_SCHEDULER
+    from sr_models.diffusion_sr import build_unet, save_ldm_folder
+
+    vae = build_autoencoder((8, 8, 8), latent_channels=4)
+    save_ldm_folder(tmp_path / "c4", vae, build_unet(7, 4, (16, 16, 16)), TRAIN_SCHEDULER, 4, {"name": "c4", "family": "ldm", "scales": [4]})
+    assert json.loads((tmp_path / "c4" / "model_index.json").read_text())["_class_name"] == "LatentSRPipeline"
+    vae3 = build_autoencoder((8, 8, 8))
+    save_ldm_folder(tmp_path / "res", vae3, build_unet(6, 3, (16, 16, 16)), TRAIN_SCHEDULER, 4,
+                    {"name": "res", "family": "ldm", "scales": [4], "latent_residual": True})  # fmt: skip
+    assert json.loads((tmp_path / "res" / "model_index.json").read_text())["_class_name"] == "LatentSRPipeline"
