@@ -23,6 +23,7 @@ from comparisons.cli import add_settings_arguments, settings_from_args
 from comparisons.records import write_csv
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.data import SPLITS, list_images, test_pairs
+from sr_models.device import add_device_arguments
 from sr_models.metrics import detail_ratio, score
 from sr_models.registry import discover, get_models
 from sr_models.types import SamplingSettings
@@ -90,6 +91,8 @@ def run_benchmark(
         model.check_scale(scale)
         model.check_available()
         model.resolve(settings)
+    for model in models:  # load and warm up (first-call costs) outside the timed runs
+        model.upscale(np.full((8, 8, 3), 128, np.uint8), scale=scale, settings=settings)
     total = sum(len(list_images(d, split)[:limit]) for d in datasets) * len(models)
     per_image, stage_rows, summary = [], [], []
     bar = tqdm(total=total, desc="benchmark", unit="img", dynamic_ncols=True)
@@ -220,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="part of each folder: 'val' is the held-out validation split of a training pool "
                    "(pick defaults there, never on test sets)")  # fmt: skip
     add_settings_arguments(p)
+    add_device_arguments(p)
     p.add_argument("--model-dir", action="append", default=[], help="extra folder of model folders")
     p.add_argument("--save-images", action="store_true", help="also write the SR outputs as PNG")
     p.add_argument(
@@ -238,7 +242,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.list:
-        for name, m in discover(model_dirs=args.model_dir).items():
+        for name, m in discover(model_dirs=args.model_dir, device=args.device, dtype=args.dtype).items():
             a = m.availability()
             print(f"{name:28s} {m.family:12s} x{'/'.join(map(str, m.scales)):10s} {'ok' if a.ok else a.reason}")
         return 0
@@ -248,7 +252,8 @@ def main(argv=None) -> int:
     try:
         settings = settings_from_args(args)
         models = get_models(
-            [n.strip() for n in args.models.split(",") if n.strip()], discover(model_dirs=args.model_dir)
+            [n.strip() for n in args.models.split(",") if n.strip()],
+            discover(model_dirs=args.model_dir, device=args.device, dtype=args.dtype),
         )
         summary = run_benchmark(
             models, args.scale, args.data, Path(args.out), limit=args.limit, crop=args.crop, settings=settings,

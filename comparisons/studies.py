@@ -23,6 +23,7 @@ from comparisons.cli import add_settings_arguments, settings_from_args
 from comparisons.records import write_csv
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.data import SPLITS
+from sr_models.device import add_device_arguments
 from sr_models.registry import discover, get_models
 from sr_models.types import SamplingSettings
 
@@ -56,7 +57,7 @@ def steps_figure(rows: list[dict]) -> go.Figure:
 
 
 def reconstruction_study(folder: Path, datasets, out: Path | None = None, crop=None, limit=None,
-                         update_card: bool = False) -> list[dict]:  # fmt: skip
+                         update_card: bool = False, device=None, dtype=None) -> list[dict]:  # fmt: skip
     """First-stage encode -> decode of each HR test image: the ceiling of every LDM built on it."""
     import numpy as np
     import torch
@@ -64,17 +65,19 @@ def reconstruction_study(folder: Path, datasets, out: Path | None = None, crop=N
 
     from sr_models.cards import read_meta, write_meta
     from sr_models.data import test_pairs
+    from sr_models.device import pick_device, pick_dtype, place
     from sr_models.diffusion_sr import to_image, to_model_range
     from sr_models.metrics import psnr, ssim
 
-    vae = AutoencoderKL.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32).eval()
+    device, dtype = pick_device(device), pick_dtype(dtype)
+    vae = place(AutoencoderKL.from_pretrained(folder, use_safetensors=True).eval(), device, dtype)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
     rows = []
     for data in datasets:
         scores = []
         for pair in test_pairs(data, factor, limit=limit, crop=crop):  # mod-crop to the factor
             with torch.inference_mode():
-                x = to_model_range(pair.hr)
+                x = to_model_range(pair.hr).to(device, dtype)
                 recon = to_image(vae.decode(vae.encode(x).latent_dist.mode()).sample)
             # signed mean error per channel: a colour cast shows as a mean far from 0 in one channel
             cast = (recon.astype(np.float64) - pair.hr).reshape(-1, 3).mean(axis=0)
@@ -112,6 +115,7 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="all", choices=SPLITS, help="'val': the training pool's held-out split")
     p.add_argument("--model-dir", action="append", default=[])
     add_settings_arguments(p)
+    add_device_arguments(p)
     r = sub.add_parser("reconstruction", help="first-stage reconstruction PSNR/SSIM (the LDMs' ceiling)")
     r.add_argument("--first-stage", required=True)
     r.add_argument("--data", action="append", required=True)
@@ -119,6 +123,7 @@ def main(argv=None) -> int:
     r.add_argument("--crop", type=int)
     r.add_argument("--limit", type=int)
     r.add_argument("--update-card", action="store_true", help="write the numbers into the first stage's card")
+    add_device_arguments(r)
     c = sub.add_parser("cascade", help="cascades vs one large-scale model: quality vs total NFE and time (16x, 8x)")
     c.add_argument("--data", action="append", required=True, help="test folder; repeat for several")
     c.add_argument("--out", required=True)
@@ -134,6 +139,7 @@ def main(argv=None) -> int:
     c.add_argument("--projection", default="bp,raw", help="bp (models' default back-projection) and/or raw")
     c.add_argument("--no-lpips", action="store_true", help="skip LPIPS even when its weights are present")
     c.add_argument("--model-dir", action="append", default=[])
+    add_device_arguments(c)
     args = parser.parse_args(argv)
     if args.study == "cascade":
         from comparisons.cascade_study import PROJECTIONS, cascade_study
@@ -143,7 +149,11 @@ def main(argv=None) -> int:
             parser.error(f"--projection takes {', '.join(PROJECTIONS)}")
         lpips_fn = None
         if not args.no_lpips:
-            from comparisons.perceptual import available_perceptual_metrics, load_lpips, lpips_distance
+            from comparisons.perceptual import (
+                available_perceptual_metrics,
+                load_lpips,
+                lpips_distance,
+            )
 
             missing = available_perceptual_metrics()["lpips"]
             if missing:
@@ -158,7 +168,7 @@ def main(argv=None) -> int:
                 crop=args.crop or None, limit=args.limit, projections=projections, sdedit_n1=args.sdedit_n1,
                 aug_grid=[int(x) for x in args.aug_grid.split(",") if x] or None, spacing=args.spacing or None,
                 lpips_fn=lpips_fn,
-                models=discover(model_dirs=args.model_dir), command="python -m comparisons.studies " + " ".join(argv or sys.argv[1:]),
+                models=discover(model_dirs=args.model_dir, device=args.device, dtype=args.dtype), command="python -m comparisons.studies " + " ".join(argv or sys.argv[1:]),
             )  # fmt: skip
         except (FileNotFoundError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
@@ -169,8 +179,8 @@ def main(argv=None) -> int:
     if args.study == "reconstruction":
         try:
             rows = reconstruction_study(Path(args.first_stage), args.data, Path(args.out) if args.out else None,
-                                        args.crop, args.limit, args.update_card)  # fmt: skip
-        except (FileNotFoundError, OSError) as err:
+                                        args.crop, args.limit, args.update_card, args.device, args.dtype)  # fmt: skip
+        except (FileNotFoundError, OSError, SRInputError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         for row in rows:
@@ -178,7 +188,7 @@ def main(argv=None) -> int:
               f"mean error R/G/B {row['mean_error_r']:+.2f}/{row['mean_error_g']:+.2f}/{row['mean_error_b']:+.2f}")  # fmt: skip
         return 0
     try:
-        models = get_models(args.models.split(","), discover(model_dirs=args.model_dir))
+        models = get_models(args.models.split(","), discover(model_dirs=args.model_dir, device=args.device, dtype=args.dtype))
         rows = steps_study(models, args.scale, args.data, Path(args.out), [int(s) for s in args.steps_list.split(",")],
                            settings_from_args(args), args.crop, args.limit, args.split)  # fmt: skip
     except (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError) as err:

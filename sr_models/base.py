@@ -10,14 +10,14 @@ x_t and the predicted clean image) and keep the frames in the result.
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
 from sr_models.consistency import back_project
+from sr_models.device import PeakMemory, dtype_name, pick_device, pick_dtype
 from sr_models.types import (  # noqa: F401  (re-exported: the interface's vocabulary)
     ModelUnavailableError,
     OnStep,
@@ -50,42 +50,6 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     return image
 
 
-class PeakMemory:
-    """Peak memory of a block: CUDA's allocator peak, else resident-set peak sampled every 5 ms."""
-
-    def __init__(self, interval: float = 0.005):
-        self.interval = interval
-        self.peak_mb = 0.0
-
-    @staticmethod
-    def _rss_bytes() -> int:
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):  # not Linux: no sampling, report 0
-            return 0
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self._max = max(self._max, self._rss_bytes())
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._start = self._rss_bytes()
-        self._max = self._start
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self._max = max(self._max, self._rss_bytes())
-        self.peak_mb = (self._max - self._start) / 2**20
-        return False
-
-
 class SRModel:
     """Base class of every family. Subclasses set the attributes and implement ``_upscale``."""
 
@@ -98,6 +62,18 @@ class SRModel:
     default_spacing: str = "leading"  # diffusers' default timestep spacing
     samplers: tuple[str, ...] = ()
     lr_projection_default: int = 0  # back-projection iterations applied to outputs unless asked otherwise
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+
+    def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> SRModel:
+        """Run on ``device`` in ``dtype`` from now on (None: $SR_DEVICE / $SR_DTYPE, else the best device
+        present, float32), like a diffusers pipeline's ``.to``; returns the model."""
+        self.device, self.dtype = pick_device(device), pick_dtype(dtype)
+        self._place()
+        return self
+
+    def _place(self):
+        """Move the weights to ``self.device`` / ``self.dtype`` (families with weights override)."""
 
     def availability(self) -> Availability:
         return Availability(True)
@@ -159,7 +135,7 @@ class SRModel:
         t_load = time.perf_counter()
         self.load_weights()  # before the clock and the memory peak start
         load_seconds = time.perf_counter() - t_load
-        with PeakMemory() as mem:
+        with PeakMemory(self.device) as mem:
             t0 = time.perf_counter()
             stage = self.run_stage(lr_image, scale, resolved, on_step, keep_frames)
             seconds = time.perf_counter() - t0
@@ -184,7 +160,7 @@ class SRModel:
         report = None
         if on_step is not None:
             report = lambda info: on_step(replace(info, stage=self.name, stage_index=stage_index))  # noqa: E731
-        with PeakMemory() as mem:
+        with PeakMemory(self.device) as mem:
             t0 = time.perf_counter()
             image, nfe, trajectory = self._upscale(
                 lr, scale=scale, settings=settings, on_step=report, keep_frames=keep_frames
@@ -203,7 +179,7 @@ class SRModel:
         return StageResult(
             model=self.name, scale=scale, settings=settings, image=image, input_shape=lr.shape[:2], nfe=nfe,
             seconds=t2 - t0, peak_memory_mb=mem.peak_mb, projection_seconds=t2 - t1, load_seconds=load_seconds,
-            trajectory=trajectory,
+            trajectory=trajectory, device=str(self.device), dtype=dtype_name(self.dtype),
         )  # fmt: skip
 
     def load_weights(self):

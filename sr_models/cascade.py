@@ -72,6 +72,10 @@ class CascadeSR(SRModel):
         self.default_steps = sum(m.default_steps or 0 for m, _ in stages) or None
         self.samplers = tuple(dict.fromkeys(x for m, _ in stages for x in m.samplers))
 
+    def _place(self):
+        for model, _ in self.stages:
+            model.to(self.device, self.dtype)
+
     def availability(self) -> Availability:
         for model, _ in self.stages:
             available = model.availability()
@@ -104,7 +108,7 @@ class CascadeSR(SRModel):
         for model, _ in self.stages:
             model.load_weights()  # before the clock and the memory peak start
         load_seconds = time.perf_counter() - t_load
-        with PeakMemory() as mem:
+        with PeakMemory(self.stages[0][0].device) as mem:
             t0 = time.perf_counter()
             for i, ((model, stage_scale), stage_settings) in enumerate(zip(self.stages, resolved.stages)):
                 result = model.run_stage(current, stage_scale, stage_settings, on_step, keep_frames,

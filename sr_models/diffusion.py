@@ -57,13 +57,13 @@ def predicted_x0(scheduler, model_output: torch.Tensor, sample: torch.Tensor, t)
     raise ValueError(f"unknown prediction type {kind}")
 
 
-def schedule(scheduler, steps: int, strength: float = 1.0) -> torch.Tensor:
+def schedule(scheduler, steps: int, strength: float = 1.0, device=None) -> torch.Tensor:
     """The timesteps to run: the whole respaced schedule of ``steps``, or its last ``strength`` part.
 
     ``strength`` < 1 is SDEdit (Meng et al. 2022, diffusers' img2img convention): the run starts
     part-way, from a noised guess instead of pure noise, and skips the first steps.
     """
-    scheduler.set_timesteps(steps)
+    scheduler.set_timesteps(steps, device=device)
     if strength >= 1:
         return scheduler.timesteps
     run = max(1, min(steps, int(steps * strength)))
@@ -73,13 +73,14 @@ def schedule(scheduler, steps: int, strength: float = 1.0) -> torch.Tensor:
     return scheduler.timesteps[begin:]
 
 
-def start_state(shape, scheduler, timesteps, generator: torch.Generator, x0: torch.Tensor | None = None):
+def start_state(shape, scheduler, timesteps, generator: torch.Generator, x0=None, device=None) -> torch.Tensor:
     """x_T: pure noise (``x0`` None), or ``x0`` noised to the first of ``timesteps`` (SDEdit).
 
     The noise is drawn exactly as diffusers' pipelines draw it (``randn_tensor`` with a CPU
-    generator), so a seed gives the same image on every machine and in the stock pipeline.
+    generator), on the CPU and then moved to ``device``, so a seed gives the same image on every
+    machine and device, and in the stock pipeline.
     """
-    noise = randn_tensor(shape, generator=generator, dtype=torch.float32)
+    noise = randn_tensor(shape, generator=generator, dtype=torch.float32).to(device or "cpu")
     if x0 is None:
         return noise * scheduler.init_noise_sigma
     return scheduler.add_noise(x0, noise, timesteps[:1])

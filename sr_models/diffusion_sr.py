@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 
 from sr_models.base import SamplingSettings, SRModel, StepInfo, Trajectory
+from sr_models.device import place
 from sr_models.diffusion import SAMPLERS, make_scheduler, sample, schedule, start_state
 from sr_models.tiling import tiled
 
@@ -38,8 +39,8 @@ def to_model_range(image: np.ndarray) -> torch.Tensor:
 
 
 def to_image(x: torch.Tensor) -> np.ndarray:
-    """float 1x3xHxW in [-1, 1] -> uint8 HxWx3, as the diffusers pipelines quantise."""
-    x = (x.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()
+    """float 1x3xHxW in [-1, 1] (any device, any dtype) -> uint8 HxWx3, as the diffusers pipelines quantise."""
+    x = (x.float().clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).cpu().numpy()
     return np.round(x * 255).astype(np.uint8)
 
 
@@ -98,6 +99,14 @@ class DiffusionSR(SRModel):
         self.tile_overlap = int(meta.get("tile_overlap", 16))
         self.lr_projection_default = int(meta.get("lr_projection", 0))
 
+    def _place(self):
+        place(self.unet, self.device, self.dtype)
+
+    def network(self, module, x: torch.Tensor, *args) -> torch.Tensor:
+        """``module(x, *args)`` in the networks' dtype; the sampler's state stays float32 (as k-diffusion
+        keeps it), so half precision only touches the network evaluations."""
+        return module(x.to(self.dtype), *args).sample.float()
+
     # subclass hooks ------------------------------------------------------------------------------
     def _prepare(self, lr: torch.Tensor, scale: int) -> tuple[torch.Tensor, tuple[int, ...]]:
         """(conditioning at working resolution, shape of x_t)."""
@@ -121,6 +130,7 @@ class DiffusionSR(SRModel):
         tile = settings.tile or self.tile
         scheduler = make_scheduler(settings.sampler, self.scheduler_config, settings.spacing)
         generator = torch.Generator("cpu").manual_seed(settings.seed)
+        lr = lr.to(self.device)
         cond, shape = self._prepare(lr, scale)
         trajectory = Trajectory()
         nfe = 0
@@ -132,18 +142,18 @@ class DiffusionSR(SRModel):
 
             def unet(part):
                 calls.append(1)
-                return self.unet(part, t).sample
+                return self.network(self.unet, part, t)
 
             out = tiled(unet, inp, tile, self.tile_overlap, multiple=self._pad_multiple)
             nfe += len(calls)
             return out
 
         with torch.inference_mode():
-            timesteps = schedule(scheduler, settings.steps, settings.strength)
+            timesteps = schedule(scheduler, settings.steps, settings.strength, self.device)
             n = len(timesteps)
             keep = set(np.linspace(0, n - 1, keep_frames).round().astype(int).tolist()) if keep_frames else set()
             init = None if settings.strength >= 1 else self._init_x0(lr, scale)
-            x = start_state(shape, scheduler, timesteps, generator, init)
+            x = start_state(shape, scheduler, timesteps, generator, init, self.device)
 
             def step_callback(i, n, t, x_t, x0):
                 decoded = None
@@ -184,6 +194,11 @@ class LatentSR(DiffusionSR):
         self.latent_residual = bool((meta or {}).get("latent_residual", False))
         self._base: tuple | None = None  # (lr tensor, its base latent) of the current run
 
+    def _place(self):
+        super()._place()
+        place(self.vae, self.device, self.dtype)
+        self._base = None
+
     def _lr_multiple(self, scale: int) -> int:
         # latent = LR * scale / f must be a multiple of the UNet's stride, and LR * scale of f
         latent_per_lr = scale / self.factor
@@ -193,8 +208,14 @@ class LatentSR(DiffusionSR):
     def base_latent(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
         """The latent of the torch-bicubic upsample of ``lr`` (cached for the run of that ``lr``)."""
         if self._base is None or self._base[0] is not lr:
-            self._base = (lr, self.vae.encode(torch_bicubic_up(lr, scale).clamp(-1, 1)).latent_dist.mode())
+            self._base = (lr, self.encode(torch_bicubic_up(lr, scale).clamp(-1, 1)))
         return self._base[1]
+
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """Posterior mean of an image in [-1, 1], tile by tile (bounded memory on large images)."""
+        f, tile = self.factor, self.tile * self.factor
+        return tiled(lambda part: self.vae.encode(part.to(self.dtype)).latent_dist.mode().float(), image, tile,
+                     self.tile_overlap * f // 2, scale=1 / f, multiple=f)  # fmt: skip
 
     def _init_x0(self, lr, scale):
         base = self.base_latent(lr, scale)
@@ -206,7 +227,7 @@ class LatentSR(DiffusionSR):
 
     def decode(self, z: torch.Tensor, tile: int | None = None) -> torch.Tensor:
         tile = tile or self.tile
-        return tiled(lambda part: self.vae.decode(part).sample, z, tile, self.tile_overlap // 2, scale=self.factor)
+        return tiled(lambda part: self.network(self.vae.decode, part), z, tile, self.tile_overlap // 2, scale=self.factor)
 
     def _finish(self, x0, lr, scale):
         if self.latent_residual:
@@ -233,7 +254,7 @@ class PixelSR(DiffusionSR):
         self.residual_scale = float((meta or {}).get("residual_scale", 4.0))
 
     def _init_x0(self, lr, scale):
-        return torch.zeros(1, 3, lr.shape[-2] * scale, lr.shape[-1] * scale)  # zero residual = bicubic
+        return lr.new_zeros(1, 3, lr.shape[-2] * scale, lr.shape[-1] * scale)  # zero residual = bicubic
 
     def _prepare(self, lr, scale):
         up = torch_bicubic_up(lr, scale)

@@ -16,6 +16,7 @@ from typing import Callable
 from sr_models.base import Availability, ModelUnavailableError, SRModel
 from sr_models.bicubic import BicubicSR
 from sr_models.cards import META_FILE, read_meta
+from sr_models.device import pick_device, pick_dtype
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_DIRS_ENV = "SR_MODEL_DIRS"  # extra folders to scan, separated by os.pathsep
@@ -81,8 +82,12 @@ class _Deferred(SRModel):
 
     def load(self) -> SRModel:
         if self._model is None:
-            self._model = load_model(self._resolve_folder())
+            self._model = load_model(self._resolve_folder()).to(self.device, self.dtype)
         return self._model
+
+    def _place(self):
+        if self._model is not None:
+            self._model.to(self.device, self.dtype)
 
     def load_weights(self):
         self.load()
@@ -159,8 +164,9 @@ def model_folders(folders) -> list[Path]:
     return found
 
 
-def discover(model_dirs=(), hub_ids=()) -> dict[str, SRModel]:
-    """All models: bicubic, ``assets/``, ``model_dirs`` and $SR_MODEL_DIRS, ``hub_ids`` and $SR_HUB_MODELS."""
+def discover(model_dirs=(), hub_ids=(), device=None, dtype=None) -> dict[str, SRModel]:
+    """All models: bicubic, ``assets/``, ``model_dirs`` and $SR_MODEL_DIRS, ``hub_ids`` and $SR_HUB_MODELS,
+    set to run on ``device`` in ``dtype`` (None: $SR_DEVICE / $SR_DTYPE, else the best device, float32)."""
     models: dict[str, SRModel] = {"bicubic": BicubicSR()}
     dirs = [ASSETS, *model_dirs, *filter(None, os.environ.get(MODEL_DIRS_ENV, "").split(os.pathsep))]
     for folder in model_folders(dirs):
@@ -171,6 +177,9 @@ def discover(model_dirs=(), hub_ids=()) -> dict[str, SRModel]:
     for repo_id in [*hub_ids, *filter(None, os.environ.get(HUB_IDS_ENV, "").split(","))]:
         hub = HubModel(repo_id.strip())
         models.setdefault(hub.name, hub)
+    device, dtype = pick_device(device), pick_dtype(dtype)
+    for model in models.values():
+        model.to(device, dtype)  # deferred models only note it: weights move when they load
     return models
 
 

@@ -17,6 +17,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from sr_models.base import SRModel
+from sr_models.device import place
 from sr_models.tiling import tiled
 
 
@@ -66,7 +67,7 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     """float 1x3xHxW in [0, 1] -> uint8 HxWx3 (rounded, clipped)."""
-    arr = tensor[0].detach().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    arr = tensor[0].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()
     return np.round(arr * 255.0).astype(np.uint8)
 
 
@@ -84,13 +85,16 @@ class RegressionSR(SRModel):
     def from_folder(cls, folder, name: str, card: dict | None = None) -> "RegressionSR":
         return cls(name, EDSRLite.from_pretrained(str(folder), use_safetensors=True), card)
 
+    def _place(self):
+        place(self.network, self.device, self.dtype)
+
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
         tile = settings.tile or 256  # LR pixels per tile: bounds memory on large images
         calls = []
 
         def net(part):
             calls.append(1)
-            return self.network(part)
+            return self.network(part.to(self.device, self.dtype))
 
         with torch.inference_mode():
             sr = tiled(net, to_tensor(lr), tile, overlap=16, scale=scale)

@@ -38,10 +38,14 @@ def tiled(
     x: torch.Tensor,
     tile: int,
     overlap: int,
-    scale: int = 1,
+    scale: float = 1,
     multiple: int = 1,
 ) -> torch.Tensor:
-    """Apply ``fn`` tile by tile; ``multiple`` rounds tile starts so the network's strides line up."""
+    """Apply ``fn`` tile by tile; ``multiple`` rounds tile starts so the network's strides line up.
+
+    ``scale`` is the output/input size ratio: above 1 for a decoder or an upscaler, 1/f for an
+    encoder (tile starts must then be multiples of f).
+    """
     n, _, h, w = x.shape
     if h <= tile and w <= tile:
         return fn(x)
@@ -54,14 +58,14 @@ def tiled(
         for left in xs:
             patch = x[:, :, top : top + tile, left : left + tile]
             y = fn(patch)
-            ph, pw = patch.shape[-2] * scale, patch.shape[-1] * scale
-            if out is None:
-                out = torch.zeros(n, y.shape[1], h * scale, w * scale, dtype=y.dtype)
-                weight = torch.zeros(1, 1, h * scale, w * scale, dtype=y.dtype)
-            wy = _ramp(ph, overlap * scale, top == 0, top + tile >= h)
-            wx = _ramp(pw, overlap * scale, left == 0, left + tile >= w)
-            wgt = (wy[:, None] * wx[None, :]).to(y.dtype)
-            t, l = top * scale, left * scale
+            ph, pw = round(patch.shape[-2] * scale), round(patch.shape[-1] * scale)
+            if out is None:  # on the network's device and in its dtype
+                out = y.new_zeros(n, y.shape[1], round(h * scale), round(w * scale))
+                weight = y.new_zeros(1, 1, round(h * scale), round(w * scale))
+            wy = _ramp(ph, round(overlap * scale), top == 0, top + tile >= h)
+            wx = _ramp(pw, round(overlap * scale), left == 0, left + tile >= w)
+            wgt = (wy[:, None] * wx[None, :]).to(y)
+            t, l = round(top * scale), round(left * scale)
             out[:, :, t : t + ph, l : l + pw] += y * wgt
             weight[:, :, t : t + ph, l : l + pw] += wgt
     return out / weight

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from accelerate import PartialState
 
 from sr_models.cards import write_meta
 from sr_models.data import SPLITS, PatchSampler, augment_condition, test_pairs
 from sr_models.metrics import score
 from sr_models.regression import EDSRLite, to_tensor, to_uint8
-from sr_models.training import NonFiniteLossError, TrainConfig, Trainer
+from sr_models.training import NonFiniteLossError, TrainConfig, Trainer, local, world
 from sr_models.types import SamplingSettings
 
 
@@ -41,6 +42,12 @@ def add_common_arguments(p: argparse.ArgumentParser, batch: int, lr: float, patc
     p.add_argument("--validate-every", type=int, default=200, help="steps between validations (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                   help="'auto': the GPU accelerate finds (one per process under `accelerate launch`), else the CPU")
+    p.add_argument("--dtype", choices=list(MIXED_PRECISION), default="float32",
+                   help="training precision: bfloat16 / float16 are accelerate's mixed precision (float16: GPUs)")
+    p.add_argument("--gradient-accumulation", type=int, default=1, metavar="N",
+                   help="micro-batches of --batch-size per optimizer step")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
     p.add_argument("--split", default="train", choices=SPLITS,
                    help="images of --data to train on: 'train' leaves out the held-out validation split "
@@ -57,10 +64,20 @@ def make_validator(args, upscale_tensor):
     pairs = list(test_pairs(args.val_data, args.scale, limit=args.val_images, crop=args.val_crop or None))
 
     def validate(model):
-        scores = [score(to_uint8(upscale_tensor(model, to_tensor(p.lr))), p.hr, p.lr, args.scale) for p in pairs]
+        device = next(model.parameters()).device
+        scores = [score(to_uint8(upscale_tensor(model, to_tensor(p.lr).to(device))), p.hr, p.lr, args.scale)
+                  for p in pairs]  # fmt: skip
         return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
 
     return validate
+
+
+MIXED_PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}  # --dtype -> accelerate's name
+
+
+def global_batch(sampler: PatchSampler, key: int, batch_size: int):
+    """The (LR, HR) batch of every process together for micro-batch ``key`` (see ``local``)."""
+    return sampler.batch(key, batch_size * world()[1])
 
 
 def init_weights(model: torch.nn.Module, folder: str | Path, subfolder: str = "") -> str:
@@ -97,6 +114,9 @@ def train_config(args) -> TrainConfig:
         seed=args.seed,
         restart=args.restart,
         command="python -m sr_models.train " + shlex.join(args.argv),
+        mixed_precision=MIXED_PRECISION[args.dtype],
+        gradient_accumulation=args.gradient_accumulation,
+        cpu=args.device == "cpu",
     )
 
 
@@ -127,9 +147,9 @@ def run_regression(args) -> dict:
     sampler = PatchSampler(args.data, args.scale, args.hr_patch, seed=args.seed, split=args.split)
     name = args.name or f"regression-x{args.scale}"
 
-    def loss_fn(net, step):
-        lr, hr = sampler.batch(step, args.batch_size)
-        return F.l1_loss(net(lr), hr)
+    def loss_fn(net, key):
+        lr, hr = global_batch(sampler, key, args.batch_size)
+        return F.l1_loss(net(local(lr)), local(hr))
 
     def export(net, out, record):
         net.save_pretrained(str(out), safe_serialization=True)
@@ -181,19 +201,20 @@ def run_autoencoder(args) -> dict:
     init = init_weights(vae, args.init_from, "vqvae") if args.init_from else None
     sampler = PatchSampler(args.data, 1, args.hr_patch, seed=args.seed, split=args.split)
 
-    def batch(step):
-        return sampler.batch(step, args.batch_size)[1] * 2 - 1
+    def batch(key, size=args.batch_size):
+        return global_batch(sampler, key, size)[1] * 2 - 1
 
-    def loss_fn(net, step):
-        torch.manual_seed(args.seed * 1_000_003 + step)  # the posterior sample, reproducible on resume
-        return autoencoder_loss(net, batch(step), args.kl_weight)
+    def loss_fn(net, key):
+        torch.manual_seed(args.seed * 1_000_003 + key)  # the posterior sample, reproducible on resume
+        return autoencoder_loss(net, local(batch(key)), args.kl_weight)
 
     def reconstruct(net, lr_tensor):  # validation: "upscale" = encode + decode the HR itself
         x = lr_tensor * 2 - 1
         return (net.decode(net.encode(x).latent_dist.mode()).sample + 1) / 2
 
     def export(net, out, record):
-        std = latent_std(net, [batch(10_000_000 + i) for i in range(4)])
+        device = next(net.parameters()).device
+        std = latent_std(net, [batch(10_000_000 + i).to(device) for i in range(4)])
         folded = torch.nn.Module.to(fold_latent_scale(net, 1.0 / std), torch.float16)  # fp16 file, loads as fp32
         folded.save_pretrained(str(out), safe_serialization=True)
         record["latent_scale_folded"] = 1.0 / std
@@ -247,15 +268,18 @@ def sr3_parser(sub):
     p.set_defaults(run=run_sr3)
 
 
-def _diffusion_loss(unet, x0, cond, step, seed):
+def _diffusion_loss(unet, x0, cond, key, seed):
+    """x0-prediction loss of this process's slice ``x0``; timesteps and noise are drawn for the global
+    batch (the same draws whatever the process count) and sliced like the data."""
     from diffusers import DDPMScheduler
 
     from sr_models.diffusion import TRAIN_SCHEDULER
 
-    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + key)
     sched = _diffusion_loss.scheduler = getattr(_diffusion_loss, "scheduler", None) or DDPMScheduler(**TRAIN_SCHEDULER)
-    t = torch.randint(0, sched.config.num_train_timesteps, (x0.shape[0],), generator=g)
-    noise = torch.randn(x0.shape, generator=g)
+    n = x0.shape[0] * world()[1]
+    t = local(torch.randint(0, sched.config.num_train_timesteps, (n,), generator=g))
+    noise = local(torch.randn((n, *x0.shape[1:]), generator=g))
     x_t = sched.add_noise(x0, noise, t)
     return F.mse_loss(unet(torch.cat([x_t, cond], dim=1), t).sample, x0)
 
@@ -280,12 +304,12 @@ def _run_diffusion(args, family: str) -> dict:
     sampler = PatchSampler(args.data, args.scale, args.hr_patch, seed=args.seed, split=args.split)
     augmenting = args.cond_aug_blur > 0 or args.cond_aug_noise > 0
 
-    def pairs(step):
-        lr, hr = sampler.batch(step, args.batch_size)
-        if augmenting:  # reproducible on resume: drawn from (seed, step)
-            rng = np.random.default_rng([args.seed, step, 7])
+    def pairs(key):
+        lr, hr = global_batch(sampler, key, args.batch_size)
+        if augmenting:  # reproducible on resume: drawn from (seed, key)
+            rng = np.random.default_rng([args.seed, key, 7])
             lr = augment_condition(lr, rng, args.cond_aug_blur, args.cond_aug_noise, args.cond_aug_prob)
-        return lr, hr
+        return local(lr), local(hr)
 
     meta = {
         "name": name, "family": family, "scales": [args.scale], "default_steps": args.default_steps,
@@ -299,6 +323,7 @@ def _run_diffusion(args, family: str) -> dict:
                                              "probability": args.cond_aug_prob, "level_given_to_model": False}  # fmt: skip
     if family == "ldm":
         vae = AutoencoderKL.from_pretrained(args.first_stage, use_safetensors=True).eval().requires_grad_(False)
+        vae.to(PartialState(cpu=args.device == "cpu").device)  # frozen: used on every process's slice
         unet = build_unet(vae.config.latent_channels + condition_channels(args.scale), vae.config.latent_channels,
                           args.channels or (64, 128, 192), attention=not args.no_attention,
                           zero_out=args.latent_residual)  # fmt: skip
@@ -316,7 +341,7 @@ def _run_diffusion(args, family: str) -> dict:
             return z0, latent_condition(lr * 2 - 1, args.scale)
 
         def wrap(net):
-            return LatentSR(name, vae, net, TRAIN_SCHEDULER, args.scale, meta)
+            return LatentSR(name, vae, net, TRAIN_SCHEDULER, args.scale, meta).to(next(net.parameters()).device)
 
         def export(net, out, record):
             save_ldm_folder(out, vae, net, TRAIN_SCHEDULER, args.scale, record)
@@ -332,7 +357,7 @@ def _run_diffusion(args, family: str) -> dict:
             return (hr * 2 - 1 - up) * args.residual_scale, up
 
         def wrap(net):
-            return PixelSR(name, net, TRAIN_SCHEDULER, args.scale, meta)
+            return PixelSR(name, net, TRAIN_SCHEDULER, args.scale, meta).to(next(net.parameters()).device)
 
         def export(net, out, record):
             save_sr3_folder(out, net, TRAIN_SCHEDULER, record)
@@ -340,9 +365,9 @@ def _run_diffusion(args, family: str) -> dict:
     if args.init_from:
         meta["init_from"] = init_weights(unet, args.init_from, "unet")
 
-    def loss_fn(net, step):
-        x0, cond = targets(step)
-        return _diffusion_loss(net, x0, cond, step, args.seed)
+    def loss_fn(net, key):
+        x0, cond = targets(key)
+        return _diffusion_loss(net, x0, cond, key, args.seed)
 
     def sample_val(net, lr_tensor):
         model = wrap(net)

@@ -1,5 +1,14 @@
 """A small training loop shared by every family: EMA, atomic safetensors checkpoints, resume,
-time budget, periodic validation, NaN stop, progress bar.
+time budget, periodic validation, NaN stop, progress bar, on Hugging Face ``accelerate`` (the
+diffusers training-script convention): any device, mixed precision, gradient accumulation, and
+data parallelism over several processes / GPUs / machines with ``accelerate launch`` (or
+``torchrun``).
+
+Data parallelism draws every batch as the *global* batch (per-process batch x processes, from the
+generator seeded by (seed, step)) and gives each process its slice (``local``), and the diffusion
+noise is drawn for the global batch too. So N processes of batch B take exactly the steps one
+process of batch N x B takes, up to float error (``tests/test_training.py`` checks it with two
+gloo processes on the CPU), and a resumed run sees the same batches whatever the process count.
 
 Layout of a run folder ``OUT``:
 
@@ -25,6 +34,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from accelerate import Accelerator, PartialState
+from accelerate.state import AcceleratorState
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
@@ -34,6 +45,33 @@ CHECKPOINT = "checkpoint"
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+def world() -> tuple[int, int]:
+    """(this process's index, number of processes) of the current (possibly distributed) run."""
+    state = PartialState()
+    return state.process_index, state.num_processes
+
+
+def local(batch: torch.Tensor) -> torch.Tensor:
+    """This process's slice of a global batch, on this process's device."""
+    index, count = world()
+    if batch.shape[0] % count:
+        raise ValueError(f"a global batch of {batch.shape[0]} does not split over {count} processes")
+    part = batch.shape[0] // count
+    return batch[index * part : (index + 1) * part].to(PartialState().device)
+
+
+class _LossModule(torch.nn.Module):
+    """The loss as a module's forward, so a data-parallel wrapper sees every use of the weights
+    (the autoencoder's loss calls ``encode`` and ``decode``, not ``forward``)."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn: Callable[[torch.nn.Module, int], torch.Tensor]):
+        super().__init__()
+        self.model, self.loss_fn = model, loss_fn
+
+    def forward(self, key: int) -> torch.Tensor:
+        return self.loss_fn(self.model, key)
 
 
 def hardware_description() -> str:
@@ -65,10 +103,16 @@ class TrainConfig:
     seed: int = 0
     restart: bool = False
     command: str = ""  # the command line that reproduces this run, for the model card
+    mixed_precision: str = "no"  # accelerate's: "no", "fp16" (GPUs), "bf16"
+    cpu: bool = False  # train on the CPU even where a GPU is present
+    gradient_accumulation: int = 1  # micro-batches per optimizer step
 
 
 class Trainer:
-    """Trains ``model`` on ``loss_fn(model, step) -> scalar``.
+    """Trains ``model`` on ``loss_fn(model, key) -> scalar``.
+
+    ``key`` numbers the micro-batch (``step * gradient_accumulation + micro``: the step itself
+    without accumulation); the loss draws its global batch from it and keeps its ``local`` slice.
 
     ``validate_fn(model) -> dict`` runs on the EMA weights; ``export_fn(model, out, record)``
     writes the usable model folder; ``model_config`` (the model's constructor arguments) is
@@ -86,12 +130,22 @@ class Trainer:
         model_config: dict | None = None,
         record: dict | None = None,
     ):
-        self.model, self.loss_fn, self.cfg = model, loss_fn, config
+        # One process may train several models in turn (the zoo command, tests): each Trainer sets its
+        # own precision; the process group (PartialState) is kept.
+        AcceleratorState._reset_state(reset_partial_state=False)
+        self.accelerator = Accelerator(
+            mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation,
+            cpu=config.cpu,
+        )
+        self.model, self.loss_fn, self.cfg = model.to(self.accelerator.device), loss_fn, config
         self.validate_fn, self.export_fn = validate_fn, export_fn
         self.model_config = model_config or {}
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=config.learning_rate, weight_decay=0.0)
         self.ema = EMAModel(self.params, decay=config.ema_decay)
+        self.ema.to(self.accelerator.device)
+        self.loss_module, self.optimizer = self.accelerator.prepare(_LossModule(self.model, loss_fn), self.optimizer)
+        self.is_main = self.accelerator.is_main_process
         self.step = 0
         self.elapsed = 0.0  # seconds of training over all resumed runs
         self.history: list[dict] = []
@@ -109,6 +163,9 @@ class Trainer:
         return tensors
 
     def save_checkpoint(self):
+        self.accelerator.wait_for_everyone()
+        if not self.is_main:  # every process holds the same weights: one writes them
+            return
         tmp = self.out / (CHECKPOINT + ".tmp")
         old = self.out / (CHECKPOINT + ".old")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -148,7 +205,7 @@ class Trainer:
                 f"the checkpoint in {path} was made for a different model configuration "
                 f"({meta.get('model_config')} vs {self.model_config}); use --restart or another --out"
             )
-        tensors = load_file(path / "state.safetensors")
+        tensors = load_file(path / "state.safetensors", device=str(self.accelerator.device))
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         for i, p in enumerate(self.ema.shadow_params):
             p.data.copy_(tensors[f"ema.{i}"])
@@ -172,6 +229,8 @@ class Trainer:
             self.ema.restore(self.params)
 
     def export(self, validation: dict | None):
+        if not self.is_main:
+            return
         record = dict(self.record)
         record["training"] = {
             "command": self.cfg.command,
@@ -181,6 +240,9 @@ class Trainer:
             "ema_decay": self.cfg.ema_decay,
             "wall_clock_minutes": round(self.elapsed / 60, 2),
             "hardware": hardware_description(),
+            "processes": self.accelerator.num_processes,
+            "mixed_precision": self.cfg.mixed_precision,
+            "gradient_accumulation": self.cfg.gradient_accumulation,
             "torch": torch.__version__,
             "seed": self.cfg.seed,
             "last_validation": validation,
@@ -190,13 +252,40 @@ class Trainer:
 
     # ----- loop --------------------------------------------------------------------------------
     def _validate(self) -> dict | None:
-        if self.validate_fn is None:
+        if self.validate_fn is None or not self.is_main:
             return None
         self.model.eval()
         with torch.no_grad():
             result = self._with_ema(self.validate_fn)
         self.model.train()
         return result
+
+    def _all_agree(self, flag: bool) -> bool:
+        """True on every process if it is true on any (so they never wait on each other forever)."""
+        if self.accelerator.num_processes == 1:
+            return flag
+        return bool(self.accelerator.reduce(torch.tensor([float(flag)], device=self.accelerator.device), "sum") > 0)
+
+    def _optimizer_step(self) -> float:
+        """One optimizer step over ``gradient_accumulation`` micro-batches; returns the mean loss."""
+        cfg, total = self.cfg, 0.0
+        for micro in range(cfg.gradient_accumulation):
+            with self.accelerator.accumulate(self.loss_module):
+                with self.accelerator.autocast():
+                    loss = self.loss_module(self.step * cfg.gradient_accumulation + micro)
+                value = float(self.accelerator.reduce(loss.detach().float(), "mean"))  # same on every process
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"loss became {value} at step {self.step}; stopped without saving it. "
+                        f"The last good checkpoint is in {self.ckpt_dir}: lower --learning-rate and resume."
+                    )
+                self.accelerator.backward(loss)
+                if cfg.grad_clip and self.accelerator.sync_gradients:
+                    self.accelerator.clip_grad_norm_(self.params, cfg.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            total += value
+        return total / cfg.gradient_accumulation
 
     def train(self) -> dict:
         cfg = self.cfg
@@ -211,31 +300,19 @@ class Trainer:
         validation = self.history[-1].get("validation") if self.history else None
         stop_reason = "max steps"
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30)
+                   mininterval=0.5 if sys.stderr.isatty() else 30, disable=not self.is_main)
         last_saved = self.step
         while self.step < cfg.max_steps:
-            if self.elapsed >= budget:
+            if self._all_agree(self.elapsed >= budget):  # every process stops at the same step
                 stop_reason = "time budget"
                 break
             t0 = time.perf_counter()
-            loss = self.loss_fn(self.model, self.step)
-            if not torch.isfinite(loss):
-                bar.close()
-                raise NonFiniteLossError(
-                    f"loss became {loss.item()} at step {self.step}; stopped without saving it. "
-                    f"The last good checkpoint (step {last_saved}) is in {self.ckpt_dir}: "
-                    "lower --learning-rate and resume."
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
-            self.optimizer.step()
+            loss = self._optimizer_step()
             self.ema.step(self.params)
             self.step += 1
             dt = time.perf_counter() - t0
             self.elapsed += dt
-            entry = {"step": self.step, "loss": float(loss.item()), "seconds": round(self.elapsed, 2)}
+            entry = {"step": self.step, "loss": loss, "seconds": round(self.elapsed, 2)}
             if cfg.validate_every and self.step % cfg.validate_every == 0:
                 validation = self._validate()
                 entry["validation"] = validation
@@ -257,5 +334,7 @@ class Trainer:
                 self.history.append({"step": self.step, "validation": validation, "seconds": self.elapsed})
             self.save_checkpoint()
             self.export(validation)
-        print(f"stopped at step {self.step} ({stop_reason}); {self.elapsed / 60:.1f} min; model in {self.out}")
+        self.accelerator.wait_for_everyone()
+        if self.is_main:
+            print(f"stopped at step {self.step} ({stop_reason}); {self.elapsed / 60:.1f} min; model in {self.out}")
         return {"step": self.step, "elapsed": self.elapsed, "validation": validation, "stop_reason": stop_reason}

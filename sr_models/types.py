@@ -170,6 +170,8 @@ class StageResult:
     projection_seconds: float = 0.0
     load_seconds: float = 0.0  # loading weights on first use, not part of ``seconds``
     trajectory: Trajectory = field(default_factory=Trajectory)  # kept steps, if any
+    device: str = "cpu"  # where it ran, and the networks' precision
+    dtype: str = "float32"
 
     @property
     def frames(self) -> list[np.ndarray]:
@@ -186,7 +188,7 @@ class StageResult:
             "model": self.model, "scale": self.scale, "steps": s.steps, "sampler": s.sampler, "eta": s.eta,
             "seed": s.seed, "strength": s.strength, "spacing": s.spacing, "lr_projection": s.lr_projection or 0, "nfe": self.nfe,
             "seconds": self.seconds, "projection_seconds": self.projection_seconds, "load_seconds": self.load_seconds,
-            "peak_memory_mb": self.peak_memory_mb,
+            "peak_memory_mb": self.peak_memory_mb, "device": self.device, "dtype": self.dtype,
             "input": f"{self.input_shape[1]}x{self.input_shape[0]}",
             "output": f"{self.image.shape[1]}x{self.image.shape[0]}",
         }  # fmt: skip
@@ -241,6 +243,8 @@ class UpscaleResult:
         return {
             "model": self.model, "scale": self.scale, "n_stages": len(self.stages), "nfe": self.nfe,
             "seconds": self.seconds, "peak_memory_mb": self.peak_memory_mb, "load_seconds": self.load_seconds,
+            "device": "+".join(dict.fromkeys(s.device for s in self.stages)),
+            "dtype": "+".join(dict.fromkeys(s.dtype for s in self.stages)),
             "steps": "+".join(str(s.settings.steps) for s in self.stages if s.settings.steps is not None),
             "sampler": "+".join(dict.fromkeys(s.settings.sampler for s in self.stages if s.settings.sampler)),
             "seed": self.stages[0].settings.seed,

@@ -140,3 +140,36 @@ def test_first_stage_ldm_and_sr3_commands_train_and_export(image_folder, tmp_pat
         model = load_model(out)
         assert model.family == family and model.default_steps == 3
         assert model.upscale(np.zeros((8, 8, 3), np.uint8), settings=SamplingSettings(steps=1)).image.shape == (32, 32, 3)
+
+
+def _sr3_args(data, out, batch):
+    return ["sr3", "--scale", "4", "--data", str(data), "--out", str(out), "--max-steps", "3", "--batch-size",
+            str(batch), "--hr-patch", "32", "--channels", "8,8", "--no-attention", "--checkpoint-every", "0",
+            "--threads", "1", "--device", "cpu"]  # fmt: skip
+
+
+def test_two_data_parallel_processes_match_one_process_with_the_doubled_batch(image_folder, tmp_path):
+    """Two gloo processes of batch 2 (torchrun, as `accelerate launch` runs them) take the same
+    steps as one process of batch 4: same data, same diffusion noise, gradients averaged."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+              "-m", "sr_models.train", *_sr3_args(image_folder, tmp_path / "two", 2)]  # fmt: skip
+    two = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert main(_sr3_args(image_folder, tmp_path / "one", 4)) == 0
+    a = load_file(tmp_path / "one" / "checkpoint" / "state.safetensors")
+    b = load_file(tmp_path / "two" / "checkpoint" / "state.safetensors")
+    assert a.keys() == b.keys()
+    for key in (k for k in a if k.startswith(("model.", "ema."))):
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    meta = json.loads((tmp_path / "two" / "sr_model.json").read_text())
+    assert meta["training"]["processes"] == 2 and meta["training"]["steps"] == 3
+
+
+def test_gradient_accumulation_and_bfloat16_train(image_folder, tmp_path):
+    out = tmp_path / "acc"
+    assert main(tiny_args(image_folder, out, 2, extra=["--gradient-accumulation", "2", "--dtype", "bfloat16"])) == 0
+    meta = json.loads((out / "sr_model.json").read_text())
+    assert meta["training"]["gradient_accumulation"] == 2 and meta["training"]["mixed_precision"] == "bf16"
+    state = load_file(out / "checkpoint" / "state.safetensors")
+    assert all(torch.isfinite(v).all() for v in state.values())
