@@ -1,0 +1,75 @@
+"""Device and precision choice, half-precision agreement, and the peak-memory meter."""
+
+import numpy as np
+import pytest
+import torch
+
+from sr_models.bicubic import BicubicSR
+from sr_models.device import PeakMemory, pick_device, pick_dtype
+from sr_models.registry import discover, load_model
+from sr_models.types import SamplingSettings, SRInputError
+from tests.conftest import sample_images, save_tiny_regression, tiny_ldm_folder, tiny_sr3_folder
+
+
+def test_device_and_dtype_come_from_the_argument_then_the_environment(monkeypatch):
+    monkeypatch.delenv("SR_DEVICE", raising=False)
+    monkeypatch.delenv("SR_DTYPE", raising=False)
+    assert pick_device("cpu") == torch.device("cpu")
+    assert pick_device(None).type in ("cpu", "cuda", "mps")  # the best one present
+    assert pick_dtype(None) == torch.float32
+    monkeypatch.setenv("SR_DTYPE", "bfloat16")
+    monkeypatch.setenv("SR_DEVICE", "cpu")
+    assert pick_dtype(None) == torch.bfloat16 and pick_device(None) == torch.device("cpu")
+    assert pick_dtype("float16") == torch.float16  # the argument wins over the environment
+
+
+def test_bad_device_or_dtype_is_a_plain_error(monkeypatch):
+    with pytest.raises(SRInputError, match="unknown device"):
+        pick_device("tpu")
+    with pytest.raises(SRInputError, match="unknown dtype"):
+        pick_dtype("float8")
+    if not torch.cuda.is_available():
+        with pytest.raises(SRInputError, match="no CUDA GPU"):
+            pick_device("cuda")
+    monkeypatch.setenv("SR_DEVICE", "nonsense")
+    with pytest.raises(SRInputError):
+        discover()
+
+
+@pytest.mark.parametrize("make", [tiny_ldm_folder, tiny_sr3_folder, save_tiny_regression])
+def test_bfloat16_agrees_with_float32_and_the_record_says_which_ran(tmp_path, make):
+    model = load_model(make(tmp_path / "m", scale=4))
+    lr = sample_images()["astronaut"][:32, :32]
+    settings = SamplingSettings(steps=2, seed=3, lr_projection=0)
+    full = model.to("cpu", "float32").upscale(lr, settings=settings)
+    half = model.to("cpu", "bfloat16").upscale(lr, settings=settings)
+    assert next(iter(half.stages)).dtype == "bfloat16" and half.facts()["device"] == "cpu"
+    diff = np.abs(full.image.astype(int) - half.image.astype(int))
+    # bfloat16 keeps 8 mantissa bits: tiny random networks agree within a few grey levels on average
+    assert diff.mean() < 3.0, diff.mean()
+    assert not np.array_equal(full.image, half.image) or model.family == "regression"
+
+
+def test_discover_places_every_model(tiny_models_dir):
+    models = discover(model_dirs=[tiny_models_dir], device="cpu", dtype="bfloat16")
+    tiny = models["tiny-regression-x2"]
+    assert tiny.dtype == torch.bfloat16
+    result = tiny.upscale(np.zeros((8, 8, 3), np.uint8))
+    assert result.stages[0].dtype == "bfloat16"
+    assert next(tiny.load().network.parameters()).dtype == torch.bfloat16
+
+
+def test_peak_memory_is_reported_on_warm_runs_too():
+    model = BicubicSR()
+    lr = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    peaks = [model.upscale(lr, scale=4).peak_memory_mb for _ in range(3)]
+    # a 1024x1024x3 output needs at least its own 3 MB (uint8) on every run, not just the first
+    assert all(p > 3 for p in peaks), peaks
+
+
+def test_nested_meters_carry_the_inner_peak_outwards():
+    with PeakMemory() as outer:
+        with PeakMemory() as inner:
+            block = np.ones((64, 1024, 1024), np.uint8)  # 64 MB touched
+            del block
+    assert inner.peak_mb > 48 and outer.peak_mb >= inner.peak_mb - 1
