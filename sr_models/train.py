@@ -396,6 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     autoencoder_parser(sub)
     ldm_parser(sub)
     sr3_parser(sub)
+    from sr_models.zoo import zoo_parser
+
+    zoo_parser(sub)
     return parser
 
 

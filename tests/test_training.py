@@ -173,3 +173,28 @@ def test_gradient_accumulation_and_bfloat16_train(image_folder, tmp_path):
     assert meta["training"]["gradient_accumulation"] == 2 and meta["training"]["mixed_precision"] == "bf16"
     state = load_file(out / "checkpoint" / "state.safetensors")
     assert all(torch.isfinite(v).all() for v in state.values())
+
+
+def test_zoo_script_dry_run_on_the_cpu(image_folder, tmp_path):
+    """scripts/zoo_gpu.sh end to end on a pack of the test images: one tiny step per zoo model."""
+    from sr_models.pack import main as pack_main
+
+    pool = tmp_path / "pool" / "set"
+    pool.mkdir(parents=True)
+    for f in image_folder.iterdir():
+        (pool / f.name).write_bytes(f.read_bytes())
+    pack = tmp_path / "pack.zip"
+    assert pack_main(["--data", str(tmp_path / "pool"), "--out", str(pack), "--split", "all", "--max-side", "96"]) == 0
+    env = {**os.environ, "SR_PACK": str(pack), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(["bash", "scripts/zoo_gpu.sh", str(tmp_path / "out"), "1", "--dry-run", "--split", "all",
+                          "--device", "cpu", "--threads", "1"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    from sr_models.zoo import RECIPES
+
+    for recipe in RECIPES:
+        meta = json.loads((tmp_path / "out" / "zoo" / recipe.name / "sr_model.json").read_text())
+        assert meta["training"]["steps"] == 1, recipe.name
+    ldm = load_model(tmp_path / "out" / "zoo" / "ldm-x16")
+    assert ldm.upscale(np.zeros((4, 4, 3), np.uint8)).image.shape == (64, 64, 3)
+    assert "zoo: 10 models" in (tmp_path / "out" / "zoo.log").read_text()
