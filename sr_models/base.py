@@ -67,7 +67,9 @@ class SRModel:
 
     def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> SRModel:
         """Run on ``device`` in ``dtype`` from now on (None: $SR_DEVICE / $SR_DTYPE, else the best device
-        present, float32), like a diffusers pipeline's ``.to``; returns the model."""
+        present, float32), like a diffusers pipeline's ``.to``; returns the model. Registry models reload
+        their weights on a dtype change; a model built in memory is cast in place (down and back up loses
+        the bits in between)."""
         self.device, self.dtype = pick_device(device), pick_dtype(dtype)
         self._place()
         return self

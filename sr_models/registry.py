@@ -86,7 +86,11 @@ class _Deferred(SRModel):
         return self._model
 
     def _place(self):
-        if self._model is not None:
+        if self._model is None:
+            return
+        if self._model.dtype != self.dtype:  # casting live weights down and back up loses bits: reload
+            self._model = None
+        else:
             self._model.to(self.device, self.dtype)
 
     def load_weights(self):

@@ -1,0 +1,240 @@
+"""Speed benchmark: where the time of a diffusion SR run goes, on this machine, in one run.
+
+    python -m comparisons.speed --size 256 --steps 50 --out results/speed
+
+Per image at one output size and step count (weights loaded and one warm-up call made first,
+neither timed; each case the median of ``--repeats`` runs, cases interleaved so drift hits all):
+
+* ``ours``: our LDM-4x pipeline (``SRModel.upscale``, no back-projection) in each dtype;
+* ``stock``: diffusers' ``LDMSuperResolutionPipeline`` on the same weights (float32);
+* ``bare``: the UNet called ``steps`` times plus one decode, nothing else: the floor of any loop,
+  so ``ours / bare - 1`` is the sampling loop's overhead;
+* ``sr3``: SR3-4x at the same steps (pixel vs latent space);
+* ``large`` (``--large 4096``): each 4x model at 1 step on a large output, for peak memory.
+
+With ``--psnr-data FOLDER`` each dtype's PSNR-Y on that folder's crops shows what half precision
+costs in quality. Writes ``speed.csv`` and ``speed.html``; the printed summary gives the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from comparisons.records import write_csv
+from sr_models.device import PeakMemory, add_device_arguments, dtype_name, pick_device, pick_dtype
+from sr_models.diffusion import make_scheduler
+from sr_models.diffusion_sr import to_model_range
+from sr_models.registry import discover
+from sr_models.types import SamplingSettings, SRInputError
+
+COLUMNS = ["case", "model", "device", "dtype", "steps", "output", "seconds", "seconds_min", "seconds_max",
+           "repeats", "peak_memory_mb", "process_rss_mb", "load_seconds", "psnr_y"]  # fmt: skip
+
+
+def test_image(side: int) -> np.ndarray:
+    """A natural LR image of ``side`` px (scikit-image's astronaut, MATLAB-bicubic downscaled)."""
+    from skimage import data
+
+    from sr_models.degradation import center_crop, imresize
+
+    hr = center_crop(data.astronaut(), 512)
+    return imresize(hr, output_shape=(side, side)) if side != 512 else hr
+
+
+def _row(case, model, device, dtype, steps, output, times, peak=0.0, load=0.0, rss=0.0) -> dict:
+    return {"case": case, "model": model, "device": str(device), "dtype": dtype, "steps": steps, "output": output,
+            "seconds": statistics.median(times), "seconds_min": min(times), "seconds_max": max(times),
+            "repeats": len(times), "peak_memory_mb": peak, "process_rss_mb": rss, "load_seconds": load}  # fmt: skip
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def speed_rows(models: dict, ldm: str, sr3: str | None, size: int, steps: int, dtypes, device, repeats: int = 3,
+               stock: bool = True) -> list[dict]:  # fmt: skip
+    """The timed cases at output ``size`` x ``size`` (see the module doc)."""
+    lr = test_image(size // 4)
+    settings = SamplingSettings(steps=steps, sampler="ddim", eta=0.0, seed=0, lr_projection=0, spacing="leading")
+    output = f"{size}x{size}"
+    model = models[ldm]
+    t0 = time.perf_counter()
+    model.to(device, torch.float32).load_weights()
+    load = time.perf_counter() - t0
+    inner = model.load()  # the float32 LatentSR behind the entry; a dtype change reloads, so it stays float32
+    cases = {}  # (case, model, dtype) -> a run returning (seconds, peak MB), loading excluded
+
+    def run(sr_model, dtype):
+        result = sr_model.to(device, dtype).upscale(lr, settings=settings)
+        return result.seconds, result.peak_memory_mb
+
+    for dtype in dtypes:
+        cases[("ours", ldm, dtype)] = lambda d=dtype: run(model, d)
+    x = to_model_range(lr).to(device)
+
+    def timed(fn):
+        with PeakMemory(device) as mem:
+            t0 = time.perf_counter()
+            fn()
+            seconds = time.perf_counter() - t0
+        return seconds, mem.peak_mb
+
+    def bare():  # the network evaluations alone: ``steps`` UNet calls and one decode
+        with torch.inference_mode():
+            z = torch.randn(1, inner.vae.config.latent_channels, *x.shape[-2:], device=device)
+            t = torch.tensor(500, device=device)
+            for _ in range(steps):
+                inner.unet(torch.cat([z, x], dim=1), t)
+            inner.vae.decode(z)
+
+    cases[("bare", ldm, "float32")] = lambda: timed(bare)
+    if stock:
+        from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
+            LDMSuperResolutionPipeline,
+        )
+
+        pipe = LDMSuperResolutionPipeline(vqvae=inner.vae, unet=inner.unet, scheduler=make_scheduler(
+            "ddim", inner.scheduler_config, "leading"))  # fmt: skip
+        pipe.set_progress_bar_config(disable=True)
+        cases[("stock", ldm, "float32")] = lambda: timed(lambda: pipe(
+            x, num_inference_steps=steps, eta=0.0, generator=torch.Generator().manual_seed(0), output_type="np"))  # fmt: skip
+    if sr3:
+        for dtype in dtypes:
+            cases[("sr3", sr3, dtype)] = lambda d=dtype: run(models[sr3], d)
+    for fn in cases.values():  # warm-up: first-call costs (allocator, kernels) are not the method's
+        fn()
+    times: dict = {key: [] for key in cases}
+    peaks: dict = {key: 0.0 for key in cases}
+    for _ in range(repeats):  # interleaved: a slow moment of the machine hits every case alike
+        for key, fn in cases.items():
+            seconds, peak = fn()
+            times[key].append(seconds)
+            peaks[key] = max(peaks[key], peak)
+    model.to(device, torch.float32)
+    return [_row(case, name, device, dtype_name(pick_dtype(dtype)), steps, output, times[(case, name, dtype)],
+                 peaks[(case, name, dtype)], load if case != "sr3" else 0.0) for case, name, dtype in cases]  # fmt: skip
+
+
+def large_rows(models: dict, names, side: int, device) -> list[dict]:
+    """Each 4x model at 1 step on a ``side`` x ``side`` output: peak memory of big images (tiled)."""
+    lr = test_image(side // 4)
+    rows = []
+    for name in names:
+        model = models[name].to(device, torch.float32)
+        model.load_weights()
+        base = _rss_mb()
+        result = model.upscale(lr, settings=SamplingSettings(steps=1 if model.is_diffusion else None, seed=0))
+        rows.append(_row("large", name, device, "float32", result.settings.steps or 0, f"{side}x{side}",
+                         [result.seconds], result.peak_memory_mb, result.load_seconds, base + result.peak_memory_mb))  # fmt: skip
+    return rows
+
+
+def psnr_rows(models: dict, ldm: str, dtypes, device, data: str, crop: int, steps: int) -> dict:
+    """Mean PSNR-Y of ``ldm`` per dtype on ``data`` (HR center crops, no back-projection)."""
+    from sr_models.data import test_pairs
+    from sr_models.metrics import psnr
+
+    pairs = list(test_pairs(data, 4, crop=crop))
+    settings = SamplingSettings(steps=steps, seed=0, lr_projection=0)
+    out = {}
+    for dtype in dtypes:
+        model = models[ldm].to(device, dtype)
+        out[dtype_name(pick_dtype(dtype))] = float(np.mean([psnr(model.upscale(p.lr, settings=settings).image,
+                                                                 p.hr, 4) for p in pairs]))  # fmt: skip
+    models[ldm].to(device, torch.float32)
+    return out
+
+
+def summarize(rows: list[dict]) -> list[str]:
+    by = {(r["case"], r["dtype"]): r for r in rows if r["case"] != "large"}
+    lines = []
+    ours = by.get(("ours", "float32"))
+    if ours and ("stock", "float32") in by:
+        lines.append(f"ours / stock diffusers (float32): {ours['seconds'] / by[('stock', 'float32')]['seconds']:.3f}")
+    if ours and ("bare", "float32") in by:
+        lines.append(f"loop overhead over bare UNet calls + decode: {ours['seconds'] / by[('bare', 'float32')]['seconds'] - 1:+.1%}")
+    for dtype in ("bfloat16", "float16"):
+        if ours and ("ours", dtype) in by:
+            lines.append(f"ours {dtype}: {ours['seconds'] / by[('ours', dtype)]['seconds']:.2f}x the speed of float32")
+    if ours and ("sr3", "float32") in by:
+        lines.append(f"LDM-4x {by[('sr3', 'float32')]['seconds'] / ours['seconds']:.1f}x faster than SR3-4x at equal steps")
+    for r in rows:
+        psnr = f", PSNR-Y {r['psnr_y']:.3f}" if r.get("psnr_y") not in (None, "") else ""
+        lines.append(f"{r['case']:6s} {r['model']:14s} {r['dtype']:9s} {r['output']:10s} {r['seconds']:8.3f} s  "
+                     f"peak {r['peak_memory_mb']:7.1f} MB{psnr}")  # fmt: skip
+    return lines
+
+
+def figure(rows: list[dict]):
+    import plotly.graph_objects as go
+
+    timed = [r for r in rows if r["case"] != "large"]
+    fig = go.Figure(go.Bar(x=[f"{r['case']} {r['model']} {r['dtype']}" for r in timed], y=[r["seconds"] for r in timed],
+                           error_y={"type": "data", "symmetric": False,
+                                    "array": [r["seconds_max"] - r["seconds"] for r in timed],
+                                    "arrayminus": [r["seconds"] - r["seconds_min"] for r in timed]},
+                           text=[f"{r['seconds']:.2f} s" for r in timed]))  # fmt: skip
+    title = f"seconds per image, {timed[0]['output']} output, {timed[0]['steps']} steps, {timed[0]['device']}" if timed else ""
+    fig.update_layout(title=title, yaxis_title="seconds (median, min-max bars)", template="plotly_white")
+    return fig
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m comparisons.speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="folder for speed.csv and speed.html")
+    p.add_argument("--size", type=int, default=256, help="output side in px (the LR is a quarter)")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--ldm", default="ldm-x4", help="the LDM-4x model (stock layout, for the stock pipeline)")
+    p.add_argument("--sr3", default="sr3-x4", help="the SR3-4x model ('' to skip)")
+    p.add_argument("--dtypes", default="float32,bfloat16", help="dtypes of our pipeline, e.g. float32,bfloat16,float16")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-stock", action="store_true", help="skip the stock diffusers pipeline")
+    p.add_argument("--large", type=int, default=0, help="also run every 4x model once at this output side (e.g. 4096)")
+    p.add_argument("--large-models", default="bicubic,regression-x4,ldm-x4,ldm-x4-c8,sr3-x4")
+    p.add_argument("--psnr-data", help="test folder: PSNR-Y of the LDM per dtype on its center crops")
+    p.add_argument("--psnr-crop", type=int, default=128)
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    add_device_arguments(p)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        device = pick_device(args.device)
+        dtypes = [dtype_name(pick_dtype(d)) for d in args.dtypes.split(",") if d]
+        models = discover(device=device)
+        for name in [args.ldm, *([args.sr3] if args.sr3 else [])]:
+            if name not in models:
+                raise SRInputError(f"unknown model {name!r}; known: {', '.join(models)}")
+        rows = speed_rows(models, args.ldm, args.sr3 or None, args.size, args.steps, dtypes, device, args.repeats,
+                          stock=not args.no_stock)  # fmt: skip
+        if args.psnr_data:
+            psnr = psnr_rows(models, args.ldm, dtypes, device, args.psnr_data, args.psnr_crop, args.steps)
+            for r in rows:
+                if r["case"] == "ours":
+                    r["psnr_y"] = psnr[r["dtype"]]
+        if args.large:
+            rows += large_rows(models, [n for n in args.large_models.split(",") if n in models], args.large, device)
+    except (SRInputError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "speed.csv", rows, COLUMNS)
+    figure(rows).write_html(out / "speed.html", include_plotlyjs="cdn")
+    from sr_models.training import hardware_description
+
+    print(f"machine: {hardware_description()}; device {device}; torch {torch.__version__}")
+    print("\n".join(summarize(rows)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

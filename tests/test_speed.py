@@ -1,0 +1,25 @@
+"""The speed benchmark's plumbing on tiny models (its numbers are measured, not tested)."""
+
+from sr_models.registry import discover
+from tests.conftest import tiny_ldm_folder, tiny_sr3_folder
+from comparisons.speed import COLUMNS, main, speed_rows, summarize
+
+
+def test_speed_rows_time_every_case_and_summarize(tmp_path):
+    tiny_ldm_folder(tmp_path / "ldm")
+    tiny_sr3_folder(tmp_path / "sr3")
+    models = discover(model_dirs=[tmp_path], device="cpu")
+    rows = speed_rows(models, "tiny-ldm-x4", "tiny-sr3-x4", 32, 2, ["float32", "bfloat16"], "cpu", repeats=2)
+    cases = {(r["case"], r["dtype"]) for r in rows}
+    assert cases == {("ours", "float32"), ("ours", "bfloat16"), ("bare", "float32"), ("stock", "float32"),
+                     ("sr3", "float32"), ("sr3", "bfloat16")}  # fmt: skip
+    for r in rows:
+        assert set(r) <= set(COLUMNS) and r["repeats"] == 2 and r["seconds_min"] <= r["seconds"] <= r["seconds_max"]
+    assert models["tiny-ldm-x4"].dtype.__repr__() == "torch.float32"  # left as found
+    text = "\n".join(summarize(rows))
+    assert "ours / stock diffusers" in text and "loop overhead" in text and "bfloat16" in text
+
+
+def test_speed_command_refuses_unknown_models(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--ldm", "no-such-model"]) == 2
+    assert "unknown model" in capsys.readouterr().err
