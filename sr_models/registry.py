@@ -4,7 +4,9 @@ is just downloaded (or found in the local cache) first.
 
 A model folder holds ``sr_model.json`` (name, family, scales, defaults) next to the family's own
 weights (diffusers ``save_pretrained`` layout, safetensors). Families register a loader in
-``FAMILY_LOADERS``; nothing else here changes when a family is added.
+``FAMILY_LOADERS``; nothing else here changes when a family is added. A folder with diffusers'
+``model_index.json`` and no ``sr_model.json`` is a stock pipeline (``sr_models.hub`` picks its
+family), and the well-known pipeline repos are listed under short names (``sr_models.hub.HUB_MODELS``).
 """
 
 from __future__ import annotations
@@ -54,7 +56,14 @@ def load_model(folder: str | Path) -> SRModel:
     """Load a model folder (local path or a downloaded Hub snapshot) into its family's class."""
     folder = Path(folder)
     if not (folder / META_FILE).exists():
-        raise ModelUnavailableError(f"{folder} is not a model folder: it has no {META_FILE}")
+        # --- stock diffusers pipeline folders (model_index.json, no sr_model.json): sr_models.hub ---
+        from sr_models.hub import PIPELINE_INDEX, load_pipeline_folder
+
+        if (folder / PIPELINE_INDEX).exists():
+            return load_pipeline_folder(folder)
+        # --- end of the pipeline fallback ---
+        raise ModelUnavailableError(f"{folder} is not a model folder: it has no {META_FILE} (nor a diffusers "
+                                    f"{PIPELINE_INDEX})")  # fmt: skip
     meta = read_meta(folder)
     family = meta.get("family")
     if family not in FAMILY_LOADERS:
@@ -96,6 +105,16 @@ class _Deferred(SRModel):
     def load_weights(self):
         self.load()
 
+    # --- unloading (the app keeps a bounded number of models loaded: comparisons.compare.LoadedModels) ---
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def unload(self) -> None:
+        """Drop the loaded weights; the next run loads them again."""
+        self._model = None
+    # --- end of unloading ---
+
     def _upscale(self, lr, **kwargs):
         return self.load()._upscale(lr, **kwargs)
 
@@ -119,23 +138,39 @@ class FolderModel(_Deferred):
 
 
 class HubModel(_Deferred):
-    """A model on the Hugging Face Hub, downloaded on first use (then served from the cache)."""
+    """A model on the Hugging Face Hub: one of our model repos (``sr_model.json``) or a stock diffusers
+    pipeline repo (``model_index.json``, families in ``sr_models.hub``), served from the local Hub cache.
 
-    def __init__(self, repo_id: str, name: str | None = None, family: str = "hub", scales=(4,)):
-        super().__init__(name or f"hub:{repo_id}", family, scales)
+    Small repos download on first use. Entries with a ``download_size_mb`` (the well-known pipelines,
+    gigabytes) wait for ``python -m sr_models.prefetch NAME``, so no click in the app starts one; until
+    then they are listed, with a plain "needs internet" reason.
+    """
+
+    def __init__(self, repo_id: str, name: str | None = None, family: str = "hub", scales=(4,),
+                 meta: dict | None = None, pipeline: bool | None = None, download_size_mb: int | None = None,
+                 requires: tuple[str, ...] = ()):  # fmt: skip
+        super().__init__(name or f"hub:{repo_id}", family, scales, meta)
         self.repo_id = repo_id
+        self.pipeline = pipeline  # None: ask the Hub which kind of repo it is when downloading
+        self.download_size_mb = download_size_mb
+        self.requires = tuple(requires)
 
     def _cached_snapshot(self) -> Path | None:
-        from huggingface_hub import snapshot_download
+        from sr_models.hub import cached_folder
 
-        try:
-            return Path(snapshot_download(self.repo_id, local_files_only=True))
-        except Exception:  # not in the cache (the library raises several kinds)
-            return None
+        return cached_folder(self.repo_id, bool(self.pipeline))
 
     def availability(self) -> Availability:
+        import importlib.util
+
+        missing = [p for p in self.requires if importlib.util.find_spec(p) is None]
+        if missing:
+            return Availability(False, f"needs the package(s) {', '.join(missing)} (pip install {' '.join(missing)})")
         if self._cached_snapshot() is not None:
             return Availability(True)
+        if self.download_size_mb is not None:
+            return Availability(False, f"needs internet: not in the local Hub cache; `python -m sr_models.prefetch "
+                                       f"{self.name}` downloads {self.repo_id} (about {self.download_size_mb} MB)")  # fmt: skip
         from huggingface_hub import constants
 
         if constants.HF_HUB_OFFLINE:
@@ -146,14 +181,9 @@ class HubModel(_Deferred):
         cached = self._cached_snapshot()
         if cached is not None:
             return cached
-        from huggingface_hub import snapshot_download
+        from sr_models.hub import download
 
-        try:
-            return Path(snapshot_download(self.repo_id))
-        except Exception as err:  # offline, unknown repo, gated, ...
-            raise ModelUnavailableError(
-                f"needs internet: could not download {self.repo_id} from the Hub ({type(err).__name__}: {err})"
-            ) from err
+        return download(self.repo_id, self.pipeline)  # ModelUnavailableError with a plain message offline
 
 
 def model_folders(folders) -> list[Path]:
@@ -178,6 +208,12 @@ def discover(model_dirs=(), hub_ids=(), device=None, dtype=None) -> dict[str, SR
             continue
         model = FolderModel(folder)
         models.setdefault(model.name, model)  # first one wins: shipped models can't be shadowed
+    # --- the well-known stock pipelines (sr_models.hub.HUB_MODELS), listed offline too ---
+    from sr_models.hub import builtin_models
+
+    for hub in builtin_models():
+        models.setdefault(hub.name, hub)
+    # --- end of the well-known pipelines ---
     for repo_id in [*hub_ids, *filter(None, os.environ.get(HUB_IDS_ENV, "").split(","))]:
         hub = HubModel(repo_id.strip())
         models.setdefault(hub.name, hub)
