@@ -108,8 +108,9 @@ class DiffusionSR(SRModel):
         return module(x.to(self.dtype), *args).sample.float()
 
     # subclass hooks ------------------------------------------------------------------------------
-    def _prepare(self, lr: torch.Tensor, scale: int) -> tuple[torch.Tensor, tuple[int, ...]]:
-        """(conditioning at working resolution, shape of x_t)."""
+    def _prepare(self, lr: torch.Tensor, scale: int, generator=None) -> tuple[torch.Tensor, tuple[int, ...]]:
+        """(conditioning at working resolution, shape of x_t); ``generator`` is the run's, for a family
+        whose conditioning is noised (drawn before x_T, as the diffusers pipelines draw it)."""
         raise NotImplementedError
 
     def _finish(self, x0: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -131,7 +132,7 @@ class DiffusionSR(SRModel):
         scheduler = make_scheduler(settings.sampler, self.scheduler_config, settings.spacing)
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         lr = lr.to(self.device)
-        cond, shape = self._prepare(lr, scale)
+        cond, shape = self._prepare(lr, scale, generator)
         trajectory = Trajectory()
         nfe = 0
 
@@ -221,7 +222,7 @@ class LatentSR(DiffusionSR):
         base = self.base_latent(lr, scale)
         return torch.zeros_like(base) if self.latent_residual else base
 
-    def _prepare(self, lr, scale):
+    def _prepare(self, lr, scale, generator=None):
         cond = latent_condition(lr, scale, self.factor)
         return cond, (1, self.vae.config.latent_channels, *cond.shape[-2:])
 
@@ -256,7 +257,7 @@ class PixelSR(DiffusionSR):
     def _init_x0(self, lr, scale):
         return lr.new_zeros(1, 3, lr.shape[-2] * scale, lr.shape[-1] * scale)  # zero residual = bicubic
 
-    def _prepare(self, lr, scale):
+    def _prepare(self, lr, scale, generator=None):
         up = torch_bicubic_up(lr, scale)
         return up, (1, 3, *up.shape[-2:])
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from diffusers.models.unets.unet_2d import UNet2DOutput
 from diffusers.utils.torch_utils import randn_tensor
@@ -42,17 +41,6 @@ def load_pipeline(pipeline_class, folder: str | Path):
     pipe = pipeline_class.from_pretrained(str(folder), dtype=torch.float32, use_safetensors=None)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def lr_noise_seed(seed: int) -> int:
-    """The seed of the LR-augmentation noise of a run seeded ``seed``.
-
-    The stock pipeline draws that noise from the latents' generator, before the latents; here the
-    shared loop owns that generator and draws x_T first, so the LR noise gets a stream of its own,
-    independent of x_T and of the sampler's step noise. The stock pipeline gives our image when it
-    is passed ``latents`` (x_T from ``seed``) and a generator seeded ``lr_noise_seed(seed)``.
-    """
-    return int(np.random.SeedSequence([seed, 0x4C52]).generate_state(1, np.uint64)[0]) % 2**63
 
 
 class StockLDMSR(LatentSR):
@@ -141,7 +129,6 @@ class StableDiffusionUpscaleSR(LatentSR):
         self.negative_prompt = meta.get("negative_prompt", "")
         self.guidance_scale = float(meta.get("guidance_scale", 9.0))
         self.noise_level = int(meta.get("noise_level", 20))
-        self._lr_noise: torch.Tensor | None = None
 
     @classmethod
     def from_folder(cls, folder, name: str, meta: dict | None = None) -> StableDiffusionUpscaleSR:
@@ -170,24 +157,20 @@ class StableDiffusionUpscaleSR(LatentSR):
         )
         return torch.cat([negative, positive]) if self.guided else positive
 
-    def lr_noise(self, shape, seed: int) -> torch.Tensor:
-        """The noise that augments the LR, from its own CPU-generator stream (``lr_noise_seed``)."""
-        generator = torch.Generator("cpu").manual_seed(lr_noise_seed(seed))
-        return randn_tensor(tuple(shape), generator=generator, dtype=torch.float32)
-
     def run(self, lr, scale, settings, on_step=None, keep_frames=0):
         if not 0 <= self.noise_level <= self.max_noise_level:
             raise SRInputError(f"noise_level must be 0 to {self.max_noise_level}, got {self.noise_level}")
         labels = torch.tensor([self.noise_level], dtype=torch.long)
         self.unet.set_condition(self.text_embeddings(), labels, self.guidance_scale)
-        self._lr_noise = self.lr_noise(lr.shape, settings.seed)
         image, nfe, trajectory = super().run(lr, scale, settings, on_step, keep_frames)
         return image, nfe * self.unet.evaluations, trajectory
 
-    def _prepare(self, lr, scale):
+    def _prepare(self, lr, scale, generator=None):
         cond, shape = super()._prepare(lr, scale)  # the LR as is: the latent is at LR resolution
         level = torch.tensor([self.noise_level], dtype=torch.long, device=cond.device)
-        noised = self.pipeline.low_res_scheduler.add_noise(cond, self._lr_noise.to(cond), level)
+        # drawn from the run's generator before x_T, in the stock pipeline's order: same seed, same image
+        noise = randn_tensor(tuple(cond.shape), generator=generator, dtype=torch.float32).to(cond)
+        noised = self.pipeline.low_res_scheduler.add_noise(cond, noise, level)
         return noised, shape
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:

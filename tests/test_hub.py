@@ -21,7 +21,6 @@ from diffusers import (
     UNet2DModel,
     VQModel,
 )
-from diffusers.utils.torch_utils import randn_tensor
 
 from sr_models.base import ModelUnavailableError
 from sr_models.bicubic import BicubicSR
@@ -217,19 +216,15 @@ def test_stock_ldm_pipeline_gives_our_image(ldm_folder, sampler):
 
 @pytest.mark.parametrize("prompt, nfe_per_step", [("a red squirrel", 2), ("", 1)])
 def test_stock_sd_upscale_pipeline_gives_our_image(sd_folder, prompt, nfe_per_step):
-    from sr_models.stock_sr import lr_noise_seed
-
     ours = load_model(sd_folder)
     ours.prompt = prompt
     pipe = StableDiffusionUpscalePipeline.from_pretrained(str(sd_folder), torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler("ddim", ours.scheduler_config)  # as the repo's own 4x test does
     x, seed = to_model_range(LR), 5
-    # Our loop draws x_T from the seed's generator and the LR noise from a stream derived from it;
-    # the stock pipeline takes both: latents given, and the LR noise drawn from its generator.
-    latents = randn_tensor((1, 4, 8, 12), generator=torch.Generator().manual_seed(seed))
-    stock = pipe(prompt, image=x, num_inference_steps=2, guidance_scale=9.0, noise_level=20, latents=latents,
-                 generator=torch.Generator().manual_seed(lr_noise_seed(seed)), output_type="np").images[0]  # fmt: skip
+    # the same seed: the LR noise, then x_T, drawn from one generator in the stock pipeline's order
+    stock = pipe(prompt, image=x, num_inference_steps=2, guidance_scale=9.0, noise_level=20,
+                 generator=torch.Generator().manual_seed(seed), output_type="np").images[0]  # fmt: skip
     mine, nfe, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler="ddim", seed=seed)))
     assert stock.shape == (32, 48, 3)
     assert nfe == 2 * nfe_per_step  # guidance doubles the network evaluations; an empty prompt needs none
