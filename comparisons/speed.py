@@ -28,7 +28,14 @@ import numpy as np
 import torch
 
 from comparisons.records import write_csv
-from sr_models.device import PeakMemory, add_device_arguments, dtype_name, pick_device, pick_dtype
+from sr_models.device import (
+    PeakMemory,
+    add_device_arguments,
+    dtype_name,
+    pick_device,
+    pick_dtype,
+    rss_bytes,
+)
 from sr_models.diffusion import make_scheduler
 from sr_models.diffusion_sr import to_model_range
 from sr_models.registry import discover
@@ -52,11 +59,6 @@ def _row(case, model, device, dtype, steps, output, times, peak=0.0, load=0.0, r
     return {"case": case, "model": model, "device": str(device), "dtype": dtype, "steps": steps, "output": output,
             "seconds": statistics.median(times), "seconds_min": min(times), "seconds_max": max(times),
             "repeats": len(times), "peak_memory_mb": peak, "process_rss_mb": rss, "load_seconds": load}  # fmt: skip
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096 / 2**20
 
 
 def speed_rows(models: dict, ldm: str, sr3: str | None, size: int, steps: int, dtypes, device, repeats: int = 3,
@@ -130,7 +132,7 @@ def large_rows(models: dict, names, side: int, device) -> list[dict]:
     for name in names:
         model = models[name].to(device, torch.float32)
         model.load_weights()
-        base = _rss_mb()
+        base = rss_bytes() / 2**20
         result = model.upscale(lr, settings=SamplingSettings(steps=1 if model.is_diffusion else None, seed=0))
         rows.append(_row("large", name, device, "float32", result.settings.steps or 0, f"{side}x{side}",
                          [result.seconds], result.peak_memory_mb, result.load_seconds, base + result.peak_memory_mb))  # fmt: skip

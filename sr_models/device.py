@@ -85,7 +85,8 @@ def _release_freed_memory() -> None:
         pass
 
 
-def _rss_bytes() -> int:
+def rss_bytes() -> int:
+    """The process's resident set now (0 where /proc is missing)."""
     try:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -115,7 +116,7 @@ class PeakMemory:
 
     def _sample(self):
         while not self._stop.wait(self.interval):
-            self._max = max(self._max, _rss_bytes())
+            self._max = max(self._max, rss_bytes())
 
     def __enter__(self):
         if self._cuda:
@@ -126,7 +127,7 @@ class PeakMemory:
         else:
             if not _OPEN:  # once per run: a cascade's stages share their run's clean start
                 _release_freed_memory()
-            self._start = self._max = _rss_bytes()
+            self._start = self._max = rss_bytes()
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -141,7 +142,7 @@ class PeakMemory:
         else:
             self._stop.set()
             self._thread.join()
-            self._max = max(self._max, _rss_bytes())
+            self._max = max(self._max, rss_bytes())
         for outer in _OPEN:  # an inner reset of CUDA's peak must not hide this block from the outer one
             outer._max = max(outer._max, self._max)
         self.peak_mb = max(0.0, (self._max - self._start) / 2**20)
