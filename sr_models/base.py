@@ -174,7 +174,7 @@ class SRModel:
             t1 = time.perf_counter()
             if settings.lr_projection:
                 total = image.shape[0] // original_lr.shape[0]
-                image = back_project(image, original_lr, total, settings.lr_projection)
+                image = back_project(image, original_lr, total, settings.lr_projection, self.device)
                 if len(trajectory):  # end the animation on the image actually returned
                     trajectory.add(image, image, f"back-projected onto the LR ({settings.lr_projection} iterations)")
             t2 = time.perf_counter()

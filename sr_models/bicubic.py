@@ -14,4 +14,4 @@ class BicubicSR(SRModel):
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
         h, w = lr.shape[:2]
-        return imresize(lr, scale, output_shape=(h * scale, w * scale)), 0, None
+        return imresize(lr, scale, output_shape=(h * scale, w * scale), device=self.device), 0, None

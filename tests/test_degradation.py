@@ -2,12 +2,26 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
-from sr_models.degradation import center_crop, cubic, degrade, imresize, modcrop
+from sr_models import degradation
+from sr_models.degradation import (
+    _contributions,
+    _float32_margin,
+    _round_to_uint8,
+    center_crop,
+    cubic,
+    degrade,
+    imresize,
+    modcrop,
+)
+from tests.reference_imresize import imresize as reference_imresize
 
 # Antialiased 1/2 downscale: the kernel is cubic(x/2)/2 sampled at +-0.5, 1.5, 2.5, 3.5,
 # i.e. cubic(0.25), cubic(0.75), cubic(1.25), cubic(1.75) halved (worked out by hand).
-HALF_WEIGHTS = np.array([-0.0234375, -0.0703125, 0.2265625, 0.8671875, 0.8671875, 0.2265625, -0.0703125, -0.0234375]) / 2
+HALF_WEIGHTS = (
+    np.array([-0.0234375, -0.0703125, 0.2265625, 0.8671875, 0.8671875, 0.2265625, -0.0703125, -0.0234375]) / 2
+)
 
 
 def test_cubic_kernel_keys_a_minus_half():
@@ -81,3 +95,90 @@ def test_center_crop_multiple():
     img = np.zeros((100, 90, 3), np.uint8)
     assert center_crop(img, 64, multiple=8).shape == (64, 64, 3)
     assert center_crop(img, 95, multiple=8).shape == (88, 88, 3)
+
+
+# --- the float32 torch imresize against the original float64 numpy one (tests/reference_imresize.py) ---
+
+SCALES = [1 / 2, 1 / 3, 1 / 4, 1 / 8, 2, 3, 4, 8, 16, 0.7]
+
+
+def random_image(shape, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def smooth_image(shape):
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    img = 127.5 + 120 * np.sin(x / 5.3 + 0.3) * np.cos(y / 7.1)
+    return np.repeat(img[..., None], shape[2], axis=2) if len(shape) == 3 else img
+
+
+@pytest.mark.parametrize("shape", [(37, 53, 3), (29, 31)])
+@pytest.mark.parametrize("scale", SCALES)
+def test_float32_matches_float64_reference_before_rounding(shape, scale):
+    img = random_image(shape).astype(np.float32)
+    out = imresize(img, scale)
+    assert out.dtype == np.float32
+    assert np.abs(out - reference_imresize(img.astype(np.float64), scale)).max() <= 1e-3
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("make", [random_image, smooth_image])
+def test_uint8_equals_reference_after_rounding(scale, make):
+    for shape in [(37, 53, 3), (29, 31)]:
+        img = np.clip(np.round(make(shape)), 0, 255).astype(np.uint8)
+        out = imresize(img, scale)
+        assert out.dtype == np.uint8 and out.shape == reference_imresize(img, scale).shape
+        assert np.array_equal(out, reference_imresize(img, scale))
+
+
+@pytest.mark.parametrize("output_shape", [(50, 20), (13, 18), (111, 160)])
+def test_output_shape_driven_sizes_match_reference(output_shape):
+    img = random_image((37, 53, 3), seed=2)
+    assert np.array_equal(imresize(img, output_shape=output_shape), reference_imresize(img, output_shape=output_shape))
+    fast = imresize(img.astype(np.float32), output_shape=output_shape)
+    assert np.abs(fast - reference_imresize(img.astype(np.float64), output_shape=output_shape)).max() <= 1e-3
+
+
+def test_uint8_rounding_survives_float32_error_up_to_the_margin():
+    """Push every float32 sample halfway to the margin towards its nearest rounding boundary:
+    naive rounding then differs from float64, the recheck of near-boundary samples does not."""
+    img = random_image((64, 64, 3), seed=3)
+    scale = 1.3  # not a lattice of dyadic weights, so some samples land within the margin of x.5
+    exact = reference_imresize(img.astype(np.float64), scale)
+    expected = reference_imresize(img, scale)
+    taps = _contributions(64, exact.shape[0], scale)
+    margin = _float32_margin(taps[0], taps[0])
+    towards_boundary = np.where(exact - np.floor(exact) < 0.5, 1, -1)
+    values = exact + towards_boundary * margin / 2
+    assert not np.array_equal(np.clip(np.round(values), 0, 255), expected)
+    assert np.array_equal(_round_to_uint8(values.astype(np.float32), img, taps, taps, margin), expected)
+
+
+def test_small_bands_give_the_same_result(monkeypatch):
+    img = random_image((40, 36, 3), seed=4)
+    whole = {s: imresize(img, s) for s in (1 / 4, 0.7, 3)}
+    monkeypatch.setattr(degradation, "_BAND_ELEMENTS", 100)  # a few output rows per band
+    for s, expected in whole.items():
+        assert np.array_equal(imresize(img, s), expected)
+    diff = imresize(img.astype(np.float32), 1 / 4) - reference_imresize(img.astype(np.float64), 1 / 4)
+    assert np.abs(diff).max() <= 1e-3
+
+
+def test_dtype_conventions():
+    img = random_image((12, 10, 3), seed=5)
+    assert imresize(img, 2).dtype == np.uint8
+    assert imresize(img.astype(np.float32), 2).dtype == np.float32
+    assert imresize(img.astype(np.float64), 2).dtype == np.float64  # float64 in: computed in float64
+    assert imresize(img.astype(np.int16), 2).dtype == np.float64
+    assert imresize(img[..., 0], 2).shape == (24, 20)
+    wide = imresize(np.full((8, 8), -300.0, np.float32), 2)
+    assert np.allclose(wide, -300)  # float output is not clipped
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_equals_cpu():
+    img = random_image((37, 53, 3), seed=6)
+    for s in (1 / 4, 4, 16):
+        assert np.array_equal(imresize(img, s, device="cuda"), imresize(img, s))
+        fp = img.astype(np.float32)
+        assert np.abs(imresize(fp, s, device="cuda") - imresize(fp, s)).max() <= 1e-3
