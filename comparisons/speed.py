@@ -133,7 +133,7 @@ def large_rows(models: dict, names, side: int, device) -> list[dict]:
         model = models[name].to(device, torch.float32)
         model.load_weights()
         base = rss_bytes() / 2**20
-        result = model.upscale(lr, settings=SamplingSettings(steps=1 if model.is_diffusion else None, seed=0))
+        result = model.upscale(lr, scale=4, settings=SamplingSettings(steps=1 if model.is_diffusion else None, seed=0))
         rows.append(_row("large", name, device, "float32", result.settings.steps or 0, f"{side}x{side}",
                          [result.seconds], result.peak_memory_mb, result.load_seconds, base + result.peak_memory_mb))  # fmt: skip
     return rows

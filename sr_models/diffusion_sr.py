@@ -138,14 +138,13 @@ class DiffusionSR(SRModel):
 
         def denoise(x_t, t):
             nonlocal nfe
-            inp = torch.cat([x_t, cond], dim=1)
             calls = []
 
-            def unet(part):
+            def unet(x_part, cond_part):  # concatenated per tile: no full-size copy of both
                 calls.append(1)
-                return self.network(self.unet, part, t)
+                return self.network(self.unet, torch.cat([x_part, cond_part], dim=1), t)
 
-            out = tiled(unet, inp, tile, self.tile_overlap, multiple=self._pad_multiple)
+            out = tiled(unet, (x_t, cond), tile, self.tile_overlap, multiple=self._pad_multiple)
             nfe += len(calls)
             return out
 

@@ -34,8 +34,8 @@ def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tens
 
 
 def tiled(
-    fn: Callable[[torch.Tensor], torch.Tensor],
-    x: torch.Tensor,
+    fn: Callable[..., torch.Tensor],
+    x: torch.Tensor | tuple[torch.Tensor, ...],
     tile: int,
     overlap: int,
     scale: float = 1,
@@ -44,11 +44,14 @@ def tiled(
     """Apply ``fn`` tile by tile; ``multiple`` rounds tile starts so the network's strides line up.
 
     ``scale`` is the output/input size ratio: above 1 for a decoder or an upscaler, 1/f for an
-    encoder (tile starts must then be multiples of f).
+    encoder (tile starts must then be multiples of f). ``x`` may be a tuple of tensors of one size
+    (e.g. x_t and its conditioning): ``fn`` then gets their tiles, so they are never concatenated
+    at full size.
     """
-    n, _, h, w = x.shape
+    parts = x if isinstance(x, tuple) else (x,)
+    n, _, h, w = parts[0].shape
     if h <= tile and w <= tile:
-        return fn(x)
+        return fn(*parts)
     if overlap >= tile:
         raise ValueError(f"overlap {overlap} must be smaller than the tile {tile}")
     stride = max(multiple, (tile - overlap) // multiple * multiple)
@@ -56,9 +59,9 @@ def tiled(
     ys, xs = _starts(h, tile, stride), _starts(w, tile, stride)
     for top in ys:
         for left in xs:
-            patch = x[:, :, top : top + tile, left : left + tile]
-            y = fn(patch)
-            ph, pw = round(patch.shape[-2] * scale), round(patch.shape[-1] * scale)
+            patches = [p[:, :, top : top + tile, left : left + tile] for p in parts]
+            y = fn(*patches)
+            ph, pw = round(patches[0].shape[-2] * scale), round(patches[0].shape[-1] * scale)
             if out is None:  # on the network's device and in its dtype
                 out = y.new_zeros(n, y.shape[1], round(h * scale), round(w * scale))
                 weight = y.new_zeros(1, 1, round(h * scale), round(w * scale))
@@ -68,4 +71,4 @@ def tiled(
             t, l = round(top * scale), round(left * scale)
             out[:, :, t : t + ph, l : l + pw] += y * wgt
             weight[:, :, t : t + ph, l : l + pw] += wgt
-    return out / weight
+    return out.div_(weight)
