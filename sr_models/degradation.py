@@ -199,7 +199,8 @@ def imresize(
         # Writable too: torch warns on read-only arrays (e.g. from PIL), though it never writes here.
         window = torch.from_numpy(np.require(pixels[first : last + 1], work, ["C", "W"])).to(device)
         rows = _weight_matrix(taps_h[0], taps_h[1] - first, last + 1 - first, dtype, device)
-        values = _resize_band(window, rows, columns).cpu().numpy()
+        with torch.autocast(device.type, enabled=False):  # exact float32 even inside a mixed-precision step
+            values = _resize_band(window, rows, columns).cpu().numpy()
         if is_uint8:
             values = _round_to_uint8(values, pixels, taps_h, (weights_w, indices_w), margin)
         out[top : top + band] = values
