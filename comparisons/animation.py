@@ -1,5 +1,5 @@
-"""Denoising-trajectory animations: the noisy state x_t next to the predicted clean image x̂0
-after each kept step, ending on the returned image."""
+"""Denoising trajectories: the noisy state x_t next to the predicted clean image x̂0 after each kept
+step, ending on the returned image, as an animated GIF or one frame at a time (the app's frame slider)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,38 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+ALL_STEPS_UP_TO = 25  # runs of up to this many steps keep (and show) every step
+MIN_FRAMES = 8
+FRAME_BUDGET_BYTES = 300 * 2**20  # kept frames of one model's run (x_t and x̂0, uint8 RGB)
+
+
+def frames_to_keep(out_pixels: int) -> int:
+    """How many trajectory frames to keep per model: every step of a run of up to 25 steps (evenly
+    spaced steps of a longer one), fewer for large outputs so a run's frames stay within budget."""
+    per_frame = max(1, out_pixels) * 3 * 2
+    return int(max(MIN_FRAMES, min(ALL_STEPS_UP_TO, FRAME_BUDGET_BYTES // per_frame)))
+
+
+def frame_pair(result, index: int, gap: int = 4) -> tuple[np.ndarray, str]:
+    """Kept frame ``index`` (negative: from the end) of a run as one image, x_t left and x̂0 right at the
+    output size (nearest for earlier cascade stages), full resolution and unlabelled, and its label.
+    The last frame's right half is the returned image."""
+    frames = [(s, i) for s in result.stages for i in range(len(s.trajectory))]
+    if not frames:
+        raise ValueError(f"{result.model} kept no trajectory frames")
+    stage, i = frames[index]
+    h, w = result.image.shape[:2]
+
+    def at_output_size(frame):
+        fy, fx = max(1, h // frame.shape[0]), max(1, w // frame.shape[1])
+        return np.repeat(np.repeat(frame, fy, axis=0), fx, axis=1)[:h, :w]
+
+    x_t, x0 = at_output_size(stage.trajectory.x_t[i]), at_output_size(stage.trajectory.x0[i])
+    out = np.full((h, 2 * w + gap, 3), 255, dtype=np.uint8)
+    out[:, :w], out[:, w + gap :] = x_t, x0
+    label = stage.trajectory.labels[i]
+    return out, (f"{stage.model}: {label}" if len(result.stages) > 1 else label)
 
 
 def _labelled(frame: np.ndarray, label: str, max_side: int) -> Image.Image:

@@ -16,6 +16,11 @@ from sr_models.registry import discover  # noqa: E402
 NO_CASCADE = ["", "", "", 0, 0, 0]  # the cascade builder's stage dropdowns and step boxes, unused
 
 
+def out(result, name):
+    """One output of /compare by name (``app.COMPARE_OUTPUTS``)."""
+    return result[app_module.COMPARE_OUTPUTS.index(name)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -55,10 +60,12 @@ def test_compare_endpoint_scores_against_the_reference(client, lr_png):
         handle_file(str(lr_png)), list(app_module.MODES)[0], 2, ["bicubic", "tiny-regression-x2"], 0, "", 0, 0, True, -1,
         *NO_CASCADE, api_name="/compare",
     )  # fmt: skip
-    status, table = result[0], result[1 + app_module.MAX_SLOTS]
+    status, table = out(result, "status"), out(result, "table")
     assert "→" in status
     assert table["headers"][:3] == ["model", "PSNR-Y (dB)", "SSIM-Y"]
     assert [row[0] for row in table["value"]["data"]] == ["bicubic", "tiny-regression-x2"]
+    for column in ("steps", "sampler", "eta", "seed", "back-proj."):  # every row says how it ran
+        assert column in table["headers"]
 
 
 def test_bad_inputs_get_a_message_not_a_stack_trace(client, lr_png, tmp_path):
@@ -77,10 +84,12 @@ def test_diffusion_model_in_the_app_gives_a_trajectory(client, lr_png):
         handle_file(str(lr_png)), list(app_module.MODES)[1], 4, ["bicubic", "tiny-ldm-x4"], 3, "ddim", 0, 1, True, 0,
         *NO_CASCADE, api_name="/compare",
     )  # fmt: skip
-    table = result[1 + app_module.MAX_SLOTS]["value"]
+    table = out(result, "table")["value"]
     assert [row[0] for row in table["data"]] == ["bicubic", "tiny-ldm-x4"]
     assert "PSNR-Y (dB)" not in table["headers"]  # no reference in LR mode
-    gallery = result[3 + app_module.MAX_SLOTS]
+    row = dict(zip(table["headers"], table["data"][1]))
+    assert (row["steps"], row["sampler"], row["eta"], row["seed"], row["back-proj."]) == ("3", "ddim", "0", 1, "0")
+    gallery = out(result, "gifs")
     assert len(gallery) == 1 and gallery[0]["image"].endswith(".gif")
     frames = Image.open(gallery[0]["image"])
     assert frames.n_frames == 3  # 3 steps, 8 frames asked: one per step
@@ -105,11 +114,11 @@ def test_cascade_builder_runs_next_to_single_models(client, lr_png):
         handle_file(str(lr_png)), list(app_module.MODES)[1], 8, ["bicubic"], 0, "", 0, 0, True, -1,
         "tiny-regression-x2", "tiny-ldm-x4", "", 0, 2, 0, api_name="/compare",
     )  # fmt: skip
-    table = result[1 + app_module.MAX_SLOTS]["value"]
+    table = out(result, "table")["value"]
     names = [row[0] for row in table["data"]]
     assert names[:2] == ["bicubic", "tiny-regression-x2>tiny-ldm-x4"]
     assert "stage 1: tiny-regression-x2" in names[2] and "stage 2: tiny-ldm-x4" in names[3]
-    gallery = result[3 + app_module.MAX_SLOTS]
+    gallery = out(result, "gifs")
     assert len(gallery) == 1 and Image.open(gallery[0]["image"]).n_frames == 2  # stage 2's two steps
 
 

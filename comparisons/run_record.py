@@ -1,0 +1,183 @@
+"""The record of one comparison run as one zip file, enough to reproduce and cite it.
+
+* one PNG per output, ``{model}_x{scale}_seed{seed}.png`` (a cascade's ``>`` and ``@`` made
+  filesystem-safe), and ``input.png`` / ``reference.png``;
+* ``metrics.csv`` (a row per model) and ``stages.csv`` (a row per stage), written with
+  ``comparisons.records.write_csv`` from the results' ``facts()`` and scores, like the benchmark;
+* ``run_card.json``: git commit, every weight file's sha256, device, library versions, the
+  settings asked for and each model's resolved settings and seeds, notes and errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from comparisons.compare import Comparison, stage_models
+from comparisons.records import write_csv
+from sr_models.types import SamplingSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+METRIC_COLUMNS = [
+    "model", "file", "scale", "n_stages", "steps", "sampler", "eta", "seed", "lr_projection", "psnr_y", "ssim_y",
+    "lr_psnr", "hf_ratio", "nfe", "seconds", "load_seconds", "peak_memory_mb", "device", "dtype", "settings",
+]  # fmt: skip
+STAGE_COLUMNS = [
+    "model", "stage", "stage_model", "scale", "input", "output", "steps", "sampler", "eta", "seed", "strength",
+    "spacing", "lr_projection", "nfe", "seconds", "projection_seconds", "peak_memory_mb", "device", "dtype",
+]  # fmt: skip
+
+
+def safe_name(text: str) -> str:
+    """A model name or cascade spec as a file name: ``ldm-x4>bicubic@4`` -> ``ldm-x4_then_bicubic_at_4``."""
+    text = str(text).replace(">", "_then_").replace("@", "_at_")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "model"
+
+
+def output_name(result) -> str:
+    return f"{safe_name(result.model)}_x{result.scale}_seed{result.settings.seed or 0}.png"
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256: weights hashed once
+
+
+def file_sha256(path: str | Path) -> str:
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+def weight_hashes(model) -> dict[str, str]:
+    """``{"model/relative/path.safetensors": sha256}`` for every local weight file of ``model``
+    (a cascade: of each stage); models without a local folder (bicubic, not yet downloaded) have none."""
+    out = {}
+    for part in stage_models(model):
+        folder = getattr(part, "folder", None)
+        if folder is None or not Path(folder).is_dir():
+            continue
+        for path in sorted(Path(folder).glob("**/*.safetensors")):
+            out[f"{part.name}/{path.relative_to(folder).as_posix()}"] = file_sha256(path)
+    return out
+
+
+def git_state(root: Path = ROOT) -> dict:
+    """The commit the code ran from and whether tracked files differed from it (None outside git)."""
+
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout
+
+    try:
+        return {"commit": git("rev-parse", "HEAD").strip(),
+                "dirty": bool(git("status", "--porcelain", "--untracked-files=no").strip())}  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def device_info(comparison: Comparison) -> dict:
+    import torch
+
+    info = {
+        "ran_on": sorted({f"{s.device} {s.dtype}" for r in comparison.results for s in r.stages}),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if torch.cuda.is_available():
+        info["cuda"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def versions() -> dict:
+    out = {"python": sys.version.split()[0]}
+    for name in ("numpy", "torch", "diffusers", "gradio", "PIL"):
+        module = sys.modules.get(name)
+        out[name] = getattr(module, "__version__", None) if module else None
+    return out
+
+
+def rows(comparison: Comparison) -> tuple[list[dict], list[dict]]:
+    """(a row per model, a row per stage), the benchmark's keys plus the file each image is in."""
+    per_model, per_stage = [], []
+    for result, scores in zip(comparison.results, comparison.scores):
+        facts = result.facts()
+        facts["eta"] = "+".join(f"{s.settings.eta:g}" for s in result.stages if s.settings.eta is not None)
+        per_model.append({**facts, **scores, "file": output_name(result)})
+        for i, stage in enumerate(result.stages):
+            per_stage.append({**stage.facts(), "model": result.model, "stage": i + 1, "stage_model": stage.model})
+    return per_model, per_stage
+
+
+def run_card(comparison: Comparison, models: dict, *, mode: str, settings: SamplingSettings | None,
+             source_name: str = "") -> dict:  # fmt: skip
+    """Everything needed to run this comparison again and check it gave the same images."""
+    runs = []
+    for result, scores in zip(comparison.results, comparison.scores):
+        model = models.get(result.model)
+        runs.append({
+            "model": result.model, "file": output_name(result), "seed": result.settings.seed,
+            "settings": result.settings.as_dict(), "facts": result.facts(), "scores": scores,
+            "stages": [s.facts() for s in result.stages],
+            "weights_sha256": weight_hashes(model) if model is not None else {},
+        })  # fmt: skip
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git": git_state(),
+        "device": device_info(comparison),
+        "versions": versions(),
+        "input": {"name": source_name, "mode": mode, "lr_size": f"{comparison.lr.shape[1]}x{comparison.lr.shape[0]}",
+                  "lr_sha256": hashlib.sha256(np.ascontiguousarray(comparison.lr).tobytes()).hexdigest()},  # fmt: skip
+        "scale": comparison.scale,
+        "settings_asked": (settings or SamplingSettings()).as_dict(),
+        "protocol": "PSNR-Y / SSIM-Y against the reference, border cropped by the scale; LR-PSNR: the output "
+        "downscaled (MATLAB bicubic) against the input",
+        "runs": runs,
+        "notes": comparison.notes,
+        "errors": comparison.errors,
+    }
+
+
+def _png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_run_record(comparison: Comparison, models: dict, path: str | Path, *, mode: str,
+                     settings: SamplingSettings | None = None, source_name: str = "") -> Path:  # fmt: skip
+    """Write the zip to ``path`` and return it. ``models``: name -> model object of the run (for hashes)."""
+    path = Path(path)
+    per_model, per_stage = rows(comparison)
+    card = run_card(comparison, models, mode=mode, settings=settings, source_name=source_name)
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        write_csv(Path(tmp) / "metrics.csv", per_model, METRIC_COLUMNS)
+        write_csv(Path(tmp) / "stages.csv", per_stage, STAGE_COLUMNS)
+        zf.write(Path(tmp) / "metrics.csv", "metrics.csv")
+        zf.write(Path(tmp) / "stages.csv", "stages.csv")
+        zf.writestr("run_card.json", json.dumps(card, indent=2, default=str))
+        zf.writestr("input.png", _png(comparison.lr))
+        if comparison.hr is not None:
+            zf.writestr("reference.png", _png(comparison.hr))
+        for result in comparison.results:
+            zf.writestr(output_name(result), _png(result.image))
+    return path
