@@ -80,6 +80,17 @@ def global_batch(sampler: PatchSampler, key: int, batch_size: int):
     return sampler.batch(key, batch_size * world()[1])
 
 
+def spread_condition_weights(weight: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """An LDM's first conv for r x r more conditioning channels (a 2x model from a 4x one: the LR
+    pixel-unshuffled by r instead of as is): each colour's weights spread evenly over its r x r
+    sub-pixels, so the new model starts by seeing their mean, the LR at the old resolution."""
+    latent, r2 = weight.shape[1] - 3, (shape[1] - weight.shape[1] + 3) // 3  # 3 conditioning channels before
+    if r2 < 2 or latent + 3 * r2 != shape[1] or round(r2**0.5) ** 2 != r2:
+        raise ValueError(f"--init-from: a first conv of {weight.shape[1]} inputs cannot start one of {shape[1]}")
+    spread = weight[:, latent:].repeat_interleave(r2, dim=1) / r2  # pixel_unshuffle orders colour-major
+    return torch.cat([weight[:, :latent], spread], dim=1)
+
+
 def init_weights(model: torch.nn.Module, folder: str | Path, subfolder: str = "") -> str:
     """Copy the safetensors weights of ``folder`` (or its ``subfolder``) into ``model``."""
     from safetensors.torch import load_file
@@ -91,6 +102,9 @@ def init_weights(model: torch.nn.Module, folder: str | Path, subfolder: str = ""
     if not files:
         raise FileNotFoundError(f"--init-from: no .safetensors weights in {path}")
     state = {k: v for f in files for k, v in load_file(f).items()}
+    own = model.state_dict()
+    if "conv_in.weight" in state and state["conv_in.weight"].shape != own["conv_in.weight"].shape:
+        state["conv_in.weight"] = spread_condition_weights(state["conv_in.weight"], own["conv_in.weight"].shape)
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(

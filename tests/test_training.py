@@ -198,3 +198,18 @@ def test_zoo_script_dry_run_on_the_cpu(image_folder, tmp_path):
     ldm = load_model(tmp_path / "out" / "zoo" / "ldm-x16")
     assert ldm.upscale(np.zeros((4, 4, 3), np.uint8)).image.shape == (64, 64, 3)
     assert "zoo: 10 models" in (tmp_path / "out" / "zoo.log").read_text()
+
+
+def test_a_4x_ldm_first_conv_starts_a_2x_one_seeing_the_mean_of_each_lr_pixel_block():
+    import torch.nn.functional as F
+
+    from sr_models.train import spread_condition_weights
+
+    w = torch.randn(4, 8 + 3, 3, 3)
+    wide = spread_condition_weights(w, torch.Size([4, 8 + 12, 3, 3]))
+    lr, z = torch.randn(1, 3, 16, 16), torch.randn(1, 8, 8, 8)
+    as_4x = F.conv2d(torch.cat([z, F.avg_pool2d(lr, 2)], 1), w, padding=1)
+    as_2x = F.conv2d(torch.cat([z, F.pixel_unshuffle(lr, 2)], 1), wide, padding=1)
+    torch.testing.assert_close(as_2x, as_4x, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="cannot start"):
+        spread_condition_weights(w, torch.Size([4, 8 + 5, 3, 3]))
