@@ -56,6 +56,14 @@ from comparisons.run_record import output_name, safe_name, write_run_record
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.cascade import MAX_STAGES as MAX_CASCADE_STAGES
 from sr_models.cascade import SEPARATOR, is_cascade_spec, parse_cascade
+from sr_models.device import (
+    DEVICE_ENV,
+    DTYPE_ENV,
+    add_device_arguments,
+    dtype_name,
+    pick_device,
+    pick_dtype,
+)
 from sr_models.diffusion import SAMPLERS
 from sr_models.registry import discover, get_models
 from sr_models.types import SamplingSettings
@@ -573,6 +581,13 @@ def _trajectory_view(comparison, model: str | None, index: int | None):
         f"{result.model} · frame {index + 1}/{n}: {label} · x_t left, x̂0 right")  # fmt: skip
 
 
+def device_note(models: dict) -> str:
+    """Where this server runs the models: one device for every visitor (set with --device / --dtype
+    or SR_DEVICE / SR_DTYPE), since switching per request would reload weights under a class."""
+    model = next(iter(models.values()), None)
+    return f"Models run on **{model.device}** in **{dtype_name(model.dtype)}**." if model else ""
+
+
 def build_app(models: dict | None = None, example_dir: str | Path | None = None) -> gr.Blocks:
     models = models if models is not None else discover()
     lab = Lab(models)
@@ -771,7 +786,7 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         gr.Markdown(
             "## Diffusion SR lab\nCompare super-resolution models on one image: bicubic, regression CNNs and "
             "diffusion models. *High-resolution* mode degrades the image (MATLAB bicubic) and scores every output "
-            "against it (PSNR/SSIM on Y, border = scale)."
+            "against it (PSNR/SSIM on Y, border = scale). " + device_note(models)
         )
         state = gr.State(None, time_to_live=3600)
         with gr.Tab("Compare"):
@@ -900,7 +915,15 @@ def main():
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    add_device_arguments(parser)
     args = parser.parse_args()
+    for env, value in ((DEVICE_ENV, args.device), (DTYPE_ENV, args.dtype)):
+        if value:
+            os.environ[env] = value  # what discover() reads: the models and any later reload use it
+    try:
+        pick_device(None), pick_dtype(None)
+    except SRInputError as err:
+        parser.error(str(err))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped server still removes its scratch folder
     demo = build_app()
     demo.queue(default_concurrency_limit=1, max_size=32)  # one CPU job at a time, a waiting line for a class
