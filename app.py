@@ -370,6 +370,29 @@ def studies_tab(folder: Path = STUDIES):
     )
     gr.Plot(figure(rows), label="quality vs cost")
     gr.Plot(heatmaps(rows), label="the split of steps between the stages")
+    steps = folder / "steps" / "steps.csv"
+    if steps.exists():
+        from comparisons.records import read_csv
+        from comparisons.studies import steps_figure
+
+        gr.Markdown(
+            "### Quality against sampling steps\nPSNR-Y (raw, no back-projection) and seconds per image of each "
+            "diffusion model against its number of DDIM steps, on the held-out validation split of the training "
+            "pool (where the defaults were picked), leading and trailing timestep spacing. How it was run: "
+            "`assets/studies/steps/README.md`."
+        )
+        gr.Plot(steps_figure(read_csv(steps)), label="quality vs steps")
+    speed = folder / "speed" / "speed.csv"
+    if speed.exists():
+        from comparisons.records import read_csv
+        from comparisons.speed import figure as speed_figure
+
+        gr.Markdown(
+            "### Latent vs pixel, and where the time goes\nSeconds per image at one output size and step count: "
+            "our LDM-4x pipeline in float32 and bfloat16, stock diffusers on the same weights, the bare UNet calls, "
+            "and SR3-4x (pixel space) at the same steps. How it was run: `assets/studies/speed/README.md`."
+        )
+        gr.Plot(speed_figure(read_csv(speed)), label="seconds per image")
 
 
 # --- serving: one run at a time, Stop, limits, scratch files --------------------------------------
