@@ -116,7 +116,10 @@ class PeakMemory:
 
     def _sample(self):
         while not self._stop.wait(self.interval):
-            self._max = max(self._max, rss_bytes())
+            rss = rss_bytes()
+            for meter in list(_OPEN):  # one sampling thread serves nested meters (a wake-up steals CPU)
+                if not meter._cuda:
+                    meter._max = max(meter._max, rss)
 
     def __enter__(self):
         if self._cuda:
@@ -125,12 +128,15 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._max = self._start
         else:
-            if not _OPEN:  # once per run: a cascade's stages share their run's clean start
+            outermost = not _OPEN
+            if outermost:  # once per run: a cascade's stages share their run's clean start
                 _release_freed_memory()
             self._start = self._max = rss_bytes()
-            self._stop = threading.Event()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+            self._thread = None
+            if outermost or all(m._cuda for m in _OPEN):
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._sample, daemon=True)
+                self._thread.start()
         _OPEN.append(self)
         return self
 
@@ -140,8 +146,9 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             self._max = max(self._max, torch.cuda.max_memory_allocated(self.device))
         else:
-            self._stop.set()
-            self._thread.join()
+            if self._thread is not None:
+                self._stop.set()
+                self._thread.join()
             self._max = max(self._max, rss_bytes())
         for outer in _OPEN:  # an inner reset of CUDA's peak must not hide this block from the outer one
             outer._max = max(outer._max, self._max)
