@@ -133,4 +133,10 @@ def test_studies_tab_shows_the_shipped_cascade_study(tmp_path):
     with gr.Blocks() as shipped:
         app_module.studies_tab()
     plots = [b for b in shipped.blocks.values() if isinstance(b, gr.Plot)]
-    assert len(plots) == 2 and "Pareto front" in str(plots[0].value)
+    assert "Pareto front" in str(plots[0].value)
+    labels = [p.label for p in plots]
+    assert labels[:2] == ["quality vs cost", "the split of steps between the stages"]
+    if (app_module.STUDIES / "steps" / "steps.csv").exists():
+        assert "quality vs steps" in labels and "ldm-x4-c8" in str(plots[labels.index("quality vs steps")].value)
+    if (app_module.STUDIES / "speed" / "speed.csv").exists():
+        assert "seconds per image" in labels and "stock" in str(plots[labels.index("seconds per image")].value)
