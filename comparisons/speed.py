@@ -184,7 +184,7 @@ def figure(rows: list[dict]):
                                     "array": [r["seconds_max"] - r["seconds"] for r in timed],
                                     "arrayminus": [r["seconds"] - r["seconds_min"] for r in timed]},
                            text=[f"{r['seconds']:.2f} s" for r in timed]))  # fmt: skip
-    title = f"seconds per image, {timed[0]['output']} output, {timed[0]['steps']} steps, {timed[0]['device']}" if timed else ""
+    title = f"seconds per image, {timed[0]['output']} output, {timed[0]['steps']:g} steps, {timed[0]['device']}" if timed else ""
     fig.update_layout(title=title, yaxis_title="seconds (median, min-max bars)", template="plotly_white")
     return fig
 
@@ -194,13 +194,13 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="folder for speed.csv and speed.html")
     p.add_argument("--size", type=int, default=256, help="output side in px (the LR is a quarter)")
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--ldm", default="ldm-x4", help="the LDM-4x model (stock layout, for the stock pipeline)")
+    p.add_argument("--ldm", default="ldm-x4-stock", help="the LDM-4x model (stock layout, for the stock pipeline)")
     p.add_argument("--sr3", default="sr3-x4", help="the SR3-4x model ('' to skip)")
     p.add_argument("--dtypes", default="float32,bfloat16", help="dtypes of our pipeline, e.g. float32,bfloat16,float16")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-stock", action="store_true", help="skip the stock diffusers pipeline")
     p.add_argument("--large", type=int, default=0, help="also run every 4x model once at this output side (e.g. 4096)")
-    p.add_argument("--large-models", default="bicubic,regression-x4,ldm-x4,ldm-x4-c8,sr3-x4")
+    p.add_argument("--large-models", default="bicubic,regression-x4,ldm-x4-stock,ldm-x4,sr3-x4")
     p.add_argument("--psnr-data", help="test folder: PSNR-Y of the LDM per dtype on its center crops")
     p.add_argument("--psnr-crop", type=int, default=128)
     p.add_argument("--threads", type=int, help="torch CPU threads")

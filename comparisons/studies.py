@@ -5,7 +5,9 @@
 
 Each setting is one benchmark run (same degradation and metrics); the study writes
 ``study.csv`` (one row per setting x model x dataset) and ``study.html`` (PSNR-Y and seconds
-against the setting, one line per model).
+against the setting, one line per model). ``spread`` (``comparisons.spread_study``) splits what
+more steps cost into sample spread and the error of the samples' mean; ``cascade``
+(``comparisons.cascade_study``) compares cascades with single large-scale models.
 """
 
 from __future__ import annotations
@@ -124,6 +126,19 @@ def main(argv=None) -> int:
     r.add_argument("--limit", type=int)
     r.add_argument("--update-card", action="store_true", help="write the numbers into the first stage's card")
     add_device_arguments(r)
+    v = sub.add_parser("spread", help="one sample vs the mean of several seeds: why more steps can cost PSNR")
+    v.add_argument("--models", required=True)
+    v.add_argument("--scale", type=int, required=True)
+    v.add_argument("--steps-list", default="1,20", help="comma-separated step counts")
+    v.add_argument("--seeds", type=int, default=8, help="samples per image (seeds seed, seed+1, ...)")
+    v.add_argument("--data", action="append", required=True)
+    v.add_argument("--out", required=True)
+    v.add_argument("--crop", type=int)
+    v.add_argument("--limit", type=int)
+    v.add_argument("--split", default="all", choices=SPLITS, help="'val': the training pool's held-out split")
+    v.add_argument("--model-dir", action="append", default=[])
+    add_settings_arguments(v)
+    add_device_arguments(v)
     c = sub.add_parser("cascade", help="cascades vs one large-scale model: quality vs total NFE and time (16x, 8x)")
     c.add_argument("--data", action="append", required=True, help="test folder; repeat for several")
     c.add_argument("--out", required=True)
@@ -186,6 +201,23 @@ def main(argv=None) -> int:
         for row in rows:
             print(f"{row['dataset']:10s} n={row['n_images']:3d} PSNR-Y {row['psnr_y']:.2f}  SSIM-Y {row['ssim_y']:.4f}  "
               f"mean error R/G/B {row['mean_error_r']:+.2f}/{row['mean_error_g']:+.2f}/{row['mean_error_b']:+.2f}")  # fmt: skip
+        return 0
+    if args.study == "spread":
+        from comparisons.spread_study import spread_study
+
+        try:
+            models = get_models(args.models.split(","), discover(model_dirs=args.model_dir, device=args.device,
+                                                                 dtype=args.dtype))  # fmt: skip
+            rows = spread_study(models, args.scale, args.data, Path(args.out), [int(s) for s in args.steps_list.split(",")],
+                                args.seeds, settings_from_args(args), args.crop, args.limit, args.split)  # fmt: skip
+        except (KeyError, ValueError, FileNotFoundError, SRInputError, ModelUnavailableError) as err:
+            print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+            return 2
+        for r in rows:
+            print(f"{r['dataset']:10s} {r['model']:16s} {r['steps']!s:>3} steps: one sample {r['psnr_y_single']:.2f} dB, "
+                  f"mean of {r['seeds']} {r['psnr_y_of_mean']:.2f}, expectation {r['psnr_y_of_expectation']:.2f}, "
+                  f"spread {r['spread_rms']:.2f} grey levels, HF ratio {r['hf_ratio_single']:.2f} vs {r['hf_ratio_of_mean']:.2f}")  # fmt: skip
+        print(f"wrote {args.out}/spread.csv and spread.html")
         return 0
     try:
         models = get_models(args.models.split(","), discover(model_dirs=args.model_dir, device=args.device, dtype=args.dtype))

@@ -82,8 +82,35 @@ def start_state(shape, scheduler, timesteps, generator: torch.Generator, x0=None
     """
     noise = randn_tensor(shape, generator=generator, dtype=torch.float32).to(device or "cpu")
     if x0 is None:
-        return noise * scheduler.init_noise_sigma
+        return noise.mul_(scheduler.init_noise_sigma)
     return scheduler.add_noise(x0, noise, timesteps[:1])
+
+
+BAND_ELEMENTS = 1 << 22  # a DDIM step on a larger state runs in bands of rows of about this size
+
+
+def step(scheduler, out: torch.Tensor, t, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    """``scheduler.step(out, t, x).prev_sample``, in bands of rows for a large DDIM state.
+
+    DDIM's update is elementwise, so bands give the same numbers while the step's temporaries
+    (x̂0, ε̂, the direction, ...) stay band-sized, and each band is written back into ``x``: a
+    4096² pixel-space state would otherwise hold about seven full-size float32 copies at once.
+    Its noise for eta > 0 is drawn whole first, exactly as ``DDIMScheduler.step`` draws it, so
+    banding never changes an image. Other schedulers (DDPM draws inside ``step``, DPM-Solver
+    keeps past outputs) step whole and return a new tensor.
+    """
+    rows = max(1, BAND_ELEMENTS // max(1, x[0, :, 0].numel()))
+    if not isinstance(scheduler, DDIMScheduler) or x.shape[0] != 1 or x.shape[-2] <= rows:
+        return scheduler.step(out, t, x, **kwargs).prev_sample
+    generator = kwargs.pop("generator", None)
+    noise = None
+    if kwargs.get("eta", 0) > 0:
+        noise = randn_tensor(out.shape, generator=generator, device=out.device, dtype=out.dtype)
+    for top in range(0, x.shape[-2], rows):
+        band = (..., slice(top, top + rows), slice(None))
+        band_noise = None if noise is None else noise[band]
+        x[band] = scheduler.step(out[band], t, x[band], variance_noise=band_noise, **kwargs).prev_sample
+    return x
 
 
 def sample(
@@ -98,7 +125,8 @@ def sample(
     """Run the reverse process from the state ``x`` over ``timesteps``; returns (x0, network evaluations).
 
     ``denoise(x_t, t)`` returns the network output (conditioning is the caller's business);
-    ``on_step(i, n, t, x_t, x0_hat)`` is called after every step (k-diffusion's callback).
+    ``on_step(i, n, t, x_t, x0_hat)`` is called after every step (k-diffusion's callback). A large
+    state is updated in place (see ``step``): a callback that keeps x_t must copy it.
     """
     kwargs = {}
     if isinstance(scheduler, DDIMScheduler):
@@ -109,7 +137,7 @@ def sample(
         model_input = scheduler.scale_model_input(x, t)
         out = denoise(model_input, t)
         x0 = predicted_x0(scheduler, out, x, t)
-        x = scheduler.step(out, t, x, **kwargs).prev_sample
+        x = step(scheduler, out, t, x, **kwargs)
         if on_step is not None:
             on_step(i, len(timesteps), t, x, x0)
     return x, len(timesteps)

@@ -38,10 +38,15 @@ def to_model_range(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(image, dtype=np.float32, copy=True)).permute(2, 0, 1)[None] / 127.5 - 1
 
 
-def to_image(x: torch.Tensor) -> np.ndarray:
-    """float 1x3xHxW in [-1, 1] (any device, any dtype) -> uint8 HxWx3, as the diffusers pipelines quantise."""
-    x = (x.float().clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).cpu().numpy()
-    return np.round(x * 255).astype(np.uint8)
+def to_image(x: torch.Tensor, rows: int = 256) -> np.ndarray:
+    """float 1x3xHxW in [-1, 1] (any device, any dtype) -> uint8 HxWx3, as the diffusers pipelines quantise.
+
+    Converted ``rows`` at a time, so a large image never has float copies beside it."""
+    image = np.empty((x.shape[-2], x.shape[-1], 3), np.uint8)
+    for top in range(0, x.shape[-2], rows):
+        part = (x[0, :, top : top + rows].float().clamp(-1, 1) / 2 + 0.5).permute(1, 2, 0).cpu().numpy()
+        image[top : top + rows] = np.round(part * 255)
+    return image
 
 
 def torch_bicubic_up(lr: torch.Tensor, factor: int) -> torch.Tensor:
@@ -113,8 +118,8 @@ class DiffusionSR(SRModel):
         whose conditioning is noised (drawn before x_T, as the diffusers pipelines draw it)."""
         raise NotImplementedError
 
-    def _finish(self, x0: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
-        """Working-space x0 -> image in [-1, 1]."""
+    def _finish(self, x0: torch.Tensor, lr: torch.Tensor, scale: int, cond: torch.Tensor) -> torch.Tensor:
+        """Working-space x0 -> image in [-1, 1]; ``cond`` is the run's conditioning (``_prepare``'s)."""
         raise NotImplementedError
 
     @property
@@ -158,13 +163,14 @@ class DiffusionSR(SRModel):
             def step_callback(i, n, t, x_t, x0):
                 decoded = None
                 if i in keep:  # x_t decoded as it is: noise turning into an image
-                    decoded = to_image(self._finish(x0, lr, scale))
-                    trajectory.add(to_image(self._finish(x_t, lr, scale)), decoded, f"step {i + 1}/{n} (t={int(t)})")
+                    decoded = to_image(self._finish(x0, lr, scale, cond))
+                    trajectory.add(to_image(self._finish(x_t, lr, scale, cond)), decoded, f"step {i + 1}/{n} (t={int(t)})")
                 if on_step is not None:
                     on_step(StepInfo(step=i, total=n, timestep=float(t), x_t=x_t, x0=decoded, stage=self.name))
 
             x0, _ = sample(denoise, x, scheduler, timesteps, generator, eta=settings.eta, on_step=step_callback)
-            image = self._finish(x0, lr, scale)
+            del x  # the start state: only x0 is needed now (a 4096² pixel state is 200 MB)
+            image = self._finish(x0, lr, scale, cond)
         return image, nfe, trajectory
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
@@ -229,10 +235,10 @@ class LatentSR(DiffusionSR):
         tile = tile or self.tile
         return tiled(lambda part: self.network(self.vae.decode, part), z, tile, self.tile_overlap // 2, scale=self.factor)
 
-    def _finish(self, x0, lr, scale):
+    def _finish(self, x0, lr, scale, cond):
         if self.latent_residual:
             x0 = x0 + self.base_latent(lr, scale)
-        return self.decode(x0).clamp(-1, 1)
+        return self.decode(x0).clamp_(-1, 1)
 
     @classmethod
     def from_folder(cls, folder, name: str, meta: dict) -> "LatentSR":
@@ -260,8 +266,8 @@ class PixelSR(DiffusionSR):
         up = torch_bicubic_up(lr, scale)
         return up, (1, 3, *up.shape[-2:])
 
-    def _finish(self, x0, lr, scale):
-        return (torch_bicubic_up(lr, scale) + x0 / self.residual_scale).clamp(-1, 1)
+    def _finish(self, x0, lr, scale, cond):
+        return (x0 / self.residual_scale).add_(cond).clamp_(-1, 1)  # cond is the bicubic upsample
 
     @classmethod
     def from_folder(cls, folder, name: str, meta: dict) -> "PixelSR":

@@ -67,6 +67,12 @@ def psnr(sr: np.ndarray, hr: np.ndarray, crop_border: int = 0, y_channel: bool =
     return float(peak_signal_noise_ratio(hr, sr, data_range=255))
 
 
+def mse(sr: np.ndarray, hr: np.ndarray, crop_border: int = 0, y_channel: bool = True) -> float:
+    """Mean squared error on the pixels ``psnr`` compares (``sr`` may be a float image, e.g. a mean of outputs)."""
+    sr, hr = _prepare(sr, hr, crop_border, y_channel)
+    return float(np.mean((sr - hr) ** 2))
+
+
 def ssim(sr: np.ndarray, hr: np.ndarray, crop_border: int = 0, y_channel: bool = True) -> float:
     """SSIM (Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, range 255); RGB: mean over channels."""
     sr, hr = _prepare(sr, hr, crop_border, y_channel)

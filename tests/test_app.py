@@ -137,6 +137,6 @@ def test_studies_tab_shows_the_shipped_cascade_study(tmp_path):
     labels = [p.label for p in plots]
     assert labels[:2] == ["quality vs cost", "the split of steps between the stages"]
     if (app_module.STUDIES / "steps" / "steps.csv").exists():
-        assert "quality vs steps" in labels and "ldm-x4-c8" in str(plots[labels.index("quality vs steps")].value)
+        assert "quality vs steps" in labels and "ldm-x4" in str(plots[labels.index("quality vs steps")].value)
     if (app_module.STUDIES / "speed" / "speed.csv").exists():
         assert "seconds per image" in labels and "stock" in str(plots[labels.index("seconds per image")].value)

@@ -128,6 +128,37 @@ def test_steps_study_runs_each_setting(image_folder, tmp_path):
     assert (tmp_path / "s" / "study.html").exists()
 
 
+def test_spread_study_splits_sample_error_into_mean_error_and_spread(image_folder, tmp_path):
+    from comparisons.studies import main as study_main
+    from sr_models.data import test_pairs
+    from sr_models.metrics import mse
+    from sr_models.registry import discover
+    from sr_models.types import SamplingSettings
+    from tests.conftest import tiny_sr3_folder
+
+    tiny_sr3_folder(tmp_path / "models" / "sr3")
+    args = ["spread", "--models", "bicubic,tiny-sr3-x4", "--scale", "4", "--steps-list", "1,2", "--seeds", "3",
+            "--eta", "1", "--lr-projection", "0", "--data", str(image_folder), "--crop", "32", "--limit", "2",
+            "--out", str(tmp_path / "v"), "--model-dir", str(tmp_path / "models")]  # fmt: skip
+    assert study_main(args) == 0
+    rows = read_csv(tmp_path / "v" / "spread.csv")
+    bicubic, *sr3 = rows
+    assert bicubic["model"] == "bicubic" and float(bicubic["spread_rms"]) == 0  # deterministic: no spread
+    assert bicubic["psnr_y_single"] == bicubic["psnr_y_of_mean"]
+    assert [r["steps"] for r in sr3] == ["1", "2"]
+    # recompute the 2-step row's first image by hand: MSE of the samples = MSE of their mean + spread
+    model = discover(model_dirs=[tmp_path / "models"])["tiny-sr3-x4"]
+    pair = next(test_pairs(image_folder, 4, crop=32))
+    samples = [model.upscale(pair.lr, settings=SamplingSettings(steps=2, eta=1.0, seed=k, lr_projection=0)).image
+               for k in range(3)]  # fmt: skip
+    mean = np.mean(np.stack(samples).astype(np.float64), axis=0)
+    spread = np.mean([mse(s, mean, 4) for s in samples])
+    assert spread > 0  # eta = 1: the seeds give different images
+    assert np.mean([mse(s, pair.hr, 4) for s in samples]) == pytest.approx(mse(mean, pair.hr, 4) + spread, rel=1e-9)
+    assert float(sr3[1]["psnr_y_of_mean"]) > float(sr3[1]["psnr_y_single"])  # averaging removes the spread
+    assert study_main(args[:8] + ["1"] + args[9:]) == 2  # one seed has no spread: a plain error
+
+
 def test_reconstruction_study_updates_the_first_stage_card(image_folder, tmp_path):
     import torch
 

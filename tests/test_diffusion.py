@@ -47,10 +47,10 @@ def test_stock_ldm_pipeline_reproduces_our_4x_output(ldm4):
         assert nfe == 2
 
 
-SHIPPED_LDM4 = Path(__file__).resolve().parent.parent / "assets" / "ldm-x4"
+SHIPPED_LDM4 = Path(__file__).resolve().parent.parent / "assets" / "ldm-x4-stock"
 
 
-@pytest.mark.skipif(not (SHIPPED_LDM4 / "model_index.json").exists(), reason="no shipped ldm-x4 in assets/")
+@pytest.mark.skipif(not (SHIPPED_LDM4 / "model_index.json").exists(), reason="no shipped ldm-x4-stock in assets/")
 def test_stock_ldm_pipeline_reproduces_the_shipped_4x_model():
     from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
         LDMSuperResolutionPipeline,
@@ -155,6 +155,39 @@ def test_sr3_residual_formulation_starts_from_bicubic(sr3):
     up = F.interpolate(to_model_range(LR), scale_factor=4, mode="bicubic", align_corners=False)
     expected = np.round(((up.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()) * 255).astype(np.uint8)
     assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_banded_ddim_step_is_the_whole_step(eta):
+    # Large states step in bands of rows (bounded memory): the same numbers, the same noise.
+    from sr_models import diffusion
+
+    scheduler = make_scheduler("ddim", diffusion.TRAIN_SCHEDULER, "trailing")
+    scheduler.set_timesteps(4)
+    gen = torch.Generator().manual_seed(0)
+    x, out = torch.randn(1, 3, 37, 20, generator=gen), torch.randn(1, 3, 37, 20, generator=gen)
+    t = scheduler.timesteps[1]
+    whole = scheduler.step(out, t, x, eta=eta, generator=torch.Generator().manual_seed(5)).prev_sample
+    old = diffusion.BAND_ELEMENTS
+    try:
+        diffusion.BAND_ELEMENTS = 3 * 20 * 8  # 8 rows a band: 5 bands, the last one short
+        banded = diffusion.step(scheduler, out, t, x, eta=eta, generator=torch.Generator().manual_seed(5))
+    finally:
+        diffusion.BAND_ELEMENTS = old
+    assert torch.equal(banded, whole)
+
+
+def test_banded_runs_give_the_same_image(sr3, monkeypatch):
+    from sr_models import diffusion
+    from sr_models.diffusion_sr import to_image
+
+    model = load_model(sr3)
+    settings = S(steps=3, eta=1.0, seed=4, lr_projection=0)
+    whole = model.upscale(LR, settings=settings).image
+    monkeypatch.setattr(diffusion, "BAND_ELEMENTS", 3 * 48 * 5)
+    assert np.array_equal(model.upscale(LR, settings=settings).image, whole)
+    x = torch.rand(1, 3, 37, 11) * 2.2 - 1.1  # out of range too: clamped
+    assert np.array_equal(to_image(x, rows=4), to_image(x, rows=100))
 
 
 def test_tiled_matches_whole_for_local_functions():
