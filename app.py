@@ -382,6 +382,18 @@ def studies_tab(folder: Path = STUDIES):
             "`assets/studies/steps/README.md`."
         )
         gr.Plot(steps_figure(read_csv(steps)), label="quality vs steps")
+    spread = folder / "spread" / "spread.csv"
+    if spread.exists():
+        from comparisons.records import read_csv
+        from comparisons.spread_study import spread_figure
+
+        gr.Markdown(
+            "### Why more steps can cost PSNR\nOne sample (solid) against the pixel mean of several seeds (dashed) "
+            "at each step count: where the mean of many-step samples scores like the 1-step output, the steps' cost "
+            "is the spread of the samples (detail drawn from the posterior), not a drifting denoiser. How it was "
+            "run: `assets/studies/spread/README.md`."
+        )
+        gr.Plot(spread_figure(read_csv(spread)), label="one sample vs the mean of seeds")
     speed = folder / "speed" / "speed.csv"
     if speed.exists():
         from comparisons.records import read_csv

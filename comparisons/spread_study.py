@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
+from tqdm.auto import tqdm
 
 from comparisons.records import write_csv
-from sr_models.data import test_pairs
+from sr_models.data import list_images, test_pairs
 from sr_models.metrics import detail_ratio, mse
 from sr_models.types import SamplingSettings
 
@@ -49,6 +50,9 @@ def spread_study(models, scale: int, datasets, out: Path | None, steps_list, see
         raise ValueError("the spread needs at least 2 seeds")
     settings = settings or SamplingSettings()
     rows = []
+    runs = sum(len(list_images(d, split)[:limit]) for d in datasets) * seeds
+    runs *= sum(len(steps_list) if m.is_diffusion else 1 for m in models)
+    bar = tqdm(total=runs, desc="spread", unit="run", dynamic_ncols=True)
     for data in datasets:
         pairs = list(test_pairs(data, scale, limit=limit, crop=crop, split=split))
         for model in models:
@@ -56,8 +60,12 @@ def spread_study(models, scale: int, datasets, out: Path | None, steps_list, see
                 run = replace(settings, steps=steps if model.is_diffusion else None)
                 per_image = []
                 for pair in pairs:
-                    samples = [model.upscale(pair.lr, scale=scale, settings=replace(run, seed=(run.seed or 0) + k)).image
-                               for k in range(seeds)]  # fmt: skip
+                    bar.set_postfix_str(f"{Path(data).name}/{model.name}/{steps} steps/{pair.name}", refresh=False)
+                    samples = []
+                    for k in range(seeds):
+                        seeded = replace(run, seed=(run.seed or 0) + k)
+                        samples.append(model.upscale(pair.lr, scale=scale, settings=seeded).image)
+                        bar.update(1)
                     mean = np.mean(np.stack(samples).astype(np.float64), axis=0)
                     single = float(np.mean([mse(s, pair.hr, scale) for s in samples]))
                     of_mean = mse(mean, pair.hr, scale)
@@ -82,6 +90,7 @@ def spread_study(models, scale: int, datasets, out: Path | None, steps_list, see
                 })  # fmt: skip
                 if not model.is_diffusion:
                     break  # one row: the step count means nothing to it
+    bar.close()
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "spread.csv", rows, COLUMNS)

@@ -140,3 +140,6 @@ def test_studies_tab_shows_the_shipped_cascade_study(tmp_path):
         assert "quality vs steps" in labels and "ldm-x4" in str(plots[labels.index("quality vs steps")].value)
     if (app_module.STUDIES / "speed" / "speed.csv").exists():
         assert "seconds per image" in labels and "stock" in str(plots[labels.index("seconds per image")].value)
+    if (app_module.STUDIES / "spread" / "spread.csv").exists():
+        spread = str(plots[labels.index("one sample vs the mean of seeds")].value)
+        assert "mean of seeds" in spread and "sr3-x4" in spread
