@@ -388,7 +388,8 @@ def studies_tab(folder: Path = STUDIES):
         from comparisons.spread_study import spread_figure
 
         gr.Markdown(
-            "### Why more steps can cost PSNR\nOne sample (solid) against the pixel mean of several seeds (dashed) "
+            "### Why more steps can cost PSNR\nOne sample (solid) against the pixel mean of several seeds (dashed) and the "
+            "sampler's estimated expectation (dotted) "
             "at each step count: where the mean of many-step samples scores like the 1-step output, the steps' cost "
             "is the spread of the samples (detail drawn from the posterior), not a drifting denoiser. How it was "
             "run: `assets/studies/spread/README.md`."

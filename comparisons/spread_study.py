@@ -99,16 +99,20 @@ def spread_study(models, scale: int, datasets, out: Path | None, steps_list, see
 
 
 def spread_figure(rows: list[dict]) -> go.Figure:
-    """PSNR-Y against steps: single samples (solid) and the mean of the seeds (dashed), per model."""
+    """PSNR-Y against steps per model and set, one colour each: single samples (solid), the mean of the
+    seeds (dashed) and the sampler's estimated expectation (dotted)."""
+    import plotly.colors
+
+    palette = plotly.colors.qualitative.Plotly
     fig = go.Figure()
-    for key in dict.fromkeys((r["model"], r["dataset"]) for r in rows):
+    for i, key in enumerate(dict.fromkeys((r["model"], r["dataset"]) for r in rows)):
         sel = [r for r in rows if (r["model"], r["dataset"]) == key]
-        name = f"{key[0]} / {key[1]}"
+        name, color = f"{key[0]} / {key[1]}", palette[i % len(palette)]
         x = [r["steps"] or 1 for r in sel]
-        fig.add_trace(go.Scatter(x=x, y=[r["psnr_y_single"] for r in sel], name=f"{name}: one sample",
-                                 legendgroup=name, mode="lines+markers"))  # fmt: skip
-        fig.add_trace(go.Scatter(x=x, y=[r["psnr_y_of_mean"] for r in sel], name=f"{name}: mean of seeds",
-                                 legendgroup=name, mode="lines+markers", line=dict(dash="dash")))  # fmt: skip
+        for column, label, dash in (("psnr_y_single", "one sample", "solid"), ("psnr_y_of_mean", "mean of seeds", "dash"),
+                                    ("psnr_y_of_expectation", "expectation", "dot")):  # fmt: skip
+            fig.add_trace(go.Scatter(x=x, y=[r[column] for r in sel], name=f"{name}: {label}", legendgroup=name,
+                                     mode="lines+markers", line=dict(color=color, dash=dash)))  # fmt: skip
     fig.update_xaxes(title="sampling steps", type="log")
     fig.update_yaxes(title="PSNR-Y (dB)")
     fig.update_layout(template="plotly_white", title="One sample vs the mean of several seeds: spread, not bias")
