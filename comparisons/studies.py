@@ -103,13 +103,11 @@ def reconstruction_study(folder: Path, datasets, out: Path | None = None, crop=N
     return rows
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m comparisons.studies", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="study", required=True)
-    p = sub.add_parser("steps", help="quality and time against the number of sampling steps")
+def _add_model_study_arguments(p: argparse.ArgumentParser, steps_default: str) -> None:
+    """What the studies that run models over step counts share: models, data, sampling, device."""
     p.add_argument("--models", required=True)
     p.add_argument("--scale", type=int, required=True)
-    p.add_argument("--steps-list", default="1,2,5,10,20", help="comma-separated step counts")
+    p.add_argument("--steps-list", default=steps_default, help="comma-separated step counts")
     p.add_argument("--data", action="append", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--crop", type=int)
@@ -118,6 +116,13 @@ def main(argv=None) -> int:
     p.add_argument("--model-dir", action="append", default=[])
     add_settings_arguments(p)
     add_device_arguments(p)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m comparisons.studies", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="study", required=True)
+    _add_model_study_arguments(sub.add_parser("steps", help="quality and time against the number of sampling steps"),
+                               "1,2,5,10,20")  # fmt: skip
     r = sub.add_parser("reconstruction", help="first-stage reconstruction PSNR/SSIM (the LDMs' ceiling)")
     r.add_argument("--first-stage", required=True)
     r.add_argument("--data", action="append", required=True)
@@ -127,18 +132,8 @@ def main(argv=None) -> int:
     r.add_argument("--update-card", action="store_true", help="write the numbers into the first stage's card")
     add_device_arguments(r)
     v = sub.add_parser("spread", help="one sample vs the mean of several seeds: why more steps can cost PSNR")
-    v.add_argument("--models", required=True)
-    v.add_argument("--scale", type=int, required=True)
-    v.add_argument("--steps-list", default="1,20", help="comma-separated step counts")
+    _add_model_study_arguments(v, "1,20")
     v.add_argument("--seeds", type=int, default=8, help="samples per image (seeds seed, seed+1, ...)")
-    v.add_argument("--data", action="append", required=True)
-    v.add_argument("--out", required=True)
-    v.add_argument("--crop", type=int)
-    v.add_argument("--limit", type=int)
-    v.add_argument("--split", default="all", choices=SPLITS, help="'val': the training pool's held-out split")
-    v.add_argument("--model-dir", action="append", default=[])
-    add_settings_arguments(v)
-    add_device_arguments(v)
     c = sub.add_parser("cascade", help="cascades vs one large-scale model: quality vs total NFE and time (16x, 8x)")
     c.add_argument("--data", action="append", required=True, help="test folder; repeat for several")
     c.add_argument("--out", required=True)
