@@ -370,42 +370,28 @@ def studies_tab(folder: Path = STUDIES):
     )
     gr.Plot(figure(rows), label="quality vs cost")
     gr.Plot(heatmaps(rows), label="the split of steps between the stages")
-    steps = folder / "steps" / "steps.csv"
-    if steps.exists():
-        from comparisons.records import read_csv
-        from comparisons.studies import steps_figure
+    from comparisons.records import read_csv
+    from comparisons.speed import figure as speed_figure
+    from comparisons.spread_study import spread_figure
+    from comparisons.studies import steps_figure
 
-        gr.Markdown(
-            "### Quality against sampling steps\nPSNR-Y (raw, no back-projection) and seconds per image of each "
-            "diffusion model against its number of DDIM steps, on the held-out validation split of the training "
-            "pool (where the defaults were picked), leading and trailing timestep spacing. How it was run: "
-            "`assets/studies/steps/README.md`."
-        )
-        gr.Plot(steps_figure(read_csv(steps)), label="quality vs steps")
-    spread = folder / "spread" / "spread.csv"
-    if spread.exists():
-        from comparisons.records import read_csv
-        from comparisons.spread_study import spread_figure
-
-        gr.Markdown(
-            "### Why more steps can cost PSNR\nOne sample (solid) against the pixel mean of several seeds (dashed) and the "
-            "sampler's estimated expectation (dotted) "
-            "at each step count: where the mean of many-step samples scores like the 1-step output, the steps' cost "
-            "is the spread of the samples (detail drawn from the posterior), not a drifting denoiser. How it was "
-            "run: `assets/studies/spread/README.md`."
-        )
-        gr.Plot(spread_figure(read_csv(spread)), label="one sample vs the mean of seeds")
-    speed = folder / "speed" / "speed.csv"
-    if speed.exists():
-        from comparisons.records import read_csv
-        from comparisons.speed import figure as speed_figure
-
-        gr.Markdown(
-            "### Latent vs pixel, and where the time goes\nSeconds per image at one output size and step count: "
-            "our LDM-4x pipeline in float32 and bfloat16, stock diffusers on the same weights, the bare UNet calls, "
-            "and SR3-4x (pixel space) at the same steps. How it was run: `assets/studies/speed/README.md`."
-        )
-        gr.Plot(speed_figure(read_csv(speed)), label="seconds per image")
+    for csv_path, text, make_figure, label in (
+        ("steps/steps.csv", "### Quality against sampling steps\nPSNR-Y (raw, no back-projection) and seconds per image "
+         "of each diffusion model against its number of DDIM steps, on the held-out validation split of the training "
+         "pool (where the defaults were picked), leading and trailing timestep spacing.", steps_figure,
+         "quality vs steps"),
+        ("spread/spread.csv", "### Why more steps can cost PSNR\nOne sample (solid) against the pixel mean of several "
+         "seeds (dashed) and the sampler's estimated expectation (dotted) at each step count: where the mean of "
+         "many-step samples scores like the 1-step output, the steps' cost is the spread of the samples (detail "
+         "drawn from the posterior), not a drifting denoiser.", spread_figure, "one sample vs the mean of seeds"),
+        ("speed/speed.csv", "### Latent vs pixel, and where the time goes\nSeconds per image at one output size and "
+         "step count: our LDM-4x pipeline in float32 and bfloat16, stock diffusers on the same weights, the bare UNet "
+         "calls, and SR3-4x (pixel space) at the same steps.", speed_figure, "seconds per image"),
+    ):  # fmt: skip
+        path = folder / csv_path
+        if path.exists():
+            gr.Markdown(f"{text} How it was run: `assets/studies/{path.parent.name}/README.md`.")
+            gr.Plot(make_figure(read_csv(path)), label=label)
 
 
 # --- serving: one run at a time, Stop, limits, scratch files --------------------------------------
