@@ -31,6 +31,12 @@ def _load_regression(folder: Path, meta: dict) -> SRModel:
     return RegressionSR.from_folder(folder, meta["name"], meta)
 
 
+def _load_gan(folder: Path, meta: dict) -> SRModel:
+    from sr_models.gan import GanSR
+
+    return GanSR.from_folder(folder, meta["name"], meta)
+
+
 def _load_ldm(folder: Path, meta: dict) -> SRModel:
     from sr_models.diffusion_sr import LatentSR
 
@@ -46,6 +52,7 @@ def _load_sr3(folder: Path, meta: dict) -> SRModel:
 # family name -> loader(folder, meta) -> SRModel. A new family adds itself here.
 FAMILY_LOADERS: dict[str, Callable[[Path, dict], SRModel]] = {
     "regression": _load_regression,
+    "gan": _load_gan,
     "ldm": _load_ldm,
     "sr3": _load_sr3,
 }
