@@ -88,8 +88,19 @@ MODES = {
     "My low-resolution image: just upscale it": MODE_LR,
 }
 # The /compare endpoint's outputs, in order (the State is not part of the API).
-COMPARE_OUTPUTS = ("status", *(f"view{i}" for i in range(MAX_VIEWS)), "left", "right", "slider", "table", "plot",
-                   "trajectory_model", "frame", "frame_image", "gifs")  # fmt: skip
+COMPARE_OUTPUTS = (
+    "status",
+    *(f"view{i}" for i in range(MAX_VIEWS)),
+    "left",
+    "right",
+    "slider",
+    "table",
+    "plot",
+    "trajectory_model",
+    "frame",
+    "frame_image",
+    "gifs",
+)
 
 
 # --- components whose value reaches our checks as sent -------------------------------------------
@@ -101,15 +112,18 @@ class LabBlocks(gr.Blocks):
         try:
             super().validate_inputs(block_fn, inputs)
         except ValueError:
-            raise gr.Error(f"this endpoint takes {len(block_fn.inputs)} values, got {len(inputs)}",
-                           print_exception=False) from None  # fmt: skip
+            raise gr.Error(
+                f"this endpoint takes {len(block_fn.inputs)} values, got {len(inputs)}", print_exception=False
+            ) from None
 
     async def preprocess_data(self, *args, **kwargs):
         try:
             return await super().preprocess_data(*args, **kwargs)
         except InvalidPathError:
-            raise gr.Error("the image must be a file uploaded with the request (gradio_client: handle_file(path))",
-                           print_exception=False) from None  # fmt: skip
+            raise gr.Error(
+                "the image must be a file uploaded with the request (gradio_client: handle_file(path))",
+                print_exception=False,
+            ) from None
 
 
 class AnyImageData(ImageData):
@@ -143,8 +157,10 @@ class UploadImage(gr.Image):
         if not path:
             raise gr.Error("send an image file (from gradio_client: handle_file(path))", print_exception=False)
         if not gradio_utils.is_in_or_equal(os.path.abspath(path), gradio_utils.get_upload_folder()):
-            raise gr.Error("the image must be a file uploaded with the request (gradio_client: handle_file(path))",
-                           print_exception=False)  # fmt: skip
+            raise gr.Error(
+                "the image must be a file uploaded with the request (gradio_client: handle_file(path))",
+                print_exception=False,
+            )
         try:
             return super().preprocess(payload)
         except Exception:  # Pillow could not open it: hand the raw file to our loader
@@ -304,10 +320,13 @@ def settings_from_ui(steps, sampler, eta, seed, projection, stages=None) -> Samp
         raise SRInputError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLERS)} (or empty for the default)")
     projection = -1 if _optional(projection) else _whole(projection, "back-projection iterations", -1, MAX_PROJECTION)
     return SamplingSettings(
-        steps=parse_steps(steps), sampler=sampler or None, eta=0.0 if _optional(eta) else _fraction(eta, "DDIM eta"),
-        seed=0 if _optional(seed) else _whole(seed, "seed", 0), stages=stages,  # < 2^63: SamplingSettings
+        steps=parse_steps(steps),
+        sampler=sampler or None,
+        eta=0.0 if _optional(eta) else _fraction(eta, "DDIM eta"),
+        seed=0 if _optional(seed) else _whole(seed, "seed", 0),
+        stages=stages,  # < 2^63: SamplingSettings
         lr_projection=None if projection < 0 else projection,
-    )  # fmt: skip
+    )
 
 
 def cascade_from_builder(stages, stage_steps) -> tuple[str | None, tuple[SamplingSettings, ...] | None]:
@@ -323,7 +342,7 @@ def cascade_from_builder(stages, stage_steps) -> tuple[str | None, tuple[Samplin
 
 
 def parse_stage_steps(value, spec: str) -> tuple[SamplingSettings, ...] | None:
-    """"10,5": steps per cascade stage (0 = that stage's default); empty: the defaults."""
+    """ "10,5": steps per cascade stage (0 = that stage's default); empty: the defaults."""
     text = _text(value, "stage steps")
     if not text:
         return None
@@ -376,18 +395,32 @@ def studies_tab(folder: Path = STUDIES):
     from comparisons.studies import steps_figure
 
     for csv_path, text, make_figure, label in (
-        ("steps/steps.csv", "### Quality against sampling steps\nPSNR-Y (raw, no back-projection) and seconds per image "
-         "of each diffusion model against its number of DDIM steps, on the held-out validation split of the training "
-         "pool (where the defaults were picked), leading and trailing timestep spacing.", steps_figure,
-         "quality vs steps"),
-        ("spread/spread.csv", "### Why more steps can cost PSNR\nOne sample (solid) against the pixel mean of several "
-         "seeds (dashed) and the sampler's estimated expectation (dotted) at each step count: where the mean of "
-         "many-step samples scores like the 1-step output, the steps' cost is the spread of the samples (detail "
-         "drawn from the posterior), not a drifting denoiser.", spread_figure, "one sample vs the mean of seeds"),
-        ("speed/speed.csv", "### Latent vs pixel, and where the time goes\nSeconds per image at one output size and "
-         "step count: our LDM-4x pipeline in float32 and bfloat16, stock diffusers on the same weights, the bare UNet "
-         "calls, and SR3-4x (pixel space) at the same steps.", speed_figure, "seconds per image"),
-    ):  # fmt: skip
+        (
+            "steps/steps.csv",
+            "### Quality against sampling steps\nPSNR-Y (raw, no back-projection) and seconds per image "
+            "of each diffusion model against its number of DDIM steps, on the held-out validation split of the training "
+            "pool (where the defaults were picked), leading and trailing timestep spacing.",
+            steps_figure,
+            "quality vs steps",
+        ),
+        (
+            "spread/spread.csv",
+            "### Why more steps can cost PSNR\nOne sample (solid) against the pixel mean of several "
+            "seeds (dashed) and the sampler's estimated expectation (dotted) at each step count: where the mean of "
+            "many-step samples scores like the 1-step output, the steps' cost is the spread of the samples (detail "
+            "drawn from the posterior), not a drifting denoiser.",
+            spread_figure,
+            "one sample vs the mean of seeds",
+        ),
+        (
+            "speed/speed.csv",
+            "### Latent vs pixel, and where the time goes\nSeconds per image at one output size and "
+            "step count: our LDM-4x pipeline in float32 and bfloat16, stock diffusers on the same weights, the bare UNet "
+            "calls, and SR3-4x (pixel space) at the same steps.",
+            speed_figure,
+            "seconds per image",
+        ),
+    ):
         path = folder / csv_path
         if path.exists():
             gr.Markdown(f"{text} How it was run: `assets/studies/{path.parent.name}/README.md`.")
@@ -556,9 +589,19 @@ class Lab:
         if progress is not None:
             on_model = lambda i, n, name: progress((i, n), desc=f"{name} ({i + 1}/{n})")  # noqa: E731
             on_step = lambda info: progress((info.step + 1, info.total), desc=f"{info.stage}: step")  # noqa: E731
-        return run_comparison(job.source, job.mode, job.scale, models, settings=job.settings, keep_frames=keep,
-                              on_model=on_model, on_step=on_step, stop=stop, loaded=self.loaded,
-                              on_result=self.estimator.observe)  # fmt: skip
+        return run_comparison(
+            job.source,
+            job.mode,
+            job.scale,
+            models,
+            settings=job.settings,
+            keep_frames=keep,
+            on_model=on_model,
+            on_step=on_step,
+            stop=stop,
+            loaded=self.loaded,
+            on_result=self.estimator.observe,
+        )
 
     def files(self, comparison) -> dict:
         """PNGs of every view and GIFs of every trajectory, written once into a fresh run folder."""
@@ -573,8 +616,11 @@ class Lab:
         gifs = []
         for r in comparison.results:
             if r.frames:
-                frames, noisy, labels = _every(r.frames, GIF_FRAMES), _every(r.noisy_frames, GIF_FRAMES), _every(
-                    r.frame_labels, GIF_FRAMES)  # fmt: skip
+                frames, noisy, labels = (
+                    _every(r.frames, GIF_FRAMES),
+                    _every(r.noisy_frames, GIF_FRAMES),
+                    _every(r.frame_labels, GIF_FRAMES),
+                )
                 gif = trajectory_gif(frames, labels, folder / f"{safe_name(r.model)}.gif", noisy=noisy)
                 gifs.append((str(gif), f"{r.model}: x_t (left) and x̂0 (right) per step ({r.facts()['settings']})"))
         return {"folder": folder, "views": named, "gifs": gifs}
@@ -593,14 +639,21 @@ def _session(request) -> str:
 
 def _trajectory_view(comparison, model: str | None, index: int | None):
     """(frame image or None, slider update, caption) for a model's kept frame ``index`` (None: the last)."""
-    result = next((r for r in comparison.results if r.model == model and r.stages and r.frames), None) if comparison else None
+    result = (
+        next((r for r in comparison.results if r.model == model and r.stages and r.frames), None)
+        if comparison
+        else None
+    )
     if result is None:
         return None, gr.Slider(minimum=0, maximum=1, value=0, interactive=False), "No trajectory kept for this model."
     n = sum(len(s.trajectory) for s in result.stages)
     index = n - 1 if index is None else max(0, min(int(index), n - 1))
     image, label = frame_pair(result, index)
-    return image, gr.Slider(minimum=0, maximum=max(1, n - 1), value=index, step=1, interactive=n > 1), (
-        f"{result.model} · frame {index + 1}/{n}: {label} · x_t left, x̂0 right")  # fmt: skip
+    return (
+        image,
+        gr.Slider(minimum=0, maximum=max(1, n - 1), value=index, step=1, interactive=n > 1),
+        (f"{result.model} · frame {index + 1}/{n}: {label} · x_t left, x̂0 right"),
+    )
 
 
 def device_note(models: dict) -> str:
@@ -628,32 +681,59 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         mode, scale, record = parse_mode(mode_label), parse_scale(scale), _flag(record, "record")
         if image is None:
             raise SRInputError("Upload an image or pick an example first.")
-        job = Job(source=image, mode=mode, scale=scale, names=list(dict.fromkeys(names)), settings=settings,
-                  record=record, source_name=Path(str(image)).name)  # fmt: skip
+        job = Job(
+            source=image,
+            mode=mode,
+            scale=scale,
+            names=list(dict.fromkeys(names)),
+            settings=settings,
+            record=record,
+            source_name=Path(str(image)).name,
+        )
         lab.chosen(job.names)  # unknown names, bad cascade specs, too many: before queueing a run
         lab.check_size(job)
         return job
 
-    async def compare(image, mode_label, scale, names, steps, sampler, eta, seed, record, projection, stage1, stage2,
-                      stage3, stage1_steps, stage2_steps, stage3_steps, progress=gr.Progress(),
-                      request: gr.Request = None):  # fmt: skip
+    async def compare(
+        image,
+        mode_label,
+        scale,
+        names,
+        steps,
+        sampler,
+        eta,
+        seed,
+        record,
+        projection,
+        stage1,
+        stage2,
+        stage3,
+        stage1_steps,
+        stage2_steps,
+        stage3_steps,
+        progress=gr.Progress(),
+        request: gr.Request = None,
+    ):
         # the builder's boxes are named (not *args): Gradio passes ``request`` only to named signatures
         builder = (stage1, stage2, stage3, stage1_steps, stage2_steps, stage3_steps)
         try:
             job = job_from_ui(image, mode_label, scale, names, steps, sampler, eta, seed, record, projection, builder)
             comparison = await lab.run(_session(request), lab.compare_work, job, progress)
             if comparison is STOPPED:
-                raise gr.Error("Stopped: the run was cancelled before it finished; nothing was kept.",
-                               print_exception=False)  # fmt: skip
+                raise gr.Error(
+                    "Stopped: the run was cancelled before it finished; nothing was kept.", print_exception=False
+                )
             files = await asyncio.to_thread(lab.files, comparison)
         except (SRInputError, ModelUnavailableError, KeyError) as err:
             raise _user_error(err) from None
         for note in comparison.notes:
             gr.Info(note)
         lr = comparison.lr
-        status = [f"**Input** {lr.shape[1]}x{lr.shape[0]} → **output** {lr.shape[1] * comparison.scale}x"
-                  f"{lr.shape[0] * comparison.scale} ({comparison.scale}x). Click any image to zoom into that spot "
-                  "in all of them."]  # fmt: skip
+        status = [
+            f"**Input** {lr.shape[1]}x{lr.shape[0]} → **output** {lr.shape[1] * comparison.scale}x"
+            f"{lr.shape[0] * comparison.scale} ({comparison.scale}x). Click any image to zoom into that spot "
+            "in all of them."
+        ]
         status += [f"- note: {n}" for n in comparison.notes]
         status += [f"- **{name} did not run**: {msg}" for name, msg in comparison.errors.items()]
         named = files["views"]
@@ -672,29 +752,63 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         plot = None
         if comparison.hr is not None and table:
             plot = benchmark_figure(
-                [{**r.facts(), "dataset": "this image", "seconds_per_image": r.seconds, **s}
-                 for r, s in zip(comparison.results, comparison.scores)],  # fmt: skip
+                [
+                    {**r.facts(), "dataset": "this image", "seconds_per_image": r.seconds, **s}
+                    for r, s in zip(comparison.results, comparison.scores)
+                ],
                 title="quality vs time on this image",
             )
         with_frames = [r.model for r in comparison.results if r.frames]
         first = with_frames[0] if with_frames else None
         frame_image, frame_slider, frame_caption = _trajectory_view(comparison, first, None)
         trajectory_model = gr.Dropdown(choices=with_frames, value=first)
-        state = {"comparison": comparison, "names": job.names, "mode": job.mode, "settings": job.settings,
-                 "source_name": job.source_name, "views": named, "folder": str(files["folder"])}  # fmt: skip
-        return ["\n".join(status), *grid, left, right, slider, frame, plot, trajectory_model, frame_slider,
-                gr.Image(value=frame_image, label=frame_caption), files["gifs"], state]  # fmt: skip
+        state = {
+            "comparison": comparison,
+            "names": job.names,
+            "mode": job.mode,
+            "settings": job.settings,
+            "source_name": job.source_name,
+            "views": named,
+            "folder": str(files["folder"]),
+        }
+        return [
+            "\n".join(status),
+            *grid,
+            left,
+            right,
+            slider,
+            frame,
+            plot,
+            trajectory_model,
+            frame_slider,
+            gr.Image(value=frame_image, label=frame_caption),
+            files["gifs"],
+            state,
+        ]
 
     def upscale_work(stop, job: Job, stages):
         model = lab.chosen(job.names)[0]
-        comparison = run_comparison(job.source, MODE_LR, job.scale, [model], settings=job.settings, stop=stop,
-                                    loaded=lab.loaded, on_result=lab.estimator.observe)  # fmt: skip
+        comparison = run_comparison(
+            job.source,
+            MODE_LR,
+            job.scale,
+            [model],
+            settings=job.settings,
+            stop=stop,
+            loaded=lab.loaded,
+            on_result=lab.estimator.observe,
+        )
         if comparison.errors:
             raise SRInputError(next(iter(comparison.errors.values())))
         r = comparison.results[0]
         path = _save_png(r.image, lab.scratch.run_folder() / output_name(r))
-        info = {**r.facts(), "lr_psnr": comparison.scores[0]["lr_psnr"], "settings": r.settings.as_dict(),
-                "stages": [st.facts() for st in r.stages], "notes": comparison.notes}  # fmt: skip
+        info = {
+            **r.facts(),
+            "lr_psnr": comparison.scores[0]["lr_psnr"],
+            "settings": r.settings.as_dict(),
+            "stages": [st.facts() for st in r.stages],
+            "notes": comparison.notes,
+        }
         return path, info
 
     async def upscale_api(image, model, scale, steps, sampler, seed, stage_steps="", request: gr.Request = None):
@@ -740,8 +854,10 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
             return "⚠ the file is not an image the server can read."
         total = sum(s for _, s in per_model)
         parts = ", ".join(f"{n} {format_seconds(s).removeprefix('about ')}" for n, s in per_model)
-        return (f"**Output** {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.2f} of {max_output_pixels() / 1e6:.1f} MP "
-                f"allowed) · **estimated time** {format_seconds(total)} ({parts}); weights load once, on first use.")  # fmt: skip
+        return (
+            f"**Output** {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.2f} of {max_output_pixels() / 1e6:.1f} MP "
+            f"allowed) · **estimated time** {format_seconds(total)} ({parts}); weights load once, on first use."
+        )
 
     def show_pair(state, left_name, right_name):
         if not state:
@@ -763,8 +879,10 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         except SRInputError as err:
             raise _user_error(err) from None
         left, top, side = zoom_box(comparison, x, y, size)
-        crops = [(image, f"{caption} [{left}:{left + side}, {top}:{top + side}]")
-                 for image, caption in zoom_crops(comparison, x, y, size, magnify)]  # fmt: skip
+        crops = [
+            (image, f"{caption} [{left}:{left + side}, {top}:{top + side}]")
+            for image, caption in zoom_crops(comparison, x, y, size, magnify)
+        ]
         return crops, x, y
 
     def zoom_at(state, size, magnify, evt: gr.SelectData):
@@ -789,8 +907,9 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         chosen = {m.name: m for m in lab.chosen(state["names"])}
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = Path(state["folder"]) / f"sr_lab_run_x{comparison.scale}_{stamp}.zip"
-        write_run_record(comparison, chosen, path, mode=state["mode"], settings=state["settings"],
-                         source_name=state["source_name"])  # fmt: skip
+        write_run_record(
+            comparison, chosen, path, mode=state["mode"], settings=state["settings"], source_name=state["source_name"]
+        )
         return gr.DownloadButton(value=str(path), visible=True, label=f"Download the run record ({path.name})")
 
     def describe_cascade(*builder):
@@ -814,8 +933,9 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
         with gr.Tab("Compare"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=320):
-                    image = UploadImage(label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                        height=220)  # fmt: skip
+                    image = UploadImage(
+                        label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"], height=220
+                    )
                     gr.Examples(examples=examples, inputs=image, label="Examples (scikit-image samples, a test chart)")
                     mode = RadioIn(list(MODES), value=list(MODES)[0], label="What is this image?")
                     scale = DropdownIn(SCALES, value=4, label="Scale")
@@ -823,8 +943,11 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                         run = gr.Button("Upscale", variant="primary", elem_id="run")
                         stop = gr.Button("Stop", variant="stop", elem_id="stop")
                     estimate_box = gr.Markdown(elem_id="estimate")
-                    names = CheckboxGroupIn(model_choices(models), value=models_for(4),
-                                            label="Models (all that run at the chosen scale are ticked)")  # fmt: skip
+                    names = CheckboxGroupIn(
+                        model_choices(models),
+                        value=models_for(4),
+                        label="Models (all that run at the chosen scale are ticked)",
+                    )
                     with gr.Accordion("Diffusion sampling", open=False):
                         steps = SliderIn(0, MAX_STEPS, value=0, step=1, label="Steps (0 = model default)")
                         sampler = DropdownIn(["", *SAMPLERS], value="", label="Sampler (empty = model default)")
@@ -835,28 +958,50 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                         stage_models, stage_steps = [], []
                         for i in range(MAX_STAGES):
                             with gr.Row():
-                                stage_models.append(DropdownIn(["", *stage_choices(models)], value="",
-                                                               label=f"stage {i + 1}" + (" (optional)" if i > 1 else "")))  # fmt: skip
+                                stage_models.append(
+                                    DropdownIn(
+                                        ["", *stage_choices(models)],
+                                        value="",
+                                        label=f"stage {i + 1}" + (" (optional)" if i > 1 else ""),
+                                    )
+                                )
                                 stage_steps.append(NumberIn(0, precision=0, minimum=0, label="steps (0 = default)"))
-                        cascade_info = gr.Markdown("Pick two or more stages; the cascade runs next to the ticked models.")
+                        cascade_info = gr.Markdown(
+                            "Pick two or more stages; the cascade runs next to the ticked models."
+                        )
                     projection = SliderIn(
-                        -1, MAX_PROJECTION, value=-1, step=1,
+                        -1,
+                        MAX_PROJECTION,
+                        value=-1,
+                        step=1,
                         label="LR back-projection iterations (-1 = each model's default, 0 = off)",
-                    )  # fmt: skip
+                    )
                 with gr.Column(scale=3):
                     status = gr.Markdown(elem_id="status")
                     grid = []
                     for row in range(MAX_VIEWS // 4):
                         with gr.Row(equal_height=True):
-                            grid += [gr.Image(visible=False, type="filepath", format="png", interactive=False, height=190,
-                                              min_width=150, buttons=["fullscreen"], elem_classes=["view"],
-                                              elem_id=f"view{4 * row + i}") for i in range(4)]  # fmt: skip
+                            grid += [
+                                gr.Image(
+                                    visible=False,
+                                    type="filepath",
+                                    format="png",
+                                    interactive=False,
+                                    height=190,
+                                    min_width=150,
+                                    buttons=["fullscreen"],
+                                    elem_classes=["view"],
+                                    elem_id=f"view{4 * row + i}",
+                                )
+                                for i in range(4)
+                            ]
                     with gr.Tab("Slider"):
                         with gr.Row():
                             left = DropdownIn([], label="left side", allow_custom_value=True)
                             right = DropdownIn([], label="right side", allow_custom_value=True)
-                        slider = gr.ImageSlider(type="filepath", format="png", label="compare two images", max_height=420,
-                                                elem_id="pair")  # fmt: skip
+                        slider = gr.ImageSlider(
+                            type="filepath", format="png", label="compare two images", max_height=420, elem_id="pair"
+                        )
                     with gr.Tab("Zoom"):
                         with gr.Row():
                             zx = NumberIn(None, precision=0, label="centre x (output px)", minimum=0)
@@ -864,55 +1009,106 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
                             zsize = SliderIn(8, 256, value=64, step=8, label="region (output px)")
                             zmag = SliderIn(1, 8, value=4, step=1, label="magnify (nearest)")
                             zgo = gr.Button("Zoom", size="sm")
-                        crops = gr.Gallery(label="The same region of every image", columns=4, format="png",
-                                           object_fit="contain", height=420, elem_id="crops")  # fmt: skip
+                        crops = gr.Gallery(
+                            label="The same region of every image",
+                            columns=4,
+                            format="png",
+                            object_fit="contain",
+                            height=420,
+                            elem_id="crops",
+                        )
                     with gr.Tab("Metrics"):
-                        table = gr.Dataframe(value=[], headers=["model", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "steps",
-                                                                "sampler", "eta", "seed", "back-proj.", "NFE",
-                                                                "seconds"],
-                                             label="Metrics", interactive=False, wrap=True)  # fmt: skip
+                        table = gr.Dataframe(
+                            value=[],
+                            headers=[
+                                "model",
+                                "PSNR-Y (dB)",
+                                "SSIM-Y",
+                                "LR-PSNR (dB)",
+                                "steps",
+                                "sampler",
+                                "eta",
+                                "seed",
+                                "back-proj.",
+                                "NFE",
+                                "seconds",
+                            ],
+                            label="Metrics",
+                            interactive=False,
+                            wrap=True,
+                        )
                         plot = gr.Plot(label="Quality vs time")
                     with gr.Tab("Trajectories"):
                         with gr.Row():
                             trajectory_model = DropdownIn([], label="model", allow_custom_value=True)
-                            frame = SliderIn(0, 1, value=0, step=1, label="frame (step)", interactive=False,
-                                             elem_id="frame")  # fmt: skip
+                            frame = SliderIn(
+                                0, 1, value=0, step=1, label="frame (step)", interactive=False, elem_id="frame"
+                            )
                         with gr.Row():
-                            frame_image = gr.Image(type="numpy", format="png", interactive=False, height=320,
-                                                   label="x_t (left) and x̂0 (right)")  # fmt: skip
-                            gifs = gr.Gallery(label="Animated: x_t and x̂0 per step", columns=1, height=320,
-                                              object_fit="contain")  # fmt: skip
+                            frame_image = gr.Image(
+                                type="numpy",
+                                format="png",
+                                interactive=False,
+                                height=320,
+                                label="x_t (left) and x̂0 (right)",
+                            )
+                            gifs = gr.Gallery(
+                                label="Animated: x_t and x̂0 per step", columns=1, height=320, object_fit="contain"
+                            )
                     with gr.Tab("Run record"):
-                        gr.Markdown("A zip of the whole run: every output as PNG, the metrics CSV and a run card "
-                                    "(git commit, weight hashes, device, seeds and settings).")  # fmt: skip
+                        gr.Markdown(
+                            "A zip of the whole run: every output as PNG, the metrics CSV and a run card "
+                            "(git commit, weight hashes, device, seeds and settings)."
+                        )
                         download = gr.DownloadButton("Download the run record", visible=False, elem_id="download")
         with gr.Tab("Studies (shipped results)"):
             studies_tab()
         with gr.Row(visible=False):  # the plain API endpoint, for gradio_client and scripts
-            api_in = [UploadImage(type="filepath", image_mode=None), TextboxIn(), NumberIn(), NumberIn(), TextboxIn(),
-                      NumberIn(), TextboxIn(value="")]  # fmt: skip
+            api_in = [
+                UploadImage(type="filepath", image_mode=None),
+                TextboxIn(),
+                NumberIn(),
+                NumberIn(),
+                TextboxIn(),
+                NumberIn(),
+                TextboxIn(value=""),
+            ]
             api_out = [gr.Image(type="filepath", format="png"), gr.JSON()]
             api_button = gr.Button()
         # One heavy job at a time across every endpoint (the app and the API share one queue slot):
         # concurrent runs would only slow each other down and make the reported seconds wrong.
-        api_event = api_button.click(upscale_api, api_in, api_out, api_name="upscale", concurrency_id=HEAVY,
-                                     concurrency_limit=1)  # fmt: skip
+        api_event = api_button.click(
+            upscale_api, api_in, api_out, api_name="upscale", concurrency_id=HEAVY, concurrency_limit=1
+        )
 
-        scale.change(lambda s: gr.CheckboxGroup(value=models_for(s) if s in SCALES else []), scale, names, api_name=False)
+        scale.change(
+            lambda s: gr.CheckboxGroup(value=models_for(s) if s in SCALES else []), scale, names, api_name=False
+        )
         for control in (*stage_models, *stage_steps):
             control.change(describe_cascade, [*stage_models, *stage_steps], cascade_info, api_name=False)
         estimate_inputs = [image, mode, scale, names, steps, sampler, *stage_models, *stage_steps]
         for control in estimate_inputs:
-            control.change(estimate, estimate_inputs, estimate_box, api_name=False, trigger_mode="always_last",
-                           show_progress="hidden")  # fmt: skip
+            control.change(
+                estimate,
+                estimate_inputs,
+                estimate_box,
+                api_name=False,
+                trigger_mode="always_last",
+                show_progress="hidden",
+            )
         demo.load(estimate, estimate_inputs, estimate_box, api_name=False, show_progress="hidden")
         outputs = [status, *grid, left, right, slider, table, plot, trajectory_model, frame, frame_image, gifs, state]
         run_event = run.click(
-            compare, [image, mode, scale, names, steps, sampler, eta, seed, record, projection, *stage_models, *stage_steps],
-            outputs, api_name="compare", concurrency_id=HEAVY, concurrency_limit=1,
-        )  # fmt: skip
+            compare,
+            [image, mode, scale, names, steps, sampler, eta, seed, record, projection, *stage_models, *stage_steps],
+            outputs,
+            api_name="compare",
+            concurrency_id=HEAVY,
+            concurrency_limit=1,
+        )
         run_event.success(zoom_centre, [state, zsize, zmag], [crops, zx, zy], api_name=False).success(
-            run_record, state, download, api_name="run_record")  # fmt: skip
+            run_record, state, download, api_name="run_record"
+        )
         stop.click(stop_runs, None, status, api_name="stop", cancels=[run_event, api_event], concurrency_limit=None)
         demo.unload(closed_tab)
         for view in grid:
@@ -925,8 +1121,9 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
             control.release(zoom, zoom_inputs, [crops, zx, zy], api_name=False)
         for side in (left, right):
             side.change(show_pair, [state, left, right], slider, api_name=False)
-        trajectory_model.input(lambda s, m: show_frame(s, m, None), [state, trajectory_model], [frame_image, frame],
-                               api_name=False)  # fmt: skip
+        trajectory_model.input(
+            lambda s, m: show_frame(s, m, None), [state, trajectory_model], [frame_image, frame], api_name=False
+        )
         frame.release(show_frame, [state, trajectory_model, frame], [frame_image, frame], api_name=False)
     demo.lab = lab  # for tests and scripts: the run lock, Stop, loaded models, scratch folder
     return demo

@@ -60,7 +60,11 @@ def _side_by_side(left: Image.Image, right: Image.Image, gap: int = 4) -> Image.
 
 
 def trajectory_gif(
-    frames: list[np.ndarray], labels: list[str], path: str | Path, seconds_per_frame: float = 0.4, max_side: int = 384,
+    frames: list[np.ndarray],
+    labels: list[str],
+    path: str | Path,
+    seconds_per_frame: float = 0.4,
+    max_side: int = 384,
     noisy: list[np.ndarray] | None = None,
 ) -> Path:
     """Write an animated GIF of the x̂0 frames (with the matching x_t frames on their left when

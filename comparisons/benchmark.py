@@ -29,23 +29,74 @@ from sr_models.registry import discover, get_models
 from sr_models.types import SamplingSettings
 
 SUMMARY_COLUMNS = [
-    "dataset", "model", "family", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "lpips", "fid",
-    "is_mean", "seconds_per_image", "nfe", "peak_memory_mb", "n_stages", "steps", "sampler", "seed", "crop",
-    "lr_projection", "settings",
-]  # fmt: skip
+    "dataset",
+    "model",
+    "family",
+    "scale",
+    "n_images",
+    "psnr_y",
+    "ssim_y",
+    "lr_psnr",
+    "hf_ratio",
+    "lpips",
+    "fid",
+    "is_mean",
+    "seconds_per_image",
+    "nfe",
+    "peak_memory_mb",
+    "n_stages",
+    "steps",
+    "sampler",
+    "seed",
+    "crop",
+    "lr_projection",
+    "settings",
+]
 PER_IMAGE_COLUMNS = [
-    "dataset", "model", "scale", "image", "height", "width", "psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "lpips",
-    "seconds", "nfe", "peak_memory_mb", "n_stages", "steps", "seed",
-]  # fmt: skip
+    "dataset",
+    "model",
+    "scale",
+    "image",
+    "height",
+    "width",
+    "psnr_y",
+    "ssim_y",
+    "lr_psnr",
+    "hf_ratio",
+    "lpips",
+    "seconds",
+    "nfe",
+    "peak_memory_mb",
+    "n_stages",
+    "steps",
+    "seed",
+]
 STAGE_COLUMNS = [
-    "dataset", "model", "image", "stage", "stage_model", "scale", "input", "output", "steps", "sampler", "eta",
-    "seed", "strength", "lr_projection", "nfe", "seconds", "projection_seconds", "peak_memory_mb",
-]  # fmt: skip
+    "dataset",
+    "model",
+    "image",
+    "stage",
+    "stage_model",
+    "scale",
+    "input",
+    "output",
+    "steps",
+    "sampler",
+    "eta",
+    "seed",
+    "strength",
+    "lr_projection",
+    "nfe",
+    "seconds",
+    "projection_seconds",
+    "peak_memory_mb",
+]
 METRIC_KEYS = ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio")
 
 
-def protocol_text(scale: int, crop: int | None, limit: int | None, settings: SamplingSettings | None = None,
-                  split: str = "all") -> str:  # fmt: skip
+def protocol_text(
+    scale: int, crop: int | None, limit: int | None, settings: SamplingSettings | None = None, split: str = "all"
+) -> str:
     settings = settings or SamplingSettings()
     described = settings.describe() or "model defaults"
     parts = [
@@ -106,13 +157,25 @@ def run_benchmark(
                 result = model.upscale(pair.lr, scale=scale, settings=settings)
                 facts = result.facts()
                 row = {
-                    **facts, "dataset": dataset, "image": pair.name, "height": pair.hr.shape[0],
-                    "width": pair.hr.shape[1], **score(result.image, pair.hr, pair.lr, scale),
+                    **facts,
+                    "dataset": dataset,
+                    "image": pair.name,
+                    "height": pair.hr.shape[0],
+                    "width": pair.hr.shape[1],
+                    **score(result.image, pair.hr, pair.lr, scale),
                     "hf_ratio": detail_ratio(result.image, pair.hr, scale),
-                }  # fmt: skip
+                }
                 for i, stage in enumerate(result.stages):
-                    stage_rows.append({**stage.facts(), "dataset": dataset, "model": model.name, "image": pair.name,
-                                       "stage": i + 1, "stage_model": stage.model})  # fmt: skip
+                    stage_rows.append(
+                        {
+                            **stage.facts(),
+                            "dataset": dataset,
+                            "model": model.name,
+                            "image": pair.name,
+                            "stage": i + 1,
+                            "stage_model": stage.model,
+                        }
+                    )
                 if lpips_fn is not None:
                     row["lpips"] = lpips_fn(result.image, pair.hr)
                 rows.append(row)
@@ -129,22 +192,26 @@ def run_benchmark(
             if fid_on:
                 from comparisons.perceptual import distribution_metrics
 
-                dist = distribution_metrics(outputs, [p.hr for p in pairs], patch=fid_patch,
-                                            feature_extractor=feature_extractor)  # fmt: skip
+                dist = distribution_metrics(
+                    outputs, [p.hr for p in pairs], patch=fid_patch, feature_extractor=feature_extractor
+                )
                 extra.update({"fid": dist["fid"], "is_mean": dist["is_mean"]})
                 notes.append(f"FID/IS ({dataset}, {model.name}): {dist['protocol']}")
             summary.append(
                 {
                     **{k: facts[k] for k in ("n_stages", "steps", "sampler", "seed", "lr_projection", "settings")},
                     **extra,
-                    "dataset": dataset, "model": model.name, "family": model.family, "scale": scale,
+                    "dataset": dataset,
+                    "model": model.name,
+                    "family": model.family,
+                    "scale": scale,
                     "n_images": len(rows),
                     **{k: float(np.nanmean([r[k] for r in rows])) for k in METRIC_KEYS},
                     "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
                     "nfe": float(np.mean([r["nfe"] for r in rows])),
                     "peak_memory_mb": float(np.max([r["peak_memory_mb"] for r in rows])),
                     "crop": crop or "",
-                }  # fmt: skip
+                }
             )
     bar.close()
     write_csv(out / "per_image.csv", per_image, PER_IMAGE_COLUMNS)
@@ -213,28 +280,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="Benchmark SR models on test folders with the standard protocol (Y channel, border = scale).",
     )
     p.add_argument("--list", action="store_true", help="list the models found and whether they can run here")
-    p.add_argument("--models", help="comma-separated model names (see --list) or cascades, e.g. bicubic,\"ldm-x4>ldm-x4\"")
+    p.add_argument(
+        "--models", help='comma-separated model names (see --list) or cascades, e.g. bicubic,"ldm-x4>ldm-x4"'
+    )
     p.add_argument("--scale", type=int)
     p.add_argument("--data", action="append", help="test folder of HR images; repeat for several")
     p.add_argument("--out", help="output folder for the CSV/Markdown/HTML files")
     p.add_argument("--limit", type=int, help="use at most this many images per folder")
     p.add_argument("--crop", type=int, help="evaluate on HR center crops of this size (for slow models)")
-    p.add_argument("--split", default="all", choices=SPLITS,
-                   help="part of each folder: 'val' is the held-out validation split of a training pool "
-                   "(pick defaults there, never on test sets)")  # fmt: skip
+    p.add_argument(
+        "--split",
+        default="all",
+        choices=SPLITS,
+        help="part of each folder: 'val' is the held-out validation split of a training pool "
+        "(pick defaults there, never on test sets)",
+    )
     add_settings_arguments(p)
     add_device_arguments(p)
     p.add_argument("--model-dir", action="append", default=[], help="extra folder of model folders")
     p.add_argument("--save-images", action="store_true", help="also write the SR outputs as PNG")
     p.add_argument(
-        "--perceptual", action="store_true",
+        "--perceptual",
+        action="store_true",
         help="add LPIPS and patch FID/IS (needs weights: python -m comparisons.perceptual --prefetch)",
-    )  # fmt: skip
+    )
     p.add_argument("--fid-patch", type=int, default=64, help="patch size of the FID/IS protocol")
     p.add_argument(
-        "--update-cards", action="store_true",
+        "--update-cards",
+        action="store_true",
         help="write the measured numbers into the model cards of the folder models benchmarked",
-    )  # fmt: skip
+    )
     return p
 
 
@@ -256,9 +331,18 @@ def main(argv=None) -> int:
             discover(model_dirs=args.model_dir, device=args.device, dtype=args.dtype),
         )
         summary = run_benchmark(
-            models, args.scale, args.data, Path(args.out), limit=args.limit, crop=args.crop, settings=settings,
-            save_images=args.save_images, perceptual=args.perceptual, fid_patch=args.fid_patch, split=args.split,
-        )  # fmt: skip
+            models,
+            args.scale,
+            args.data,
+            Path(args.out),
+            limit=args.limit,
+            crop=args.crop,
+            settings=settings,
+            save_images=args.save_images,
+            perceptual=args.perceptual,
+            fid_patch=args.fid_patch,
+            split=args.split,
+        )
     except (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
@@ -283,9 +367,25 @@ def update_cards(models, summary: list[dict], protocol: str) -> list[Path]:
         meta = read_meta(folder)
         rows = [r for r in meta.get("metrics", [])]
         for r in (r for r in summary if r["model"] == model.name):
-            new = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
-                   if k in ("dataset", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "seconds_per_image",
-                            "nfe", "steps", "sampler", "crop", "lr_projection")}  # fmt: skip
+            new = {
+                k: (round(v, 4) if isinstance(v, float) else v)
+                for k, v in r.items()
+                if k
+                in (
+                    "dataset",
+                    "scale",
+                    "n_images",
+                    "psnr_y",
+                    "ssim_y",
+                    "lr_psnr",
+                    "seconds_per_image",
+                    "nfe",
+                    "steps",
+                    "sampler",
+                    "crop",
+                    "lr_projection",
+                )
+            }
             if r["dataset"] in bicubic:
                 new["bicubic_psnr_y"] = round(bicubic[r["dataset"]]["psnr_y"], 4)
                 new["bicubic_ssim_y"] = round(bicubic[r["dataset"]]["ssim_y"], 4)

@@ -50,10 +50,32 @@ from sr_models.types import SamplingSettings, StageResult
 PROJECTIONS = {"bp": None, "raw": 0}  # None: each model's default back-projection
 METRICS = ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "lpips")
 COLUMNS = [
-    "scale", "group", "config", "model", "n1", "n2", "strength", "projection", "dataset", "n_images", "psnr_y",
-    "ssim_y", "lr_psnr", "hf_ratio", "lpips", "nfe", "seconds", "peak_memory_mb", "stage1_nfe", "stage2_nfe",
-    "stage1_seconds", "stage2_seconds", "stage1_peak_mb", "stage2_peak_mb", "settings",
-]  # fmt: skip
+    "scale",
+    "group",
+    "config",
+    "model",
+    "n1",
+    "n2",
+    "strength",
+    "projection",
+    "dataset",
+    "n_images",
+    "psnr_y",
+    "ssim_y",
+    "lr_psnr",
+    "hf_ratio",
+    "lpips",
+    "nfe",
+    "seconds",
+    "peak_memory_mb",
+    "stage1_nfe",
+    "stage2_nfe",
+    "stage1_seconds",
+    "stage2_seconds",
+    "stage1_peak_mb",
+    "stage2_peak_mb",
+    "settings",
+]
 
 
 @dataclass(frozen=True)
@@ -77,22 +99,31 @@ def _pair(model: str, n1: int, n2: int, group: str, strength: float | None = Non
     return Config(scale, group, model, SamplingSettings(stages=(SamplingSettings(steps=n1), stage2)), n1, n2, strength)
 
 
-def study_configs(grid, aug_model: str | None, strengths, scales=(16, 8), aug_grid=None, sdedit_n1: int = 2) -> list[Config]:
+def study_configs(
+    grid, aug_model: str | None, strengths, scales=(16, 8), aug_grid=None, sdedit_n1: int = 2
+) -> list[Config]:
     configs = []
     if 16 in scales:
-        configs += [Config(16, "reference", "bicubic", SamplingSettings()),
-                    Config(16, "reference", "regression-x4>regression-x4", SamplingSettings())]  # fmt: skip
+        configs += [
+            Config(16, "reference", "bicubic", SamplingSettings()),
+            Config(16, "reference", "regression-x4>regression-x4", SamplingSettings()),
+        ]
         configs += [Config(16, "ldm-x16", "ldm-x16", SamplingSettings(steps=n), n) for n in grid]
         configs += [_pair("ldm-x4>ldm-x4", a, b, "ldm-x4>ldm-x4") for a in grid for b in grid]
         if aug_model:
-            configs += [_pair(f"ldm-x4>{aug_model}", a, b, f"ldm-x4>{aug_model}") for a in aug_grid or grid
-                        for b in aug_grid or grid]  # fmt: skip
+            configs += [
+                _pair(f"ldm-x4>{aug_model}", a, b, f"ldm-x4>{aug_model}")
+                for a in aug_grid or grid
+                for b in aug_grid or grid
+            ]
         for s in strengths:  # stage 2 from the noised upsample of stage 1's output, over stage 2's steps
             configs += [_pair("ldm-x4>ldm-x4", sdedit_n1, b, f"ldm-x4>ldm-x4 SDEdit {s:g}", s) for b in grid]
     if 8 in scales:
-        configs += [Config(8, "reference", "bicubic", SamplingSettings()),
-                    Config(8, "reference", "regression-x8", SamplingSettings()),
-                    Config(8, "reference", "regression-x2>regression-x4", SamplingSettings())]  # fmt: skip
+        configs += [
+            Config(8, "reference", "bicubic", SamplingSettings()),
+            Config(8, "reference", "regression-x8", SamplingSettings()),
+            Config(8, "reference", "regression-x2>regression-x4", SamplingSettings()),
+        ]
         configs += [Config(8, "ldm-x8", "ldm-x8", SamplingSettings(steps=n), n) for n in grid]
         for spec in ("ldm-x2>ldm-x4", "ldm-x4>ldm-x2"):
             configs += [_pair(spec, n, n, spec, scale=8) for n in grid]
@@ -103,8 +134,17 @@ def _stage_cost(stages: list[StageResult], i: int, key: str):
     return getattr(stages[i], key) if i < len(stages) else 0
 
 
-def run_study(configs, datasets, out: Path, crop: int | None, limit: int | None, projections=("bp", "raw"),
-              models: dict | None = None, lpips_fn=None, spacing: str | None = "trailing") -> tuple[list[dict], list[str]]:  # fmt: skip
+def run_study(
+    configs,
+    datasets,
+    out: Path,
+    crop: int | None,
+    limit: int | None,
+    projections=("bp", "raw"),
+    models: dict | None = None,
+    lpips_fn=None,
+    spacing: str | None = "trailing",
+) -> tuple[list[dict], list[str]]:
     """Run every configuration on every image; return (summary rows, notes)."""
     from sr_models.registry import discover
 
@@ -118,7 +158,9 @@ def run_study(configs, datasets, out: Path, crop: int | None, limit: int | None,
         except (KeyError, RuntimeError, ValueError) as err:
             notes.append(f"skipped {config.label}: {err.args[0] if err.args else err}")
     notes = list(dict.fromkeys(notes))
-    pairs = {(d, s): list(test_pairs(d, s, limit=limit, crop=crop)) for d in datasets for s in {c.scale for c, _ in runnable}}
+    pairs = {
+        (d, s): list(test_pairs(d, s, limit=limit, crop=crop)) for d in datasets for s in {c.scale for c, _ in runnable}
+    }
     total = sum(len(pairs[(d, c.scale)]) for d in datasets for c, _ in runnable) * len(projections)
     per_image, rows = [], []
     bar = tqdm(total=total, desc="cascade study", unit="img", dynamic_ncols=True)
@@ -130,19 +172,30 @@ def run_study(configs, datasets, out: Path, crop: int | None, limit: int | None,
                 for pair in pairs[(data, config.scale)]:
                     result = model.upscale(pair.lr, scale=config.scale, settings=settings)
                     row = {
-                        "scale": config.scale, "group": config.group, "config": config.label, "model": config.model,
-                        "n1": config.n1, "n2": config.n2, "strength": config.strength, "projection": projection,
-                        "dataset": Path(data).name, "image": pair.name, **score(result.image, pair.hr, pair.lr, config.scale),
+                        "scale": config.scale,
+                        "group": config.group,
+                        "config": config.label,
+                        "model": config.model,
+                        "n1": config.n1,
+                        "n2": config.n2,
+                        "strength": config.strength,
+                        "projection": projection,
+                        "dataset": Path(data).name,
+                        "image": pair.name,
+                        **score(result.image, pair.hr, pair.lr, config.scale),
                         "hf_ratio": detail_ratio(result.image, pair.hr, config.scale),
                         "lpips": lpips_fn(result.image, pair.hr) if lpips_fn else None,
-                        "nfe": result.nfe, "seconds": result.seconds, "peak_memory_mb": result.peak_memory_mb,
-                        "stage1_nfe": _stage_cost(result.stages, 0, "nfe"), "stage2_nfe": _stage_cost(result.stages, 1, "nfe"),
+                        "nfe": result.nfe,
+                        "seconds": result.seconds,
+                        "peak_memory_mb": result.peak_memory_mb,
+                        "stage1_nfe": _stage_cost(result.stages, 0, "nfe"),
+                        "stage2_nfe": _stage_cost(result.stages, 1, "nfe"),
                         "stage1_seconds": _stage_cost(result.stages, 0, "seconds"),
                         "stage2_seconds": _stage_cost(result.stages, 1, "seconds"),
                         "stage1_peak_mb": _stage_cost(result.stages, 0, "peak_memory_mb"),
                         "stage2_peak_mb": _stage_cost(result.stages, 1, "peak_memory_mb"),
                         "settings": result.facts()["settings"],
-                    }  # fmt: skip
+                    }
                     per_image.append(row)
                     bar.update(1)
     bar.close()
@@ -162,7 +215,9 @@ def summarize(per_image: list[dict]) -> list[dict]:
     rows = []
     for (_, _, _, dataset), sel in groups.items():
         first = sel[0]
-        row = {k: first[k] for k in ("scale", "group", "config", "model", "n1", "n2", "strength", "projection", "settings")}
+        row = {
+            k: first[k] for k in ("scale", "group", "config", "model", "n1", "n2", "strength", "projection", "settings")
+        }
         row.update({"dataset": dataset, "n_images": len(sel)})
         for key in ("peak_memory_mb", "stage1_peak_mb", "stage2_peak_mb"):  # the worst image
             row[key] = max(r[key] for r in sel)
@@ -184,8 +239,14 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def answer(rows: list[dict], dataset: str, projection: str, single: str = "ldm-x16", cascade: str = "ldm-x4>ldm-x4",
-           scale: int = 16) -> list[str]:  # fmt: skip
+def answer(
+    rows: list[dict],
+    dataset: str,
+    projection: str,
+    single: str = "ldm-x16",
+    cascade: str = "ldm-x4>ldm-x4",
+    scale: int = 16,
+) -> list[str]:
     """The study's answer in sentences: at equal total NFE and equal wall clock, who wins and by how much."""
     sel = [r for r in rows if r["dataset"] == dataset and r["projection"] == projection and r["scale"] == scale]
     singles = sorted((r for r in sel if r["group"] == single), key=lambda r: r["nfe"])
@@ -200,14 +261,18 @@ def answer(rows: list[dict], dataset: str, projection: str, single: str = "ldm-x
         for what, pool in (("at no more NFE", same_nfe), ("at no more wall clock", same_time)):
             if pool:
                 b = max(pool, key=lambda r: r["psnr_y"])
-                parts.append(f"best cascade {what}: {b['config']} {b['psnr_y']:.2f} dB "
-                             f"({b['psnr_y'] - s['psnr_y']:+.2f}; {b['nfe']:.0f} NFE, {b['seconds']:.2f} s)")  # fmt: skip
+                parts.append(
+                    f"best cascade {what}: {b['config']} {b['psnr_y']:.2f} dB "
+                    f"({b['psnr_y'] - s['psnr_y']:+.2f}; {b['nfe']:.0f} NFE, {b['seconds']:.2f} s)"
+                )
             else:
                 parts.append(f"no cascade {what}")
         lines.append("; ".join(parts))
     best = max(chains, key=lambda r: r["psnr_y"])
-    lines.append(f"best cascade overall: {best['config']} {best['psnr_y']:.2f} dB at {best['nfe']:.0f} NFE; "
-                 f"best single: {max(singles, key=lambda r: r['psnr_y'])['psnr_y']:.2f} dB")  # fmt: skip
+    lines.append(
+        f"best cascade overall: {best['config']} {best['psnr_y']:.2f} dB at {best['nfe']:.0f} NFE; "
+        f"best single: {max(singles, key=lambda r: r['psnr_y'])['psnr_y']:.2f} dB"
+    )
     return [f"{dataset}, {projection}: {line}" for line in lines]
 
 
@@ -215,7 +280,9 @@ def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
     """Quality vs total NFE and vs seconds (Pareto fronts dashed), per projection and scale."""
     panels = sorted({(r["scale"], r["projection"]) for r in rows}, key=lambda k: (-k[0], k[1]))
     titles = [f"{s}x, {p}: PSNR-Y vs {x}" for s, p in panels for x in ("total NFE", "seconds per image")]
-    fig = make_subplots(rows=len(panels), cols=2, subplot_titles=titles, vertical_spacing=0.08 / max(1, len(panels) / 3))
+    fig = make_subplots(
+        rows=len(panels), cols=2, subplot_titles=titles, vertical_spacing=0.08 / max(1, len(panels) / 3)
+    )
     palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#fecb52"]
     colours: dict[str, str] = {}
     in_legend: set[str] = set()
@@ -227,20 +294,39 @@ def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
                 colour = colours.setdefault(group, palette[len(colours) % len(palette)])
                 first = group not in in_legend
                 in_legend.add(group)
-                fig.add_trace(go.Scatter(
-                    x=[max(r[key], 0.5 if key == "nfe" else 1e-3) for r in g], y=[r["psnr_y"] for r in g],
-                    mode="markers", name=group, legendgroup=group, showlegend=first,
-                    marker={"color": colour, "size": 8}, text=[r["config"] for r in g],
-                    customdata=[[r["ssim_y"], r["lr_psnr"], r["hf_ratio"], r["nfe"], r["seconds"]] for r in g],
-                    hovertemplate="%{text}<br>PSNR-Y %{y:.2f}<br>SSIM-Y %{customdata[0]:.4f}<br>LR-PSNR "
-                    "%{customdata[1]:.1f}<br>detail %{customdata[2]:.3f}<br>NFE %{customdata[3]:.0f}<br>"
-                    "%{customdata[4]:.3f} s<extra></extra>",
-                ), row_i, col)  # fmt: skip
+                fig.add_trace(
+                    go.Scatter(
+                        x=[max(r[key], 0.5 if key == "nfe" else 1e-3) for r in g],
+                        y=[r["psnr_y"] for r in g],
+                        mode="markers",
+                        name=group,
+                        legendgroup=group,
+                        showlegend=first,
+                        marker={"color": colour, "size": 8},
+                        text=[r["config"] for r in g],
+                        customdata=[[r["ssim_y"], r["lr_psnr"], r["hf_ratio"], r["nfe"], r["seconds"]] for r in g],
+                        hovertemplate="%{text}<br>PSNR-Y %{y:.2f}<br>SSIM-Y %{customdata[0]:.4f}<br>LR-PSNR "
+                        "%{customdata[1]:.1f}<br>detail %{customdata[2]:.3f}<br>NFE %{customdata[3]:.0f}<br>"
+                        "%{customdata[4]:.3f} s<extra></extra>",
+                    ),
+                    row_i,
+                    col,
+                )
             front = pareto_front([(r[key], r["psnr_y"]) for r in sel])
             pts = sorted((sel[i][key], sel[i]["psnr_y"]) for i in front)
-            fig.add_trace(go.Scatter(x=[max(p[0], 0.5 if key == "nfe" else 1e-3) for p in pts], y=[p[1] for p in pts],
-                                     mode="lines", line={"dash": "dash", "color": "gray"}, name="Pareto front",
-                                     showlegend=row_i == 1 and col == 1, legendgroup="front"), row_i, col)  # fmt: skip
+            fig.add_trace(
+                go.Scatter(
+                    x=[max(p[0], 0.5 if key == "nfe" else 1e-3) for p in pts],
+                    y=[p[1] for p in pts],
+                    mode="lines",
+                    line={"dash": "dash", "color": "gray"},
+                    name="Pareto front",
+                    showlegend=row_i == 1 and col == 1,
+                    legendgroup="front",
+                ),
+                row_i,
+                col,
+            )
             fig.update_xaxes(type="log", title="total NFE" if key == "nfe" else "seconds per image", row=row_i, col=col)
             fig.update_yaxes(title="PSNR-Y (dB)", row=row_i, col=col)
     fig.update_layout(template="plotly_white", height=380 * len(panels), title=f"Cascade study ({dataset})")
@@ -250,6 +336,7 @@ def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
 def heatmaps(rows: list[dict], dataset: str = "all") -> go.Figure:
     """PSNR-Y over the (N1, N2) grid: a row per cascade group with a full grid, a column per projection."""
     sel = [r for r in rows if r["n2"] is not None and r["dataset"] == dataset]
+
     def full_grid(group):  # a real N1 x N2 grid, not the 8x cascades' diagonal
         cells = {(r["n1"], r["n2"]) for r in sel if r["group"] == group}
         n1s, n2s = {a for a, _ in cells}, {b for _, b in cells}
@@ -266,13 +353,26 @@ def heatmaps(rows: list[dict], dataset: str = "all") -> go.Figure:
             cells = [r for r in sel if r["group"] == group and r["projection"] == projection]
             n1s, n2s = sorted({r["n1"] for r in cells}), sorted({r["n2"] for r in cells})
             z = [[next((r["psnr_y"] for r in cells if r["n1"] == a and r["n2"] == b), None) for a in n1s] for b in n2s]
-            fig.add_trace(go.Heatmap(z=z, x=[str(a) for a in n1s], y=[str(b) for b in n2s], colorscale="Viridis",
-                                     showscale=False, texttemplate="%{z:.2f}",
-                                     hovertemplate="N1 %{x}, N2 %{y}: %{z:.2f} dB<extra></extra>"), i, j)  # fmt: skip
+            fig.add_trace(
+                go.Heatmap(
+                    z=z,
+                    x=[str(a) for a in n1s],
+                    y=[str(b) for b in n2s],
+                    colorscale="Viridis",
+                    showscale=False,
+                    texttemplate="%{z:.2f}",
+                    hovertemplate="N1 %{x}, N2 %{y}: %{z:.2f} dB<extra></extra>",
+                ),
+                i,
+                j,
+            )
             fig.update_xaxes(title="stage 1 steps", type="category", row=i, col=j)
             fig.update_yaxes(title="stage 2 steps", type="category", row=i, col=j)
-    fig.update_layout(template="plotly_white", height=330 * len(groups) + 80,
-                      title=f"PSNR-Y (dB) over the split of steps between the stages ({dataset}; brighter is better)")  # fmt: skip
+    fig.update_layout(
+        template="plotly_white",
+        height=330 * len(groups) + 80,
+        title=f"PSNR-Y (dB) over the split of steps between the stages ({dataset}; brighter is better)",
+    )
     return fig
 
 
@@ -320,29 +420,62 @@ def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: 
         commit = "unknown"
     used = sorted({n.split("@")[0] for r in rows for n in r["model"].split(">")})
     card = {
-        "command": args.get("command"), "commit": commit, "seconds": round(seconds, 1),
+        "command": args.get("command"),
+        "commit": commit,
+        "seconds": round(seconds, 1),
         "machine": f"{hardware_description()}, {platform.platform()}, torch {torch.__version__}",
-        "data": args.get("data"), "crop": args.get("crop"), "limit": args.get("limit"),
+        "data": args.get("data"),
+        "crop": args.get("crop"),
+        "limit": args.get("limit"),
         "sampling": f"DDIM, eta 0, timestep spacing {args.get('spacing')} for every diffusion model and stage",
         "seeds": "run seed 0; stage 1 keeps it, stage 2 derives its own (sr_models.types.derive_seed)",
-        "projections": {"bp": "each model's default back-projection onto the original LR after each stage",
-                        "raw": "no back-projection anywhere"},
+        "projections": {
+            "bp": "each model's default back-projection onto the original LR after each stage",
+            "raw": "no back-projection anywhere",
+        },
         "models": {n: _hash(models[n].folder) for n in used if getattr(models.get(n), "folder", None)},
         "notes": notes,
         "answer": [line for d in ("Set14", "all") for p in ("raw", "bp") for line in answer(rows, d, p)],
-    }  # fmt: skip
+    }
     (out / "run_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
-    md = ["# Cascade study run card", "", *[f"- **{k}**: {v}" for k, v in card.items() if k not in ("answer", "notes", "models")],
-          "", "## Models (sha256 of their safetensors, first 16 hex)", "", *[f"- {k}: `{v}`" for k, v in card["models"].items()],
-          "", "## Answer", "", *[f"- {a}" for a in card["answer"]], "", "## Notes", "", *[f"- {n}" for n in notes]]  # fmt: skip
+    md = [
+        "# Cascade study run card",
+        "",
+        *[f"- **{k}**: {v}" for k, v in card.items() if k not in ("answer", "notes", "models")],
+        "",
+        "## Models (sha256 of their safetensors, first 16 hex)",
+        "",
+        *[f"- {k}: `{v}`" for k, v in card["models"].items()],
+        "",
+        "## Answer",
+        "",
+        *[f"- {a}" for a in card["answer"]],
+        "",
+        "## Notes",
+        "",
+        *[f"- {n}" for n in notes],
+    ]
     (out / "run_card.md").write_text("\n".join(md) + "\n")
     return card
 
 
-def cascade_study(datasets, out: Path, grid=(1, 2, 5, 10, 20), aug_model: str | None = "ldm-x4-aug", strengths=(),
-                  scales=(16, 8), crop: int | None = 256, limit: int | None = None, projections=("bp", "raw"),
-                  models: dict | None = None, command: str = "", lpips_fn=None, aug_grid=None,
-                  sdedit_n1: int = 2, spacing: str | None = "trailing") -> dict:  # fmt: skip
+def cascade_study(
+    datasets,
+    out: Path,
+    grid=(1, 2, 5, 10, 20),
+    aug_model: str | None = "ldm-x4-aug",
+    strengths=(),
+    scales=(16, 8),
+    crop: int | None = 256,
+    limit: int | None = None,
+    projections=("bp", "raw"),
+    models: dict | None = None,
+    command: str = "",
+    lpips_fn=None,
+    aug_grid=None,
+    sdedit_n1: int = 2,
+    spacing: str | None = "trailing",
+) -> dict:
     from sr_models.registry import discover
 
     models = models if models is not None else discover()
@@ -350,6 +483,11 @@ def cascade_study(datasets, out: Path, grid=(1, 2, 5, 10, 20), aug_model: str | 
     configs = study_configs(grid, aug_model, strengths, scales, aug_grid, sdedit_n1)
     rows, notes = run_study(configs, datasets, out, crop, limit, projections, models, lpips_fn, spacing)
     write_page(rows, out / "cascade.html", plotly_js=True)  # plotly.js inside: works offline
-    args = {"command": command, "data": [str(d) for d in datasets], "crop": crop, "limit": limit,
-            "spacing": spacing or "each model's default"}
+    args = {
+        "command": command,
+        "data": [str(d) for d in datasets],
+        "crop": crop,
+        "limit": limit,
+        "spacing": spacing or "each model's default",
+    }
     return run_card(out, args, rows, notes, models, time.perf_counter() - start)

@@ -17,11 +17,14 @@ RUN_OPTIONS = {  # option -> (settings field, type, help)
     "eta": ("eta", float, "DDIM eta, 0 (deterministic) to 1 (default 0)"),
     "seed": ("seed", int, "seed of the run; cascade stages derive theirs from it (default 0)"),
     "tile": ("tile", int, "tile side in the network's working resolution (default: each model's)"),
-    "lr-projection": ("lr_projection", int,
-                      "back-projection iterations onto the original LR after each model/stage (default: each model's; 0 off)"),
+    "lr-projection": (
+        "lr_projection",
+        int,
+        "back-projection iterations onto the original LR after each model/stage (default: each model's; 0 off)",
+    ),
     "strength": ("strength", float, "SDEdit strength in (0, 1]: below 1 starts from the noised bicubic guess"),
     "spacing": ("spacing", str, "timestep spacing: leading, trailing or linspace (default: each model's)"),
-}  # fmt: skip
+}
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,9 +13,9 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -111,19 +111,35 @@ class Comparison:
             facts = result.facts()
             row = {"model": result.model}
             if s["psnr_y"] is not None:
-                row.update({"PSNR-Y (dB)": round(s["psnr_y"], 2), "SSIM-Y": round(s["ssim_y"], 4),
-                            "detail (HF ratio)": round(s["hf_ratio"], 3)})  # fmt: skip
+                row.update(
+                    {
+                        "PSNR-Y (dB)": round(s["psnr_y"], 2),
+                        "SSIM-Y": round(s["ssim_y"], 4),
+                        "detail (HF ratio)": round(s["hf_ratio"], 3),
+                    }
+                )
             row["LR-PSNR (dB)"] = round(s["lr_psnr"], 2)
             row.update(_settings_columns(result.stages))
-            row.update({"NFE": facts["nfe"], "seconds": round(facts["seconds"], 3),
-                        "peak MB": round(facts["peak_memory_mb"], 1)})  # fmt: skip
+            row.update(
+                {
+                    "NFE": facts["nfe"],
+                    "seconds": round(facts["seconds"], 3),
+                    "peak MB": round(facts["peak_memory_mb"], 1),
+                }
+            )
             rows.append(row)
             if len(result.stages) > 1:
                 for i, stage in enumerate(result.stages):
                     st = stage.facts()
-                    rows.append({"model": f"  stage {i + 1}: {stage.model} ({st['input']} → {st['output']})",
-                                 **_settings_columns([stage]), "NFE": st["nfe"], "seconds": round(st["seconds"], 3),
-                                 "peak MB": round(st["peak_memory_mb"], 1)})  # fmt: skip
+                    rows.append(
+                        {
+                            "model": f"  stage {i + 1}: {stage.model} ({st['input']} → {st['output']})",
+                            **_settings_columns([stage]),
+                            "NFE": st["nfe"],
+                            "seconds": round(st["seconds"], 3),
+                            "peak MB": round(st["peak_memory_mb"], 1),
+                        }
+                    )
         return rows
 
 
@@ -158,7 +174,9 @@ def prepare_input(source, mode: str, scale: int, max_pixels: int | None = None, 
     if mode == MODE_LR:
         return image, None, notes
     if min(h, w) < 4 * scale:
-        raise SRInputError(f"a {w}x{h} reference is too small to degrade by {scale}x (need at least {4 * scale} px a side)")
+        raise SRInputError(
+            f"a {w}x{h} reference is too small to degrade by {scale}x (need at least {4 * scale} px a side)"
+        )
     hr, lr = degrade(image, scale)
     if hr.shape != image.shape:
         notes.append(f"reference cropped from {w}x{h} to {hr.shape[1]}x{hr.shape[0]} (a multiple of {scale})")
@@ -323,7 +341,9 @@ def run_comparison(
         if on_result is not None:
             on_result(model, result)
         if hr is not None:
-            comparison.scores.append({**score(result.image, hr, lr, scale), "hf_ratio": detail_ratio(result.image, hr, scale)})
+            comparison.scores.append(
+                {**score(result.image, hr, lr, scale), "hf_ratio": detail_ratio(result.image, hr, scale)}
+            )
         else:
             comparison.scores.append(_lr_only(result, lr, scale))
     return comparison
@@ -371,5 +391,7 @@ def zoom_crops(comparison: Comparison, x: float, y: float, size: int = 64, magni
     ``size`` is its side in output pixels. Returns a list of (uint8 image, caption) pairs.
     """
     left, top, size = zoom_box(comparison, x, y, size)
-    return [(nearest_upscale(image[top : top + size, left : left + size], magnify), caption)
-            for caption, image in views(comparison)]  # fmt: skip
+    return [
+        (nearest_upscale(image[top : top + size, left : left + size], magnify), caption)
+        for caption, image in views(comparison)
+    ]

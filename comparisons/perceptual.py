@@ -21,9 +21,9 @@ import os
 import socket
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import urlparse
 
 import lpips
@@ -89,7 +89,8 @@ def _missing_message(metric: str) -> str | None:
         source = f"from {w.url}" if w.url else "reinstall the lpips package"
         parts.append(f"{w.description} not found at {w.path} ({source})")
     return (
-        f"{metric} unavailable: " + "; ".join(parts)
+        f"{metric} unavailable: "
+        + "; ".join(parts)
         + f". Fetch with: {PREFETCH_COMMAND} (needs internet; cache dir follows $TORCH_HOME)"
     )
 
@@ -226,9 +227,7 @@ def distribution_metrics(
 
     if feature_extractor is None:
         require_weights("fid")
-        fid = FrechetInceptionDistance(
-            feature=2048, feature_extractor_weights_path=str(WEIGHTS["inception"].path)
-        )
+        fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(WEIGHTS["inception"].path))
         is_extractor: torch.nn.Module = _inception_logits()
         extractor = (
             "torch-fidelity Inception-v3 (TF FID weights) via torchmetrics, patches upsampled "

@@ -32,13 +32,48 @@ from sr_models.types import SamplingSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 METRIC_COLUMNS = [
-    "model", "file", "scale", "n_stages", "steps", "sampler", "eta", "seed", "lr_projection", "psnr_y", "ssim_y",
-    "lr_psnr", "hf_ratio", "nfe", "seconds", "load_seconds", "peak_memory_mb", "device", "dtype", "settings",
-]  # fmt: skip
+    "model",
+    "file",
+    "scale",
+    "n_stages",
+    "steps",
+    "sampler",
+    "eta",
+    "seed",
+    "lr_projection",
+    "psnr_y",
+    "ssim_y",
+    "lr_psnr",
+    "hf_ratio",
+    "nfe",
+    "seconds",
+    "load_seconds",
+    "peak_memory_mb",
+    "device",
+    "dtype",
+    "settings",
+]
 STAGE_COLUMNS = [
-    "model", "stage", "stage_model", "scale", "input", "output", "steps", "sampler", "eta", "seed", "strength",
-    "spacing", "lr_projection", "nfe", "seconds", "projection_seconds", "peak_memory_mb", "device", "dtype",
-]  # fmt: skip
+    "model",
+    "stage",
+    "stage_model",
+    "scale",
+    "input",
+    "output",
+    "steps",
+    "sampler",
+    "eta",
+    "seed",
+    "strength",
+    "spacing",
+    "lr_projection",
+    "nfe",
+    "seconds",
+    "projection_seconds",
+    "peak_memory_mb",
+    "device",
+    "dtype",
+]
 
 
 def safe_name(text: str) -> str:
@@ -87,8 +122,10 @@ def git_state(root: Path = ROOT) -> dict:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout
 
     try:
-        return {"commit": git("rev-parse", "HEAD").strip(),
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no").strip())}  # fmt: skip
+        return {
+            "commit": git("rev-parse", "HEAD").strip(),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no").strip()),
+        }
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 
@@ -128,25 +165,36 @@ def rows(comparison: Comparison) -> tuple[list[dict], list[dict]]:
     return per_model, per_stage
 
 
-def run_card(comparison: Comparison, models: dict, *, mode: str, settings: SamplingSettings | None,
-             source_name: str = "") -> dict:  # fmt: skip
+def run_card(
+    comparison: Comparison, models: dict, *, mode: str, settings: SamplingSettings | None, source_name: str = ""
+) -> dict:
     """Everything needed to run this comparison again and check it gave the same images."""
     runs = []
     for result, scores in zip(comparison.results, comparison.scores):
         model = models.get(result.model)
-        runs.append({
-            "model": result.model, "file": output_name(result), "seed": result.settings.seed,
-            "settings": result.settings.as_dict(), "facts": result.facts(), "scores": scores,
-            "stages": [s.facts() for s in result.stages],
-            "weights_sha256": weight_hashes(model) if model is not None else {},
-        })  # fmt: skip
+        runs.append(
+            {
+                "model": result.model,
+                "file": output_name(result),
+                "seed": result.settings.seed,
+                "settings": result.settings.as_dict(),
+                "facts": result.facts(),
+                "scores": scores,
+                "stages": [s.facts() for s in result.stages],
+                "weights_sha256": weight_hashes(model) if model is not None else {},
+            }
+        )
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git_state(),
         "device": device_info(comparison),
         "versions": versions(),
-        "input": {"name": source_name, "mode": mode, "lr_size": f"{comparison.lr.shape[1]}x{comparison.lr.shape[0]}",
-                  "lr_sha256": hashlib.sha256(np.ascontiguousarray(comparison.lr).tobytes()).hexdigest()},  # fmt: skip
+        "input": {
+            "name": source_name,
+            "mode": mode,
+            "lr_size": f"{comparison.lr.shape[1]}x{comparison.lr.shape[0]}",
+            "lr_sha256": hashlib.sha256(np.ascontiguousarray(comparison.lr).tobytes()).hexdigest(),
+        },
         "scale": comparison.scale,
         "settings_asked": (settings or SamplingSettings()).as_dict(),
         "protocol": "PSNR-Y / SSIM-Y against the reference, border cropped by the scale; LR-PSNR: the output "
@@ -163,8 +211,15 @@ def _png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_run_record(comparison: Comparison, models: dict, path: str | Path, *, mode: str,
-                     settings: SamplingSettings | None = None, source_name: str = "") -> Path:  # fmt: skip
+def write_run_record(
+    comparison: Comparison,
+    models: dict,
+    path: str | Path,
+    *,
+    mode: str,
+    settings: SamplingSettings | None = None,
+    source_name: str = "",
+) -> Path:
     """Write the zip to ``path`` and return it. ``models``: name -> model object of the run (for hashes)."""
     path = Path(path)
     per_model, per_stage = rows(comparison)

@@ -41,8 +41,22 @@ from sr_models.diffusion_sr import to_model_range
 from sr_models.registry import discover
 from sr_models.types import SamplingSettings, SRInputError
 
-COLUMNS = ["case", "model", "device", "dtype", "steps", "output", "seconds", "seconds_min", "seconds_max",
-           "repeats", "peak_memory_mb", "process_rss_mb", "load_seconds", "psnr_y"]  # fmt: skip
+COLUMNS = [
+    "case",
+    "model",
+    "device",
+    "dtype",
+    "steps",
+    "output",
+    "seconds",
+    "seconds_min",
+    "seconds_max",
+    "repeats",
+    "peak_memory_mb",
+    "process_rss_mb",
+    "load_seconds",
+    "psnr_y",
+]
 
 
 def test_image(side: int) -> np.ndarray:
@@ -56,13 +70,26 @@ def test_image(side: int) -> np.ndarray:
 
 
 def _row(case, model, device, dtype, steps, output, times, peak=0.0, load=0.0, rss=0.0) -> dict:
-    return {"case": case, "model": model, "device": str(device), "dtype": dtype, "steps": steps, "output": output,
-            "seconds": statistics.median(times), "seconds_min": min(times), "seconds_max": max(times),
-            "repeats": len(times), "peak_memory_mb": peak, "process_rss_mb": rss, "load_seconds": load}  # fmt: skip
+    return {
+        "case": case,
+        "model": model,
+        "device": str(device),
+        "dtype": dtype,
+        "steps": steps,
+        "output": output,
+        "seconds": statistics.median(times),
+        "seconds_min": min(times),
+        "seconds_max": max(times),
+        "repeats": len(times),
+        "peak_memory_mb": peak,
+        "process_rss_mb": rss,
+        "load_seconds": load,
+    }
 
 
-def speed_rows(models: dict, ldm: str, sr3: str | None, size: int, steps: int, dtypes, device, repeats: int = 3,
-               stock: bool = True) -> list[dict]:  # fmt: skip
+def speed_rows(
+    models: dict, ldm: str, sr3: str | None, size: int, steps: int, dtypes, device, repeats: int = 3, stock: bool = True
+) -> list[dict]:
     """The timed cases at output ``size`` x ``size`` (see the module doc)."""
     lr = test_image(size // 4)
     settings = SamplingSettings(steps=steps, sampler="ddim", eta=0.0, seed=0, lr_projection=0, spacing="leading")
@@ -103,11 +130,15 @@ def speed_rows(models: dict, ldm: str, sr3: str | None, size: int, steps: int, d
             LDMSuperResolutionPipeline,
         )
 
-        pipe = LDMSuperResolutionPipeline(vqvae=inner.vae, unet=inner.unet, scheduler=make_scheduler(
-            "ddim", inner.scheduler_config, "leading"))  # fmt: skip
+        pipe = LDMSuperResolutionPipeline(
+            vqvae=inner.vae, unet=inner.unet, scheduler=make_scheduler("ddim", inner.scheduler_config, "leading")
+        )
         pipe.set_progress_bar_config(disable=True)
-        cases[("stock", ldm, "float32")] = lambda: timed(lambda: pipe(
-            x, num_inference_steps=steps, eta=0.0, generator=torch.Generator().manual_seed(0), output_type="np"))  # fmt: skip
+        cases[("stock", ldm, "float32")] = lambda: timed(
+            lambda: pipe(
+                x, num_inference_steps=steps, eta=0.0, generator=torch.Generator().manual_seed(0), output_type="np"
+            )
+        )
     if sr3:
         for dtype in dtypes:
             cases[("sr3", sr3, dtype)] = lambda d=dtype: run(models[sr3], d)
@@ -121,8 +152,20 @@ def speed_rows(models: dict, ldm: str, sr3: str | None, size: int, steps: int, d
             times[key].append(seconds)
             peaks[key] = max(peaks[key], peak)
     model.to(device, torch.float32)
-    return [_row(case, name, device, dtype_name(pick_dtype(dtype)), steps, output, times[(case, name, dtype)],
-                 peaks[(case, name, dtype)], load if case != "sr3" else 0.0) for case, name, dtype in cases]  # fmt: skip
+    return [
+        _row(
+            case,
+            name,
+            device,
+            dtype_name(pick_dtype(dtype)),
+            steps,
+            output,
+            times[(case, name, dtype)],
+            peaks[(case, name, dtype)],
+            load if case != "sr3" else 0.0,
+        )
+        for case, name, dtype in cases
+    ]
 
 
 def large_rows(models: dict, names, side: int, device) -> list[dict]:
@@ -134,8 +177,20 @@ def large_rows(models: dict, names, side: int, device) -> list[dict]:
         model.load_weights()
         base = rss_bytes() / 2**20
         result = model.upscale(lr, scale=4, settings=SamplingSettings(steps=1 if model.is_diffusion else None, seed=0))
-        rows.append(_row("large", name, device, "float32", result.settings.steps or 0, f"{side}x{side}",
-                         [result.seconds], result.peak_memory_mb, result.load_seconds, base + result.peak_memory_mb))  # fmt: skip
+        rows.append(
+            _row(
+                "large",
+                name,
+                device,
+                "float32",
+                result.settings.steps or 0,
+                f"{side}x{side}",
+                [result.seconds],
+                result.peak_memory_mb,
+                result.load_seconds,
+                base + result.peak_memory_mb,
+            )
+        )
     return rows
 
 
@@ -149,8 +204,9 @@ def psnr_rows(models: dict, ldm: str, dtypes, device, data: str, crop: int, step
     out = {}
     for dtype in dtypes:
         model = models[ldm].to(device, dtype)
-        out[dtype_name(pick_dtype(dtype))] = float(np.mean([psnr(model.upscale(p.lr, settings=settings).image,
-                                                                 p.hr, 4) for p in pairs]))  # fmt: skip
+        out[dtype_name(pick_dtype(dtype))] = float(
+            np.mean([psnr(model.upscale(p.lr, settings=settings).image, p.hr, 4) for p in pairs])
+        )
     models[ldm].to(device, torch.float32)
     return out
 
@@ -162,16 +218,22 @@ def summarize(rows: list[dict]) -> list[str]:
     if ours and ("stock", "float32") in by:
         lines.append(f"ours / stock diffusers (float32): {ours['seconds'] / by[('stock', 'float32')]['seconds']:.3f}")
     if ours and ("bare", "float32") in by:
-        lines.append(f"loop overhead over bare UNet calls + decode: {ours['seconds'] / by[('bare', 'float32')]['seconds'] - 1:+.1%}")
+        lines.append(
+            f"loop overhead over bare UNet calls + decode: {ours['seconds'] / by[('bare', 'float32')]['seconds'] - 1:+.1%}"
+        )
     for dtype in ("bfloat16", "float16"):
         if ours and ("ours", dtype) in by:
             lines.append(f"ours {dtype}: {ours['seconds'] / by[('ours', dtype)]['seconds']:.2f}x the speed of float32")
     if ours and ("sr3", "float32") in by:
-        lines.append(f"LDM-4x {by[('sr3', 'float32')]['seconds'] / ours['seconds']:.1f}x faster than SR3-4x at equal steps")
+        lines.append(
+            f"LDM-4x {by[('sr3', 'float32')]['seconds'] / ours['seconds']:.1f}x faster than SR3-4x at equal steps"
+        )
     for r in rows:
         psnr = f", PSNR-Y {r['psnr_y']:.3f}" if r.get("psnr_y") not in (None, "") else ""
-        lines.append(f"{r['case']:6s} {r['model']:14s} {r['dtype']:9s} {r['output']:10s} {r['seconds']:8.3f} s  "
-                     f"peak {r['peak_memory_mb']:7.1f} MB{psnr}")  # fmt: skip
+        lines.append(
+            f"{r['case']:6s} {r['model']:14s} {r['dtype']:9s} {r['output']:10s} {r['seconds']:8.3f} s  "
+            f"peak {r['peak_memory_mb']:7.1f} MB{psnr}"
+        )
     return lines
 
 
@@ -179,12 +241,24 @@ def figure(rows: list[dict]):
     import plotly.graph_objects as go
 
     timed = [r for r in rows if r["case"] != "large"]
-    fig = go.Figure(go.Bar(x=[f"{r['case']} {r['model']} {r['dtype']}" for r in timed], y=[r["seconds"] for r in timed],
-                           error_y={"type": "data", "symmetric": False,
-                                    "array": [r["seconds_max"] - r["seconds"] for r in timed],
-                                    "arrayminus": [r["seconds"] - r["seconds_min"] for r in timed]},
-                           text=[f"{r['seconds']:.2f} s" for r in timed]))  # fmt: skip
-    title = f"seconds per image, {timed[0]['output']} output, {timed[0]['steps']:g} steps, {timed[0]['device']}" if timed else ""
+    fig = go.Figure(
+        go.Bar(
+            x=[f"{r['case']} {r['model']} {r['dtype']}" for r in timed],
+            y=[r["seconds"] for r in timed],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [r["seconds_max"] - r["seconds"] for r in timed],
+                "arrayminus": [r["seconds"] - r["seconds_min"] for r in timed],
+            },
+            text=[f"{r['seconds']:.2f} s" for r in timed],
+        )
+    )
+    title = (
+        f"seconds per image, {timed[0]['output']} output, {timed[0]['steps']:g} steps, {timed[0]['device']}"
+        if timed
+        else ""
+    )
     fig.update_layout(title=title, yaxis_title="seconds (median, min-max bars)", template="plotly_white")
     return fig
 
@@ -215,8 +289,17 @@ def main(argv=None) -> int:
         for name in [args.ldm, *([args.sr3] if args.sr3 else [])]:
             if name not in models:
                 raise SRInputError(f"unknown model {name!r}; known: {', '.join(models)}")
-        rows = speed_rows(models, args.ldm, args.sr3 or None, args.size, args.steps, dtypes, device, args.repeats,
-                          stock=not args.no_stock)  # fmt: skip
+        rows = speed_rows(
+            models,
+            args.ldm,
+            args.sr3 or None,
+            args.size,
+            args.steps,
+            dtypes,
+            device,
+            args.repeats,
+            stock=not args.no_stock,
+        )
         if args.psnr_data:
             psnr = psnr_rows(models, args.ldm, dtypes, device, args.psnr_data, args.psnr_crop, args.steps)
             for r in rows:

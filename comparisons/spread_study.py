@@ -31,17 +31,39 @@ from sr_models.metrics import detail_ratio, mse
 from sr_models.types import SamplingSettings
 
 COLUMNS = [
-    "dataset", "model", "scale", "steps", "eta", "seeds", "n_images", "psnr_y_single", "psnr_y_of_mean",
-    "psnr_y_of_expectation", "spread_rms", "hf_ratio_single", "hf_ratio_of_mean", "settings",
-]  # fmt: skip
+    "dataset",
+    "model",
+    "scale",
+    "steps",
+    "eta",
+    "seeds",
+    "n_images",
+    "psnr_y_single",
+    "psnr_y_of_mean",
+    "psnr_y_of_expectation",
+    "spread_rms",
+    "hf_ratio_single",
+    "hf_ratio_of_mean",
+    "settings",
+]
 
 
 def _db(error: float) -> float:
     return float(10 * np.log10(255.0**2 / max(error, 1e-10)))
 
 
-def spread_study(models, scale: int, datasets, out: Path | None, steps_list, seeds: int = 8,
-                 settings: SamplingSettings | None = None, crop=None, limit=None, split="all") -> list[dict]:  # fmt: skip
+def spread_study(
+    models,
+    scale: int,
+    datasets,
+    out: Path | None,
+    steps_list,
+    seeds: int = 8,
+    settings: SamplingSettings | None = None,
+    crop=None,
+    limit=None,
+    split="all",
+) -> list[dict]:
     """One row per dataset x model x step count: PSNR-Y of single samples, of their mean over
     ``seeds`` seeds, of the sampler's expectation (the mean's error less its finite-K spread share,
     an unbiased estimate) and the samples' RMS spread around their mean in Y grey levels; each is
@@ -70,24 +92,35 @@ def spread_study(models, scale: int, datasets, out: Path | None, steps_list, see
                     single = float(np.mean([mse(s, pair.hr, scale) for s in samples]))
                     of_mean = mse(mean, pair.hr, scale)
                     spread = max(single - of_mean, 0.0)  # the identity above, on the same Y pixels
-                    per_image.append({
-                        "single": single, "of_mean": of_mean, "spread": spread,
-                        "expectation": max(of_mean - spread / (seeds - 1), 1e-10),
-                        "hf_single": float(np.mean([detail_ratio(s, pair.hr, scale) for s in samples])),
-                        "hf_mean": detail_ratio(np.round(mean).astype(np.uint8), pair.hr, scale),
-                    })  # fmt: skip
+                    per_image.append(
+                        {
+                            "single": single,
+                            "of_mean": of_mean,
+                            "spread": spread,
+                            "expectation": max(of_mean - spread / (seeds - 1), 1e-10),
+                            "hf_single": float(np.mean([detail_ratio(s, pair.hr, scale) for s in samples])),
+                            "hf_mean": detail_ratio(np.round(mean).astype(np.uint8), pair.hr, scale),
+                        }
+                    )
                 resolved = model.resolve(run)
-                rows.append({
-                    "dataset": Path(data).name, "model": model.name, "scale": scale, "steps": resolved.steps or "",
-                    "eta": "" if resolved.eta is None else resolved.eta, "seeds": seeds, "n_images": len(pairs),
-                    "psnr_y_single": float(np.mean([_db(r["single"]) for r in per_image])),
-                    "psnr_y_of_mean": float(np.mean([_db(r["of_mean"]) for r in per_image])),
-                    "psnr_y_of_expectation": float(np.mean([_db(r["expectation"]) for r in per_image])),
-                    "spread_rms": float(np.mean([np.sqrt(r["spread"]) for r in per_image])),
-                    "hf_ratio_single": float(np.mean([r["hf_single"] for r in per_image])),
-                    "hf_ratio_of_mean": float(np.mean([r["hf_mean"] for r in per_image])),
-                    "settings": resolved.describe(),
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "dataset": Path(data).name,
+                        "model": model.name,
+                        "scale": scale,
+                        "steps": resolved.steps or "",
+                        "eta": "" if resolved.eta is None else resolved.eta,
+                        "seeds": seeds,
+                        "n_images": len(pairs),
+                        "psnr_y_single": float(np.mean([_db(r["single"]) for r in per_image])),
+                        "psnr_y_of_mean": float(np.mean([_db(r["of_mean"]) for r in per_image])),
+                        "psnr_y_of_expectation": float(np.mean([_db(r["expectation"]) for r in per_image])),
+                        "spread_rms": float(np.mean([np.sqrt(r["spread"]) for r in per_image])),
+                        "hf_ratio_single": float(np.mean([r["hf_single"] for r in per_image])),
+                        "hf_ratio_of_mean": float(np.mean([r["hf_mean"] for r in per_image])),
+                        "settings": resolved.describe(),
+                    }
+                )
                 if not model.is_diffusion:
                     break  # one row: the step count means nothing to it
     bar.close()
@@ -109,10 +142,21 @@ def spread_figure(rows: list[dict]) -> go.Figure:
         sel = [r for r in rows if (r["model"], r["dataset"]) == key]
         name, color = f"{key[0]} / {key[1]}", palette[i % len(palette)]
         x = [r["steps"] or 1 for r in sel]
-        for column, label, dash in (("psnr_y_single", "one sample", "solid"), ("psnr_y_of_mean", "mean of seeds", "dash"),
-                                    ("psnr_y_of_expectation", "expectation", "dot")):  # fmt: skip
-            fig.add_trace(go.Scatter(x=x, y=[r[column] for r in sel], name=f"{name}: {label}", legendgroup=name,
-                                     mode="lines+markers", line=dict(color=color, dash=dash)))  # fmt: skip
+        for column, label, dash in (
+            ("psnr_y_single", "one sample", "solid"),
+            ("psnr_y_of_mean", "mean of seeds", "dash"),
+            ("psnr_y_of_expectation", "expectation", "dot"),
+        ):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=[r[column] for r in sel],
+                    name=f"{name}: {label}",
+                    legendgroup=name,
+                    mode="lines+markers",
+                    line=dict(color=color, dash=dash),
+                )
+            )
     fig.update_xaxes(title="sampling steps", type="log")
     fig.update_yaxes(title="PSNR-Y (dB)")
     fig.update_layout(template="plotly_white", title="One sample vs the mean of several seeds: spread, not bias")

@@ -27,7 +27,7 @@ from sr_models.types import (  # noqa: F401  (re-exported: the interface's vocab
     StepInfo,
     Trajectory,
     UpscaleResult,
-)  # fmt: skip
+)
 
 
 @dataclass
@@ -108,9 +108,13 @@ class SRModel:
             sampler = settings.sampler or self.default_sampler
             if self.samplers and sampler not in self.samplers:
                 raise SRInputError(f"unknown sampler {sampler!r}; choose from {', '.join(self.samplers)}")
-            diffusion = dict(steps=settings.steps or self.default_steps, sampler=sampler, eta=settings.eta or 0.0,
-                             strength=1.0 if settings.strength is None else settings.strength,
-                             spacing=settings.spacing or self.default_spacing)  # fmt: skip
+            diffusion = dict(
+                steps=settings.steps or self.default_steps,
+                sampler=sampler,
+                eta=settings.eta or 0.0,
+                strength=1.0 if settings.strength is None else settings.strength,
+                spacing=settings.spacing or self.default_spacing,
+            )
         else:
             diffusion = dict(steps=None, sampler=None, eta=None, strength=None, spacing=None)
         projection = self.lr_projection_default if settings.lr_projection is None else settings.lr_projection
@@ -179,10 +183,20 @@ class SRModel:
                     trajectory.add(image, image, f"back-projected onto the LR ({settings.lr_projection} iterations)")
             t2 = time.perf_counter()
         return StageResult(
-            model=self.name, scale=scale, settings=settings, image=image, input_shape=lr.shape[:2], nfe=nfe,
-            seconds=t2 - t0, peak_memory_mb=mem.peak_mb, projection_seconds=t2 - t1, load_seconds=load_seconds,
-            trajectory=trajectory, device=str(self.device), dtype=dtype_name(self.dtype),
-        )  # fmt: skip
+            model=self.name,
+            scale=scale,
+            settings=settings,
+            image=image,
+            input_shape=lr.shape[:2],
+            nfe=nfe,
+            seconds=t2 - t0,
+            peak_memory_mb=mem.peak_mb,
+            projection_seconds=t2 - t1,
+            load_seconds=load_seconds,
+            trajectory=trajectory,
+            device=str(self.device),
+            dtype=dtype_name(self.dtype),
+        )
 
     def load_weights(self):
         """Load what the model needs before it runs (no-op for models built in memory)."""

@@ -11,10 +11,24 @@ from pathlib import Path
 
 META_FILE = "sr_model.json"
 METRIC_COLUMNS = [  # the card's table: these, in this order, where any row has a value
-    "dataset", "scale", "crop", "n_images", "psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "bicubic_psnr_y",
-    "bicubic_ssim_y", "mean_error_r", "mean_error_g", "mean_error_b", "steps", "sampler", "lr_projection",
+    "dataset",
+    "scale",
+    "crop",
+    "n_images",
+    "psnr_y",
+    "ssim_y",
+    "lr_psnr",
+    "hf_ratio",
+    "bicubic_psnr_y",
+    "bicubic_ssim_y",
+    "mean_error_r",
+    "mean_error_g",
+    "mean_error_b",
+    "steps",
+    "sampler",
+    "lr_projection",
     "seconds_per_image",
-]  # fmt: skip
+]
 
 
 def read_meta(folder: str | Path) -> dict:
@@ -47,8 +61,11 @@ def render_card(meta: dict) -> str:
         "",
     ]
     if meta.get("default_steps"):
-        out += [f"Default sampling: {meta['default_steps']} steps, {meta.get('default_sampler')}, "
-                f"{meta.get('timestep_spacing', 'leading')} timestep spacing.", ""]  # fmt: skip
+        out += [
+            f"Default sampling: {meta['default_steps']} steps, {meta.get('default_sampler')}, "
+            f"{meta.get('timestep_spacing', 'leading')} timestep spacing.",
+            "",
+        ]
     if t:
         out += [
             "## Training",
@@ -67,13 +84,18 @@ def render_card(meta: dict) -> str:
             out.append(f"- started from the weights of `{meta['init_from']}` (`--init-from`)")
         if meta.get("conditioning_augmentation"):
             aug = meta["conditioning_augmentation"]
-            out.append(f"- conditioning augmentation (a later cascade stage's inputs): {aug['probability']:.0%} of the "
-                       f"LRs blurred (sigma up to {aug['blur_sigma_max']} LR px) and noised (std up to "
-                       f"{aug['noise_std_max']}), level not given to the model")  # fmt: skip
+            out.append(
+                f"- conditioning augmentation (a later cascade stage's inputs): {aug['probability']:.0%} of the "
+                f"LRs blurred (sigma up to {aug['blur_sigma_max']} LR px) and noised (std up to "
+                f"{aug['noise_std_max']}), level not given to the model"
+            )
         out.append("")
     if meta.get("lr_projection"):
-        out += [f"Outputs are back-projected onto the LR ({meta['lr_projection']} iterations, "
-                "`sr_models.consistency.back_project`; `lr_projection=0` turns it off).", ""]  # fmt: skip
+        out += [
+            f"Outputs are back-projected onto the LR ({meta['lr_projection']} iterations, "
+            "`sr_models.consistency.back_project`; `lr_projection=0` turns it off).",
+            "",
+        ]
     if meta.get("notes"):
         out += ["## Notes", "", *[f"- {n}" for n in meta["notes"]], ""]
     metrics = meta.get("metrics")

@@ -42,7 +42,9 @@ def parse_stage(token: str, models: dict[str, SRModel]) -> tuple[SRModel, int]:
             raise SRInputError(f"{token.strip()!r}: the scale after @ must be a whole number, e.g. bicubic@4")
         scale = int(scale_text)
         if scale not in model.scales:
-            raise SRInputError(f"{name} runs at {'/'.join(map(str, model.scales))}x, not {scale}x (in {token.strip()!r})")
+            raise SRInputError(
+                f"{name} runs at {'/'.join(map(str, model.scales))}x, not {scale}x (in {token.strip()!r})"
+            )
         return model, scale
     if len(model.scales) != 1:
         raise SRInputError(
@@ -52,7 +54,7 @@ def parse_stage(token: str, models: dict[str, SRModel]) -> tuple[SRModel, int]:
     return model, model.scales[0]
 
 
-def parse_cascade(spec: str, models: dict[str, SRModel]) -> "CascadeSR":
+def parse_cascade(spec: str, models: dict[str, SRModel]) -> CascadeSR:
     tokens = spec.split(SEPARATOR)
     if len(tokens) > MAX_STAGES:
         raise SRInputError(f"a cascade has at most {MAX_STAGES} stages, {spec!r} has {len(tokens)}")
@@ -111,8 +113,9 @@ class CascadeSR(SRModel):
         with PeakMemory(self.stages[0][0].device) as mem:
             t0 = time.perf_counter()
             for i, ((model, stage_scale), stage_settings) in enumerate(zip(self.stages, resolved.stages)):
-                result = model.run_stage(current, stage_scale, stage_settings, on_step, keep_frames,
-                                         original_lr=lr_image, stage_index=i)  # fmt: skip
+                result = model.run_stage(
+                    current, stage_scale, stage_settings, on_step, keep_frames, original_lr=lr_image, stage_index=i
+                )
                 stages.append(result)
                 current = result.image
             seconds = time.perf_counter() - t0

@@ -10,9 +10,9 @@ batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -99,8 +99,10 @@ class PatchSampler:
         self.images = []
         self.files = split_images(find_images(folder), split)
         if not self.files:
-            raise ValueError(f"split {split!r} of {folder} has no images (one in {VAL_EVERY} is held out for "
-                             "validation): use --split all for a tiny folder")  # fmt: skip
+            raise ValueError(
+                f"split {split!r} of {folder} has no images (one in {VAL_EVERY} is held out for "
+                "validation): use --split all for a tiny folder"
+            )
         for path in self.files:
             img = np.asarray(Image.open(path).convert("RGB"))
             if min(img.shape[:2]) >= hr_patch:
@@ -134,7 +136,9 @@ class PatchSampler:
         return stack(lrs), stack(hrs)
 
 
-def augment_condition(lr: torch.Tensor, rng: np.random.Generator, blur: float, noise: float, prob: float) -> torch.Tensor:
+def augment_condition(
+    lr: torch.Tensor, rng: np.random.Generator, blur: float, noise: float, prob: float
+) -> torch.Tensor:
     """Conditioning augmentation (SR3 / Imagen cascades): LR batches in [0, 1] with random blur and noise.
 
     A later cascade stage receives an earlier stage's output, softer and noisier than a clean

@@ -70,10 +70,19 @@ def place(module: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> 
 
 def add_device_arguments(parser) -> None:
     """``--device`` and ``--dtype``, the same on every command."""
-    parser.add_argument("--device", choices=None, default=None, metavar="{auto,cpu,cuda,cuda:N,mps}",
-                        help=f"where models run (default: ${DEVICE_ENV}, else the best present: cuda, mps, cpu)")
-    parser.add_argument("--dtype", default=None, choices=list(DTYPES),
-                        help=f"precision of the networks (default: ${DTYPE_ENV}, else float32)")  # fmt: skip
+    parser.add_argument(
+        "--device",
+        choices=None,
+        default=None,
+        metavar="{auto,cpu,cuda,cuda:N,mps}",
+        help=f"where models run (default: ${DEVICE_ENV}, else the best present: cuda, mps, cpu)",
+    )
+    parser.add_argument(
+        "--dtype",
+        default=None,
+        choices=list(DTYPES),
+        help=f"precision of the networks (default: ${DTYPE_ENV}, else float32)",
+    )
 
 
 def _release_freed_memory() -> None:

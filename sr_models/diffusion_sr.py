@@ -164,7 +164,9 @@ class DiffusionSR(SRModel):
                 decoded = None
                 if i in keep:  # x_t decoded as it is: noise turning into an image
                     decoded = to_image(self._finish(x0, lr, scale, cond))
-                    trajectory.add(to_image(self._finish(x_t, lr, scale, cond)), decoded, f"step {i + 1}/{n} (t={int(t)})")
+                    trajectory.add(
+                        to_image(self._finish(x_t, lr, scale, cond)), decoded, f"step {i + 1}/{n} (t={int(t)})"
+                    )
                 if on_step is not None:
                     on_step(StepInfo(step=i, total=n, timestep=float(t), x_t=x_t, x0=decoded, stage=self.name))
 
@@ -220,8 +222,14 @@ class LatentSR(DiffusionSR):
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """Posterior mean of an image in [-1, 1], tile by tile (bounded memory on large images)."""
         f, tile = self.factor, self.tile * self.factor
-        return tiled(lambda part: self.vae.encode(part.to(self.dtype)).latent_dist.mode().float(), image, tile,
-                     self.tile_overlap * f // 2, scale=1 / f, multiple=f)  # fmt: skip
+        return tiled(
+            lambda part: self.vae.encode(part.to(self.dtype)).latent_dist.mode().float(),
+            image,
+            tile,
+            self.tile_overlap * f // 2,
+            scale=1 / f,
+            multiple=f,
+        )
 
     def _init_x0(self, lr, scale):
         base = self.base_latent(lr, scale)
@@ -233,7 +241,9 @@ class LatentSR(DiffusionSR):
 
     def decode(self, z: torch.Tensor, tile: int | None = None) -> torch.Tensor:
         tile = tile or self.tile
-        return tiled(lambda part: self.network(self.vae.decode, part), z, tile, self.tile_overlap // 2, scale=self.factor)
+        return tiled(
+            lambda part: self.network(self.vae.decode, part), z, tile, self.tile_overlap // 2, scale=self.factor
+        )
 
     def _finish(self, x0, lr, scale, cond):
         if self.latent_residual:
@@ -241,7 +251,7 @@ class LatentSR(DiffusionSR):
         return self.decode(x0).clamp_(-1, 1)
 
     @classmethod
-    def from_folder(cls, folder, name: str, meta: dict) -> "LatentSR":
+    def from_folder(cls, folder, name: str, meta: dict) -> LatentSR:
         folder = Path(folder)
         vae, unet = _load(AutoencoderKL, folder / "vqvae"), _load(UNet2DModel, folder / "unet")
         scheduler = DDIMScheduler.load_config(folder / "scheduler")
@@ -270,7 +280,7 @@ class PixelSR(DiffusionSR):
         return (x0 / self.residual_scale).add_(cond).clamp_(-1, 1)  # cond is the bicubic upsample
 
     @classmethod
-    def from_folder(cls, folder, name: str, meta: dict) -> "PixelSR":
+    def from_folder(cls, folder, name: str, meta: dict) -> PixelSR:
         folder = Path(folder)
         unet = _load(UNet2DModel, folder / "unet")
         scheduler = DDIMScheduler.load_config(folder / "scheduler")
@@ -298,8 +308,11 @@ def save_ldm_folder(folder, vae, unet, scheduler_config: dict, scale: int, meta:
     LDMSuperResolutionPipeline(vqvae=vae, unet=unet, scheduler=scheduler).save_pretrained(
         str(folder), safe_serialization=True
     )
-    stock = (scale == 2 ** (len(vae.config.block_out_channels) - 1) and vae.config.latent_channels == 3
-             and not meta.get("latent_residual"))  # fmt: skip
+    stock = (
+        scale == 2 ** (len(vae.config.block_out_channels) - 1)
+        and vae.config.latent_channels == 3
+        and not meta.get("latent_residual")
+    )
     if not stock:
         # Not the stock layout (the LR unshuffled or upsampled first, latent channels the stock
         # pipeline would infer wrongly, or a latent residual): say so, so the stock pipeline

@@ -38,8 +38,13 @@ class PipelineFamily:
     requires: tuple[str, ...] = ()  # packages the pipeline's components need
 
     def meta(self) -> dict:
-        return {"family": self.family, "scales": list(self.scales), "description": self.description,
-                "samplers": list(SAMPLERS), **self.defaults}  # fmt: skip
+        return {
+            "family": self.family,
+            "scales": list(self.scales),
+            "description": self.description,
+            "samplers": list(SAMPLERS),
+            **self.defaults,
+        }
 
     def missing_packages(self) -> list[str]:
         return [p for p in self.requires if importlib.util.find_spec(p) is None]
@@ -123,8 +128,10 @@ def pipeline_family(class_name, where: str = "") -> PipelineFamily:
         )
     missing = family.missing_packages()
     if missing:
-        raise ModelUnavailableError(f"{where}the {class_name} family needs the package(s) {', '.join(missing)} "
-                                    f"(pip install {' '.join(missing)})")  # fmt: skip
+        raise ModelUnavailableError(
+            f"{where}the {class_name} family needs the package(s) {', '.join(missing)} "
+            f"(pip install {' '.join(missing)})"
+        )
     return family
 
 
@@ -143,8 +150,9 @@ def load_pipeline_folder(folder: str | Path, name: str | None = None):
     except ModelUnavailableError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as err:  # missing or broken component files
-        raise ModelUnavailableError(f"{name}: could not load the {index['_class_name']} components "
-                                    f"from {folder} ({type(err).__name__}: {err})") from err  # fmt: skip
+        raise ModelUnavailableError(
+            f"{name}: could not load the {index['_class_name']} components from {folder} ({type(err).__name__}: {err})"
+        ) from err
 
 
 # --- the Hub -----------------------------------------------------------------------------------
@@ -210,8 +218,9 @@ def download(repo_id: str, pipeline: bool | None = None) -> Path:
     try:
         files = {s.rfilename for s in (model_info(repo_id).siblings or [])}
     except Exception as err:  # offline, unknown, gated: huggingface_hub and httpx raise many kinds
-        raise ModelUnavailableError(f"needs internet: could not reach {repo_id} ({_why_unreachable(err)}), "
-                                    "and it is not in the local Hub cache") from err  # fmt: skip
+        raise ModelUnavailableError(
+            f"needs internet: could not reach {repo_id} ({_why_unreachable(err)}), and it is not in the local Hub cache"
+        ) from err
     if pipeline is None:
         pipeline = PIPELINE_INDEX in files and META_FILE not in files
     try:
@@ -232,9 +241,18 @@ def builtin_models() -> list:
     models = []
     for entry in HUB_MODELS:
         family = PIPELINES[entry.pipeline]
-        models.append(HubModel(entry.repo_id, name=entry.name, family=family.family, scales=family.scales,
-                               meta=family.meta(), pipeline=True, download_size_mb=entry.download_size_mb,
-                               requires=family.requires))  # fmt: skip
+        models.append(
+            HubModel(
+                entry.repo_id,
+                name=entry.name,
+                family=family.family,
+                scales=family.scales,
+                meta=family.meta(),
+                pipeline=True,
+                download_size_mb=entry.download_size_mb,
+                requires=family.requires,
+            )
+        )
     return models
 
 

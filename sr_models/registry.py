@@ -12,8 +12,8 @@ family), and the well-known pipeline repos are listed under short names (``sr_mo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sr_models.base import Availability, ModelUnavailableError, SRModel
 from sr_models.bicubic import BicubicSR
@@ -69,8 +69,9 @@ def load_model(folder: str | Path) -> SRModel:
         if (folder / PIPELINE_INDEX).exists():
             return load_pipeline_folder(folder)
         # --- end of the pipeline fallback ---
-        raise ModelUnavailableError(f"{folder} is not a model folder: it has no {META_FILE} (nor a diffusers "
-                                    f"{PIPELINE_INDEX})")  # fmt: skip
+        raise ModelUnavailableError(
+            f"{folder} is not a model folder: it has no {META_FILE} (nor a diffusers {PIPELINE_INDEX})"
+        )
     meta = read_meta(folder)
     family = meta.get("family")
     if family not in FAMILY_LOADERS:
@@ -120,6 +121,7 @@ class _Deferred(SRModel):
     def unload(self) -> None:
         """Drop the loaded weights; the next run loads them again."""
         self._model = None
+
     # --- end of unloading ---
 
     def _upscale(self, lr, **kwargs):
@@ -153,9 +155,17 @@ class HubModel(_Deferred):
     then they are listed, with a plain "needs internet" reason.
     """
 
-    def __init__(self, repo_id: str, name: str | None = None, family: str = "hub", scales=(4,),
-                 meta: dict | None = None, pipeline: bool | None = None, download_size_mb: int | None = None,
-                 requires: tuple[str, ...] = ()):  # fmt: skip
+    def __init__(
+        self,
+        repo_id: str,
+        name: str | None = None,
+        family: str = "hub",
+        scales=(4,),
+        meta: dict | None = None,
+        pipeline: bool | None = None,
+        download_size_mb: int | None = None,
+        requires: tuple[str, ...] = (),
+    ):
         super().__init__(name or f"hub:{repo_id}", family, scales, meta)
         self.repo_id = repo_id
         self.pipeline = pipeline  # None: ask the Hub which kind of repo it is when downloading
@@ -176,12 +186,17 @@ class HubModel(_Deferred):
         if self._cached_snapshot() is not None:
             return Availability(True)
         if self.download_size_mb is not None:
-            return Availability(False, f"needs internet: not in the local Hub cache; `python -m sr_models.prefetch "
-                                       f"{self.name}` downloads {self.repo_id} (about {self.download_size_mb} MB)")  # fmt: skip
+            return Availability(
+                False,
+                f"needs internet: not in the local Hub cache; `python -m sr_models.prefetch "
+                f"{self.name}` downloads {self.repo_id} (about {self.download_size_mb} MB)",
+            )
         from huggingface_hub import constants
 
         if constants.HF_HUB_OFFLINE:
-            return Availability(False, f"needs internet: {self.repo_id} is not in the local Hub cache (HF_HUB_OFFLINE=1)")
+            return Availability(
+                False, f"needs internet: {self.repo_id} is not in the local Hub cache (HF_HUB_OFFLINE=1)"
+            )
         return Availability(True, f"downloads {self.repo_id} from the Hub on first use")
 
     def _resolve_folder(self) -> Path:

@@ -82,7 +82,7 @@ class RegressionSR(SRModel):
         self.card = card or {}
 
     @classmethod
-    def from_folder(cls, folder, name: str, card: dict | None = None) -> "RegressionSR":
+    def from_folder(cls, folder, name: str, card: dict | None = None) -> RegressionSR:
         return cls(name, EDSRLite.from_pretrained(str(folder), use_safetensors=True), card)
 
     def _place(self):

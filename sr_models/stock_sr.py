@@ -69,8 +69,14 @@ class StockLDMSR(LatentSR):
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """VQ encoder output before quantisation (decoding quantises, as the stock pipeline does)."""
         f, tile = self.factor, self.tile * self.factor
-        return tiled(lambda part: self.vae.encode(part.to(self.dtype)).latents.float(), image, tile,
-                     self.tile_overlap * f // 2, scale=1 / f, multiple=f)  # fmt: skip
+        return tiled(
+            lambda part: self.vae.encode(part.to(self.dtype)).latents.float(),
+            image,
+            tile,
+            self.tile_overlap * f // 2,
+            scale=1 / f,
+            multiple=f,
+        )
 
 
 class TextGuidedUNet(torch.nn.Module):
@@ -112,16 +118,20 @@ class TextGuidedUNet(torch.nn.Module):
 
 class StableDiffusionUpscaleSR(LatentSR):
     family = "sd-upscale"
-    description = ("stock SD x4 upscaler pipeline (AutoencoderKL f=4, text- and noise-level-conditioned "
-                   "UNet2DConditionModel, guidance), v-prediction")  # fmt: skip
+    description = (
+        "stock SD x4 upscaler pipeline (AutoencoderKL f=4, text- and noise-level-conditioned "
+        "UNet2DConditionModel, guidance), v-prediction"
+    )
 
     def __init__(self, name: str, pipe, meta: dict | None = None):
         meta = meta or {}
         factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         expected = pipe.vae.config.latent_channels + LR_CHANNELS
         if pipe.unet.config.in_channels != expected:
-            raise ModelUnavailableError(f"{name}: the UNet takes {pipe.unet.config.in_channels} channels, not "
-                                        f"latent + LR = {expected}: not a stock SD upscaler layout")  # fmt: skip
+            raise ModelUnavailableError(
+                f"{name}: the UNet takes {pipe.unet.config.in_channels} channels, not "
+                f"latent + LR = {expected}: not a stock SD upscaler layout"
+            )
         super().__init__(name, pipe.vae, TextGuidedUNet(pipe.unet), dict(pipe.scheduler.config), factor, meta)
         self.pipeline = pipe  # its text encoder, tokenizer, low-res scheduler and encode_prompt
         self.description = meta.get("description", self.description)

@@ -10,7 +10,7 @@ independently sampled tiles.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -68,7 +68,7 @@ def tiled(
             wy = _ramp(ph, round(overlap * scale), top == 0, top + tile >= h)
             wx = _ramp(pw, round(overlap * scale), left == 0, left + tile >= w)
             wgt = (wy[:, None] * wx[None, :]).to(y)
-            t, l = round(top * scale), round(left * scale)
-            out[:, :, t : t + ph, l : l + pw] += y * wgt
-            weight[:, :, t : t + ph, l : l + pw] += wgt
+            y0, x0 = round(top * scale), round(left * scale)
+            out[:, :, y0 : y0 + ph, x0 : x0 + pw] += y * wgt
+            weight[:, :, y0 : y0 + ph, x0 : x0 + pw] += wgt
     return out.div_(weight)

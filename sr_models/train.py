@@ -42,19 +42,39 @@ def add_common_arguments(p: argparse.ArgumentParser, batch: int, lr: float, patc
     p.add_argument("--validate-every", type=int, default=200, help="steps between validations (0: never)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
-                   help="'auto': the GPU accelerate finds (one per process under `accelerate launch`), else the CPU")
-    p.add_argument("--dtype", choices=list(MIXED_PRECISION), default="float32",
-                   help="training precision: bfloat16 / float16 are accelerate's mixed precision (float16: GPUs)")
-    p.add_argument("--gradient-accumulation", type=int, default=1, metavar="N",
-                   help="micro-batches of --batch-size per optimizer step")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "gpu"],
+        default="auto",
+        help="'auto': the GPU accelerate finds (one per process under `accelerate launch`), else the CPU",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=list(MIXED_PRECISION),
+        default="float32",
+        help="training precision: bfloat16 / float16 are accelerate's mixed precision (float16: GPUs)",
+    )
+    p.add_argument(
+        "--gradient-accumulation",
+        type=int,
+        default=1,
+        metavar="N",
+        help="micro-batches of --batch-size per optimizer step",
+    )
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start over")
-    p.add_argument("--split", default="train", choices=SPLITS,
-                   help="images of --data to train on: 'train' leaves out the held-out validation split "
-                   "(one image in ten, sr_models.data.is_validation), 'all' uses every image")  # fmt: skip
-    p.add_argument("--init-from", metavar="FOLDER",
-                   help="start from the weights of a model folder (e.g. a shipped one) instead of random ones; "
-                   "an existing checkpoint in --out still takes precedence")  # fmt: skip
+    p.add_argument(
+        "--split",
+        default="train",
+        choices=SPLITS,
+        help="images of --data to train on: 'train' leaves out the held-out validation split "
+        "(one image in ten, sr_models.data.is_validation), 'all' uses every image",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="FOLDER",
+        help="start from the weights of a model folder (e.g. a shipped one) instead of random ones; "
+        "an existing checkpoint in --out still takes precedence",
+    )
 
 
 def make_validator(args, upscale_tensor):
@@ -65,8 +85,9 @@ def make_validator(args, upscale_tensor):
 
     def validate(model):
         device = next(model.parameters()).device
-        scores = [score(to_uint8(upscale_tensor(model, to_tensor(p.lr).to(device))), p.hr, p.lr, args.scale)
-                  for p in pairs]  # fmt: skip
+        scores = [
+            score(to_uint8(upscale_tensor(model, to_tensor(p.lr).to(device))), p.hr, p.lr, args.scale) for p in pairs
+        ]
         return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
 
     return validate
@@ -137,10 +158,14 @@ def train_config(args) -> TrainConfig:
 def fit(model, loss_fn, args, upscale_tensor, export, record: dict) -> dict:
     """Train a diffusers-config model with the shared Trainer; validation goes through ``upscale_tensor``."""
     trainer = Trainer(
-        model, loss_fn, train_config(args), validate_fn=make_validator(args, upscale_tensor), export_fn=export,
+        model,
+        loss_fn,
+        train_config(args),
+        validate_fn=make_validator(args, upscale_tensor),
+        export_fn=export,
         model_config={k: list(v) if isinstance(v, tuple) else v for k, v in dict(model.config).items()},
         record=record,
-    )  # fmt: skip
+    )
     return trainer.train()
 
 
@@ -224,15 +249,21 @@ def run_gan(args) -> dict:
     }
     model_config = {"generator": dict(generator.config), "disc_channels": args.disc_channels}
     trainer = Trainer(
-        pair, loss_fn, train_config(args), validate_fn=make_validator(args, lambda net, x: net.generator(x)),
-        export_fn=export, model_config=json_ready(model_config), record=record,
-    )  # fmt: skip
+        pair,
+        loss_fn,
+        train_config(args),
+        validate_fn=make_validator(args, lambda net, x: net.generator(x)),
+        export_fn=export,
+        model_config=json_ready(model_config),
+        record=record,
+    )
     return trainer.train()
 
 
 def json_ready(config: dict) -> dict:
-    return {k: json_ready(v) if isinstance(v, dict) else list(v) if isinstance(v, tuple) else v
-            for k, v in config.items()}  # fmt: skip
+    return {
+        k: json_ready(v) if isinstance(v, dict) else list(v) if isinstance(v, tuple) else v for k, v in config.items()
+    }
 
 
 # ----- first stage -----------------------------------------------------------------------------
@@ -250,8 +281,12 @@ def autoencoder_parser(sub):
     add_common_arguments(p, batch=8, lr=2e-4, patch=64, scale=False)
     p.set_defaults(scale=1)
     p.add_argument("--channels", type=channels_arg, default=(64, 128, 128), help="block widths, e.g. 64,128,128")
-    p.add_argument("--latent-channels", type=int, default=3,
-                   help="latent channels (3 keeps a 4x LDM stock-loadable; more reconstruct better)")  # fmt: skip
+    p.add_argument(
+        "--latent-channels",
+        type=int,
+        default=3,
+        help="latent channels (3 keeps a 4x LDM stock-loadable; more reconstruct better)",
+    )
     p.add_argument("--kl-weight", type=float, default=1e-6)
     p.set_defaults(run=run_autoencoder)
 
@@ -306,15 +341,27 @@ def diffusion_arguments(p):
     p.add_argument("--channels", type=channels_arg, help="UNet block widths, e.g. 64,128,192")
     p.add_argument("--no-attention", action="store_true", help="no self-attention at the lowest resolution")
     p.add_argument("--default-steps", type=int, default=10, help="sampling steps written into the model card")
-    p.add_argument("--lr-projection", type=int, default=5,
-                   help="default back-projection iterations of the model's outputs (0: off)")  # fmt: skip
+    p.add_argument(
+        "--lr-projection",
+        type=int,
+        default=5,
+        help="default back-projection iterations of the model's outputs (0: off)",
+    )
     p.add_argument("--default-sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
     p.add_argument("--val-steps", type=int, default=10, help="DDIM steps of the validation samples")
     p.add_argument("--name", help="model name in the registry")
-    p.add_argument("--cond-aug-blur", type=float, default=0.0,
-                   help="conditioning augmentation for a later cascade stage: max Gaussian blur sigma of the LR (LR px)")
-    p.add_argument("--cond-aug-noise", type=float, default=0.0,
-                   help="conditioning augmentation: max Gaussian noise std of the LR (in [0, 1] units)")
+    p.add_argument(
+        "--cond-aug-blur",
+        type=float,
+        default=0.0,
+        help="conditioning augmentation for a later cascade stage: max Gaussian blur sigma of the LR (LR px)",
+    )
+    p.add_argument(
+        "--cond-aug-noise",
+        type=float,
+        default=0.0,
+        help="conditioning augmentation: max Gaussian noise std of the LR (in [0, 1] units)",
+    )
     p.add_argument("--cond-aug-prob", type=float, default=0.5, help="share of training LRs that are augmented")
 
 
@@ -322,8 +369,11 @@ def ldm_parser(sub):
     p = sub.add_parser("ldm", help="latent diffusion SR on a trained first stage")
     add_common_arguments(p, batch=16, lr=2e-4, patch=128)
     p.add_argument("--first-stage", required=True, help="folder made by the autoencoder command")
-    p.add_argument("--latent-residual", action="store_true",
-                   help="denoise z(HR) - z(upsampled LR) with a zero-initialised output: starts as the decoded upsample")
+    p.add_argument(
+        "--latent-residual",
+        action="store_true",
+        help="denoise z(HR) - z(upsampled LR) with a zero-initialised output: starts as the decoded upsample",
+    )
     diffusion_arguments(p)
     p.set_defaults(run=run_ldm)
 
@@ -365,7 +415,7 @@ def _run_diffusion(args, family: str) -> dict:
         save_ldm_folder,
         save_sr3_folder,
         torch_bicubic_up,
-    )  # fmt: skip
+    )
 
     torch.manual_seed(args.seed)
     name = args.name or f"{family}-x{args.scale}"
@@ -380,24 +430,38 @@ def _run_diffusion(args, family: str) -> dict:
         return local(lr), local(hr)
 
     meta = {
-        "name": name, "family": family, "scales": [args.scale], "default_steps": args.default_steps,
-        "default_sampler": args.default_sampler, "samplers": ["ddim", "ddpm", "dpmsolver++"],
+        "name": name,
+        "family": family,
+        "scales": [args.scale],
+        "default_steps": args.default_steps,
+        "default_sampler": args.default_sampler,
+        "samplers": ["ddim", "ddpm", "dpmsolver++"],
         "lr_projection": args.lr_projection,
         "data": data_note(args, sampler) + f", random {args.hr_patch}px HR crops, flips/rot90, "
         "LR by MATLAB-bicubic imresize",
-    }  # fmt: skip
+    }
     if augmenting:
-        meta["conditioning_augmentation"] = {"blur_sigma_max": args.cond_aug_blur, "noise_std_max": args.cond_aug_noise,
-                                             "probability": args.cond_aug_prob, "level_given_to_model": False}  # fmt: skip
+        meta["conditioning_augmentation"] = {
+            "blur_sigma_max": args.cond_aug_blur,
+            "noise_std_max": args.cond_aug_noise,
+            "probability": args.cond_aug_prob,
+            "level_given_to_model": False,
+        }
     if family == "ldm":
         vae = AutoencoderKL.from_pretrained(args.first_stage, use_safetensors=True).eval().requires_grad_(False)
         vae.to(PartialState(cpu=args.device == "cpu").device)  # frozen: used on every process's slice
-        unet = build_unet(vae.config.latent_channels + condition_channels(args.scale), vae.config.latent_channels,
-                          args.channels or (64, 128, 192), attention=not args.no_attention,
-                          zero_out=args.latent_residual)  # fmt: skip
+        unet = build_unet(
+            vae.config.latent_channels + condition_channels(args.scale),
+            vae.config.latent_channels,
+            args.channels or (64, 128, 192),
+            attention=not args.no_attention,
+            zero_out=args.latent_residual,
+        )
         meta["latent_residual"] = args.latent_residual
-        meta["description"] = (f"latent diffusion on {Path(args.first_stage).name}, UNet {list(unet.config.block_out_channels)}, "
-                               "x0-prediction")  # fmt: skip
+        meta["description"] = (
+            f"latent diffusion on {Path(args.first_stage).name}, UNet {list(unet.config.block_out_channels)}, "
+            "x0-prediction"
+        )
         meta["first_stage"] = Path(args.first_stage).name
 
         def targets(step):
@@ -417,7 +481,9 @@ def _run_diffusion(args, family: str) -> dict:
         unet = build_unet(6, 3, args.channels or (64, 128, 128), attention=not args.no_attention, zero_out=True)
         meta["residual_scale"] = args.residual_scale
         meta["tile"] = 256
-        meta["description"] = f"SR3-style pixel diffusion, UNet {list(unet.config.block_out_channels)}, residual over bicubic, x0-prediction"
+        meta["description"] = (
+            f"SR3-style pixel diffusion, UNet {list(unet.config.block_out_channels)}, residual over bicubic, x0-prediction"
+        )
 
         def targets(step):
             lr, hr = pairs(step)

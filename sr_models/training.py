@@ -29,9 +29,9 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from accelerate import Accelerator, PartialState
@@ -134,7 +134,8 @@ class Trainer:
         # own precision; the process group (PartialState) is kept.
         AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(
-            mixed_precision=config.mixed_precision, gradient_accumulation_steps=config.gradient_accumulation,
+            mixed_precision=config.mixed_precision,
+            gradient_accumulation_steps=config.gradient_accumulation,
             cpu=config.cpu,
         )
         self.model, self.loss_fn, self.cfg = model.to(self.accelerator.device), loss_fn, config
@@ -299,8 +300,14 @@ class Trainer:
         self.model.train()
         validation = self.history[-1].get("validation") if self.history else None
         stop_reason = "max steps"
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
-                   mininterval=0.5 if sys.stderr.isatty() else 30, disable=not self.is_main)
+        bar = tqdm(
+            total=cfg.max_steps,
+            initial=self.step,
+            desc="train",
+            dynamic_ncols=True,
+            mininterval=0.5 if sys.stderr.isatty() else 30,
+            disable=not self.is_main,
+        )
         last_saved = self.step
         while self.step < cfg.max_steps:
             if self._all_agree(self.elapsed >= budget):  # every process stops at the same step

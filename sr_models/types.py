@@ -13,8 +13,9 @@ A single model is a cascade of one stage: every consumer reads ``stages`` the sa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,13 +41,13 @@ class SamplingSettings:
     lr_projection: int | None = None  # back-projection iterations onto the ORIGINAL LR after this stage
     strength: float | None = None  # SDEdit: 1 starts from noise; s < 1 starts from the noised bicubic guess
     spacing: str | None = None  # timestep spacing of the respaced schedule: "leading", "trailing", "linspace"
-    stages: tuple["SamplingSettings", ...] | None = None  # per-stage settings of a cascade (single models
+    stages: tuple[SamplingSettings, ...] | None = None  # per-stage settings of a cascade (single models
     # use the run-wide values and ignore these)
 
     def __post_init__(self):
         check_settings(self)
 
-    def for_stage(self, index: int) -> "SamplingSettings":
+    def for_stage(self, index: int) -> SamplingSettings:
         """The settings of stage ``index``: its own values, else the run's (stages not inherited)."""
         own = self.stages[index] if self.stages and index < len(self.stages) else SamplingSettings()
         run = replace(self, stages=None)
@@ -60,7 +61,7 @@ class SamplingSettings:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SamplingSettings":
+    def from_dict(cls, data: dict) -> SamplingSettings:
         data = dict(data)
         stages = data.pop("stages", None)
         if stages:
@@ -185,13 +186,25 @@ class StageResult:
         """A flat row: what a table, a CSV or a JSON needs of this stage."""
         s = self.settings
         return {
-            "model": self.model, "scale": self.scale, "steps": s.steps, "sampler": s.sampler, "eta": s.eta,
-            "seed": s.seed, "strength": s.strength, "spacing": s.spacing, "lr_projection": s.lr_projection or 0, "nfe": self.nfe,
-            "seconds": self.seconds, "projection_seconds": self.projection_seconds, "load_seconds": self.load_seconds,
-            "peak_memory_mb": self.peak_memory_mb, "device": self.device, "dtype": self.dtype,
+            "model": self.model,
+            "scale": self.scale,
+            "steps": s.steps,
+            "sampler": s.sampler,
+            "eta": s.eta,
+            "seed": s.seed,
+            "strength": s.strength,
+            "spacing": s.spacing,
+            "lr_projection": s.lr_projection or 0,
+            "nfe": self.nfe,
+            "seconds": self.seconds,
+            "projection_seconds": self.projection_seconds,
+            "load_seconds": self.load_seconds,
+            "peak_memory_mb": self.peak_memory_mb,
+            "device": self.device,
+            "dtype": self.dtype,
             "input": f"{self.input_shape[1]}x{self.input_shape[0]}",
             "output": f"{self.image.shape[1]}x{self.image.shape[0]}",
-        }  # fmt: skip
+        }
 
 
 @dataclass
@@ -241,8 +254,13 @@ class UpscaleResult:
     def facts(self) -> dict:
         """Totals of the run as a flat row (per-stage rows: ``[s.facts() for s in stages]``)."""
         return {
-            "model": self.model, "scale": self.scale, "n_stages": len(self.stages), "nfe": self.nfe,
-            "seconds": self.seconds, "peak_memory_mb": self.peak_memory_mb, "load_seconds": self.load_seconds,
+            "model": self.model,
+            "scale": self.scale,
+            "n_stages": len(self.stages),
+            "nfe": self.nfe,
+            "seconds": self.seconds,
+            "peak_memory_mb": self.peak_memory_mb,
+            "load_seconds": self.load_seconds,
             "device": "+".join(dict.fromkeys(s.device for s in self.stages)),
             "dtype": "+".join(dict.fromkeys(s.dtype for s in self.stages)),
             "steps": "+".join(str(s.settings.steps) for s in self.stages if s.settings.steps is not None),
@@ -250,4 +268,4 @@ class UpscaleResult:
             "seed": self.stages[0].settings.seed,
             "lr_projection": "+".join(str(s.settings.lr_projection or 0) for s in self.stages),
             "settings": "; ".join(f"{s.model}: {s.settings.describe()}" for s in self.stages),
-        }  # fmt: skip
+        }

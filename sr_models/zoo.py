@@ -27,21 +27,73 @@ class Recipe:
 
 
 FIRST_STAGE = "first-stage-f4-c8"
-LDM = ("--first-stage", "{out}/" + FIRST_STAGE, "--latent-residual", "--channels", "64,96,128", "--hr-patch", "128",
-       "--learning-rate", "2e-4", "--default-steps", "1", "--lr-projection", "5")  # fmt: skip
+LDM = (
+    "--first-stage",
+    "{out}/" + FIRST_STAGE,
+    "--latent-residual",
+    "--channels",
+    "64,96,128",
+    "--hr-patch",
+    "128",
+    "--learning-rate",
+    "2e-4",
+    "--default-steps",
+    "1",
+    "--lr-projection",
+    "5",
+)
 
 RECIPES = (
-    Recipe(FIRST_STAGE, "autoencoder", 0.22, ("--channels", "32,64,64", "--latent-channels", "8", "--hr-patch", "64",
-                                                "--learning-rate", "5e-4")),  # fmt: skip
+    Recipe(
+        FIRST_STAGE,
+        "autoencoder",
+        0.22,
+        ("--channels", "32,64,64", "--latent-channels", "8", "--hr-patch", "64", "--learning-rate", "5e-4"),
+    ),
     Recipe("ldm-x4", "ldm", 0.15, ("--scale", "4", *LDM), needs=(FIRST_STAGE,)),
-    Recipe("sr3-x4", "sr3", 0.15, ("--scale", "4", "--channels", "64,128,128", "--no-attention", "--hr-patch", "64",
-                                   "--learning-rate", "3e-4", "--default-steps", "1", "--lr-projection", "5")),  # fmt: skip
+    Recipe(
+        "sr3-x4",
+        "sr3",
+        0.15,
+        (
+            "--scale",
+            "4",
+            "--channels",
+            "64,128,128",
+            "--no-attention",
+            "--hr-patch",
+            "64",
+            "--learning-rate",
+            "3e-4",
+            "--default-steps",
+            "1",
+            "--lr-projection",
+            "5",
+        ),
+    ),
     Recipe("ldm-x2", "ldm", 0.08, ("--scale", "2", *LDM), init_from="ldm-x4", needs=(FIRST_STAGE,)),
     Recipe("ldm-x8", "ldm", 0.08, ("--scale", "8", *LDM), init_from="ldm-x4", needs=(FIRST_STAGE,)),
     Recipe("ldm-x16", "ldm", 0.08, ("--scale", "16", *LDM), init_from="ldm-x8", needs=(FIRST_STAGE,)),
-    Recipe("ldm-x4-aug", "ldm", 0.06, ("--scale", "4", *LDM, "--learning-rate", "1e-4", "--cond-aug-blur", "1.5",
-                                       "--cond-aug-noise", "0.02", "--cond-aug-prob", "0.6"),
-           init_from="ldm-x4", needs=(FIRST_STAGE,)),  # fmt: skip
+    Recipe(
+        "ldm-x4-aug",
+        "ldm",
+        0.06,
+        (
+            "--scale",
+            "4",
+            *LDM,
+            "--learning-rate",
+            "1e-4",
+            "--cond-aug-blur",
+            "1.5",
+            "--cond-aug-noise",
+            "0.02",
+            "--cond-aug-prob",
+            "0.6",
+        ),
+        init_from="ldm-x4",
+        needs=(FIRST_STAGE,),
+    ),
     Recipe("regression-x2", "regression", 0.06, ("--scale", "2", "--hr-patch", "96"), batch_size=16),
     Recipe("regression-x4", "regression", 0.06, ("--scale", "4", "--hr-patch", "128"), batch_size=16),
     Recipe("regression-x8", "regression", 0.06, ("--scale", "8", "--hr-patch", "128"), batch_size=16),
@@ -55,8 +107,12 @@ def zoo_parser(sub):
     p.add_argument("--out", required=True, help="folder of the model folders (e.g. assets, or $OUT/zoo)")
     p.add_argument("--minutes", type=float, default=12.0, help="training minutes of the whole zoo (default 12)")
     p.add_argument("--only", help="comma-separated zoo models to train (default: all, in order)")
-    p.add_argument("--batch-multiplier", type=int, default=1,
-                   help="multiply every recipe's batch size (a GPU has room for far larger batches than a CPU)")
+    p.add_argument(
+        "--batch-multiplier",
+        type=int,
+        default=1,
+        help="multiply every recipe's batch size (a GPU has room for far larger batches than a CPU)",
+    )
     p.add_argument("--split", default="train", choices=["train", "all"], help="'train' holds the validation split out")
     p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
@@ -76,9 +132,24 @@ def commands(args) -> list[tuple[Recipe, list[str]]]:
     for recipe in RECIPES:
         if chosen and recipe.name not in chosen:
             continue
-        argv = [recipe.family, *(a.format(out=out) for a in recipe.args), "--data", args.data, "--split", args.split,
-                "--out", str(out / recipe.name), "--max-minutes", f"{args.minutes * recipe.share:.3f}",
-                "--device", args.device, "--dtype", args.dtype, "--batch-size", str(recipe.batch_size * args.batch_multiplier)]  # fmt: skip
+        argv = [
+            recipe.family,
+            *(a.format(out=out) for a in recipe.args),
+            "--data",
+            args.data,
+            "--split",
+            args.split,
+            "--out",
+            str(out / recipe.name),
+            "--max-minutes",
+            f"{args.minutes * recipe.share:.3f}",
+            "--device",
+            args.device,
+            "--dtype",
+            args.dtype,
+            "--batch-size",
+            str(recipe.batch_size * args.batch_multiplier),
+        ]
         if recipe.family != "autoencoder":
             argv += ["--name", recipe.name]
         if recipe.init_from and (out / recipe.init_from).exists():

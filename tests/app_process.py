@@ -17,11 +17,17 @@ ROOT = Path(__file__).resolve().parent.parent
 @contextmanager
 def app_process(log_path: Path, port: int, env: dict | None = None, timeout: float = 180):
     """Yield the app's URL once it answers; stop it (SIGTERM, then kill) afterwards."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
-           **(env or {})}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log,
-                                stderr=subprocess.STDOUT, env=env)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + timeout

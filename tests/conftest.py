@@ -51,8 +51,15 @@ def tiny_ldm_folder(folder, scale=4, seed=0):
     torch.manual_seed(seed)
     vae = build_autoencoder((8, 8, 8))
     unet = build_unet(3 + condition_channels(scale), 3, (16, 16, 16))
-    meta = {"name": f"tiny-ldm-x{scale}", "family": "ldm", "scales": [scale], "default_steps": 2,
-            "default_sampler": "ddim", "samplers": list(SAMPLERS), "tile": 64}  # fmt: skip
+    meta = {
+        "name": f"tiny-ldm-x{scale}",
+        "family": "ldm",
+        "scales": [scale],
+        "default_steps": 2,
+        "default_sampler": "ddim",
+        "samplers": list(SAMPLERS),
+        "tile": 64,
+    }
     save_ldm_folder(folder, vae, unet, TRAIN_SCHEDULER, scale, meta)
     return folder
 
@@ -60,8 +67,15 @@ def tiny_ldm_folder(folder, scale=4, seed=0):
 def tiny_sr3_folder(folder, scale=4, seed=0):
     torch.manual_seed(seed)
     unet = build_unet(6, 3, (16, 16, 16), attention=False)
-    meta = {"name": f"tiny-sr3-x{scale}", "family": "sr3", "scales": [scale], "default_steps": 2,
-            "default_sampler": "ddim", "samplers": list(SAMPLERS), "residual_scale": 4.0}  # fmt: skip
+    meta = {
+        "name": f"tiny-sr3-x{scale}",
+        "family": "sr3",
+        "scales": [scale],
+        "default_steps": 2,
+        "default_sampler": "ddim",
+        "samplers": list(SAMPLERS),
+        "residual_scale": 4.0,
+    }
     save_sr3_folder(folder, unet, TRAIN_SCHEDULER, meta)
     return folder
 

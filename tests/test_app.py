@@ -57,9 +57,19 @@ def test_upscale_endpoint(client, lr_png):
 
 def test_compare_endpoint_scores_against_the_reference(client, lr_png):
     result = client.predict(
-        handle_file(str(lr_png)), list(app_module.MODES)[0], 2, ["bicubic", "tiny-regression-x2"], 0, "", 0, 0, True, -1,
-        *NO_CASCADE, api_name="/compare",
-    )  # fmt: skip
+        handle_file(str(lr_png)),
+        list(app_module.MODES)[0],
+        2,
+        ["bicubic", "tiny-regression-x2"],
+        0,
+        "",
+        0,
+        0,
+        True,
+        -1,
+        *NO_CASCADE,
+        api_name="/compare",
+    )
     status, table = out(result, "status"), out(result, "table")
     assert "→" in status
     assert table["headers"][:3] == ["model", "PSNR-Y (dB)", "SSIM-Y"]
@@ -81,9 +91,19 @@ def test_bad_inputs_get_a_message_not_a_stack_trace(client, lr_png, tmp_path):
 
 def test_diffusion_model_in_the_app_gives_a_trajectory(client, lr_png):
     result = client.predict(
-        handle_file(str(lr_png)), list(app_module.MODES)[1], 4, ["bicubic", "tiny-ldm-x4"], 3, "ddim", 0, 1, True, 0,
-        *NO_CASCADE, api_name="/compare",
-    )  # fmt: skip
+        handle_file(str(lr_png)),
+        list(app_module.MODES)[1],
+        4,
+        ["bicubic", "tiny-ldm-x4"],
+        3,
+        "ddim",
+        0,
+        1,
+        True,
+        0,
+        *NO_CASCADE,
+        api_name="/compare",
+    )
     table = out(result, "table")["value"]
     assert [row[0] for row in table["data"]] == ["bicubic", "tiny-ldm-x4"]
     assert "PSNR-Y (dB)" not in table["headers"]  # no reference in LR mode
@@ -96,12 +116,15 @@ def test_diffusion_model_in_the_app_gives_a_trajectory(client, lr_png):
 
 
 def test_cascade_through_the_api_returns_per_stage_facts(client, lr_png):
-    path, info = client.predict(handle_file(str(lr_png)), "tiny-regression-x2>tiny-ldm-x4", 8, 0, "", 3, "0,2",
-                                api_name="/upscale")  # fmt: skip
+    path, info = client.predict(
+        handle_file(str(lr_png)), "tiny-regression-x2>tiny-ldm-x4", 8, 0, "", 3, "0,2", api_name="/upscale"
+    )
     assert np.asarray(Image.open(path)).shape == (160, 192, 3)
     assert info["model"] == "tiny-regression-x2>tiny-ldm-x4" and info["scale"] == 8
     assert [(s["model"], s["nfe"], s["input"]) for s in info["stages"]] == [
-        ("tiny-regression-x2", 1, "24x20"), ("tiny-ldm-x4", 2, "48x40")]  # fmt: skip
+        ("tiny-regression-x2", 1, "24x20"),
+        ("tiny-ldm-x4", 2, "48x40"),
+    ]
     assert info["nfe"] == 3 and info["stages"][0]["seed"] == 3
     with pytest.raises(AppError, match="unknown model 'nope'"):
         client.predict(handle_file(str(lr_png)), "tiny-regression-x2>nope", 8, 0, "", 0, "", api_name="/upscale")
@@ -111,9 +134,24 @@ def test_cascade_through_the_api_returns_per_stage_facts(client, lr_png):
 
 def test_cascade_builder_runs_next_to_single_models(client, lr_png):
     result = client.predict(
-        handle_file(str(lr_png)), list(app_module.MODES)[1], 8, ["bicubic"], 0, "", 0, 0, True, -1,
-        "tiny-regression-x2", "tiny-ldm-x4", "", 0, 2, 0, api_name="/compare",
-    )  # fmt: skip
+        handle_file(str(lr_png)),
+        list(app_module.MODES)[1],
+        8,
+        ["bicubic"],
+        0,
+        "",
+        0,
+        0,
+        True,
+        -1,
+        "tiny-regression-x2",
+        "tiny-ldm-x4",
+        "",
+        0,
+        2,
+        0,
+        api_name="/compare",
+    )
     table = out(result, "table")["value"]
     names = [row[0] for row in table["data"]]
     assert names[:2] == ["bicubic", "tiny-regression-x2>tiny-ldm-x4"]

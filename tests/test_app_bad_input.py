@@ -54,10 +54,32 @@ def upscale(image="ok.png", model="bicubic", scale=2, steps=0, sampler="", seed=
     return "/upscale", [image, model, scale, steps, sampler, seed, stage_steps]
 
 
-def compare(image="ok.png", mode=LR, scale=2, names=("bicubic",), steps=0, sampler="", eta=0, seed=0, record=True,
-            projection=-1, builder=NO_CASCADE):  # fmt: skip
-    return "/compare", [image, mode, scale, list(names) if isinstance(names, tuple) else names, steps, sampler, eta, seed,
-                        record, projection, *builder]  # fmt: skip
+def compare(
+    image="ok.png",
+    mode=LR,
+    scale=2,
+    names=("bicubic",),
+    steps=0,
+    sampler="",
+    eta=0,
+    seed=0,
+    record=True,
+    projection=-1,
+    builder=NO_CASCADE,
+):
+    return "/compare", [
+        image,
+        mode,
+        scale,
+        list(names) if isinstance(names, tuple) else names,
+        steps,
+        sampler,
+        eta,
+        seed,
+        record,
+        projection,
+        *builder,
+    ]
 
 
 # (kind of bad input, request, the message it must get)
@@ -66,7 +88,11 @@ CASES = [
     ("non-image file", upscale(image="text.png"), "not an image file"),
     ("truncated file", compare(image="truncated.png"), "could not be decoded .truncated or corrupt"),
     ("zero-size file", upscale(image="empty.png"), "not an image file"),
-    ("over-size input", compare(image="huge.png", mode=HR), r"300x300 = 0\.1 MP, above the limit of 0\.0 MP for an input"),
+    (
+        "over-size input",
+        compare(image="huge.png", mode=HR),
+        r"300x300 = 0\.1 MP, above the limit of 0\.0 MP for an input",
+    ),
     ("output over the limit", upscale(image="big.png", model="bicubic", scale=8), r"800x800 = 0\.6 MP per output"),
     ("no image", compare(image=None), "Upload an image or pick an example first"),
     ("no image (API)", upscale(image=None), "send an image"),
@@ -115,11 +141,22 @@ CASES = [
     ("unknown cascade stage", upscale(model="bicubic@2>nope", scale=4), "unknown model 'nope' in the cascade"),
     ("bad stage steps", upscale(model="bicubic@2>ldm-x2", scale=4, stage_steps="10,x"), "stage steps must be a number"),
     ("stage steps for one model", upscale(stage_steps="10,5"), "stage steps are for a cascade"),
-    ("more stage steps than stages", upscale(model="bicubic@2>ldm-x2", scale=4, stage_steps="1,2,3"),
-     "3 stage settings given for a cascade of 2 stages"),
-    ("a one-stage builder cascade", compare(builder=("ldm-x2", "", "", 0, 0, 0)), "a cascade needs at least two stages"),
-    ("builder stage steps negative", compare(builder=("bicubic@2", "ldm-x2", "", 0, -2, 0)), "stage steps must be at least 0"),
-]  # fmt: skip
+    (
+        "more stage steps than stages",
+        upscale(model="bicubic@2>ldm-x2", scale=4, stage_steps="1,2,3"),
+        "3 stage settings given for a cascade of 2 stages",
+    ),
+    (
+        "a one-stage builder cascade",
+        compare(builder=("ldm-x2", "", "", 0, 0, 0)),
+        "a cascade needs at least two stages",
+    ),
+    (
+        "builder stage steps negative",
+        compare(builder=("bicubic@2", "ldm-x2", "", 0, -2, 0)),
+        "stage steps must be at least 0",
+    ),
+]
 
 
 def _send(client, files, endpoint, args):
@@ -148,31 +185,59 @@ def test_bad_input_gets_one_plain_message(server, files, kind, request_, expecte
 
 def _raw_call(url: str, endpoint: str, body: str) -> str:
     """Gradio's two-step HTTP API with a hand-written JSON body (NaN and Infinity are not JSON)."""
-    posted = httpx.post(f"{url}gradio_api/call{endpoint}", content=body, headers={"Content-Type": "application/json"},
-                        timeout=30)  # fmt: skip
+    posted = httpx.post(
+        f"{url}gradio_api/call{endpoint}", content=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
     if posted.status_code != 200:
         return f"HTTP {posted.status_code}: {posted.text}"
     event = posted.json()["event_id"]
     stream = httpx.get(f"{url}gradio_api/call{endpoint}/{event}", timeout=60).text
     lines = stream.splitlines()
-    errors = [json.loads(lines[i + 1].removeprefix("data:").strip()) for i, line in enumerate(lines)
-              if line.strip() == "event: error" and i + 1 < len(lines)]  # fmt: skip
+    errors = [
+        json.loads(lines[i + 1].removeprefix("data:").strip())
+        for i, line in enumerate(lines)
+        if line.strip() == "event: error" and i + 1 < len(lines)
+    ]
     return errors[0] if errors else stream
 
 
-@pytest.mark.parametrize("kind,endpoint,data,expected", [
-    ("NaN steps as raw JSON", "/upscale", '[null, "bicubic", 2, NaN, "", 0, ""]', "steps must be a whole number, got nan"),
-    ("Infinity seed as raw JSON", "/upscale", '[null, "bicubic", 2, 0, "", Infinity, ""]', "seed must be a whole number, got inf"),
-    ("NaN eta as raw JSON", "/compare", f'[null, "{LR}", 2, ["bicubic"], 0, "", NaN, 0, true, -1, "", "", "", 0, 0, 0]',
-     "DDIM eta must be a number from 0 to 1, got nan"),
-    ("too few values", "/upscale", '["bicubic", 2]', "this endpoint takes 7 values, got 2"),
-    ("a bare path, not a file", "/upscale", '["/work/x.png", "bicubic", 2, 0, "", 0, ""]', "send an image file"),
-    ("a number for the image", "/compare", f'[5, "{LR}", 2, ["bicubic"], 0, "", 0, 0, true, -1, "", "", "", 0, 0, 0]',
-     "send an image file"),
-    ("a server path as the image", "/upscale",
-     '[{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "bicubic", 2, 0, "", 0, ""]',
-     "the image must be a file uploaded with the request"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind,endpoint,data,expected",
+    [
+        (
+            "NaN steps as raw JSON",
+            "/upscale",
+            '[null, "bicubic", 2, NaN, "", 0, ""]',
+            "steps must be a whole number, got nan",
+        ),
+        (
+            "Infinity seed as raw JSON",
+            "/upscale",
+            '[null, "bicubic", 2, 0, "", Infinity, ""]',
+            "seed must be a whole number, got inf",
+        ),
+        (
+            "NaN eta as raw JSON",
+            "/compare",
+            f'[null, "{LR}", 2, ["bicubic"], 0, "", NaN, 0, true, -1, "", "", "", 0, 0, 0]',
+            "DDIM eta must be a number from 0 to 1, got nan",
+        ),
+        ("too few values", "/upscale", '["bicubic", 2]', "this endpoint takes 7 values, got 2"),
+        ("a bare path, not a file", "/upscale", '["/work/x.png", "bicubic", 2, 0, "", 0, ""]', "send an image file"),
+        (
+            "a number for the image",
+            "/compare",
+            f'[5, "{LR}", 2, ["bicubic"], 0, "", 0, 0, true, -1, "", "", "", 0, 0, 0]',
+            "send an image file",
+        ),
+        (
+            "a server path as the image",
+            "/upscale",
+            '[{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, "bicubic", 2, 0, "", 0, ""]',
+            "the image must be a file uploaded with the request",
+        ),
+    ],
+)
 def test_raw_http_nan_and_infinity(server, kind, endpoint, data, expected):
     answer = _raw_call(server["url"], endpoint, '{"data": ' + data + "}")
     message = answer.get("message", "") if isinstance(answer, dict) else str(answer)
@@ -182,8 +247,9 @@ def test_raw_http_nan_and_infinity(server, kind, endpoint, data, expected):
 
 def test_server_log_has_no_traceback(server, files):
     # one good request after all the bad ones: the server still works
-    path, info = server["client"].predict(handle_file(str(files / "ok.png")), "bicubic", 2, 0, "", 3, "",
-                                          api_name="/upscale")  # fmt: skip
+    path, info = server["client"].predict(
+        handle_file(str(files / "ok.png")), "bicubic", 2, 0, "", 3, "", api_name="/upscale"
+    )
     assert info["model"] == "bicubic" and info["seed"] == 3
     log = server["log"].read_text()
     assert "Running on local URL" in log

@@ -131,7 +131,9 @@ def test_stop_event_ends_the_sampler_between_steps(tiny_models_dir, lr_png):
 
     def run():
         try:
-            run_comparison(str(lr_png), MODE_LR, 4, [models["tiny-ldm-x4"]], settings=SamplingSettings(steps=200), stop=stop)
+            run_comparison(
+                str(lr_png), MODE_LR, 4, [models["tiny-ldm-x4"]], settings=SamplingSettings(steps=200), stop=stop
+            )
         except RunStopped as err:
             outcome["stopped"] = err
 
@@ -168,8 +170,20 @@ def test_stop_endpoint_stops_the_sessions_run_with_a_plain_message(tiny_models_d
     models = tiny(tiny_models_dir)
     slow = SlowUNet(models["tiny-ldm-x4"])
     with served(models, tmp_path / "examples") as (demo, client):
-        job = client.submit(handle_file(str(lr_png)), LR_MODE, 4, ["tiny-ldm-x4"], 200, "", 0, 0, True, -1, *NO_CASCADE,
-                            api_name="/compare")  # fmt: skip
+        job = client.submit(
+            handle_file(str(lr_png)),
+            LR_MODE,
+            4,
+            ["tiny-ldm-x4"],
+            200,
+            "",
+            0,
+            0,
+            True,
+            -1,
+            *NO_CASCADE,
+            api_name="/compare",
+        )
         wait_for(lambda: slow.calls >= 3, 60, "the run to start")
         t0 = time.monotonic()
         assert client.predict(api_name="/stop") == "**Stopped.**"
@@ -203,8 +217,20 @@ def test_too_large_output_is_refused_before_any_model_loads(tiny_models_dir, tmp
         with pytest.raises(AppError, match=r"240x240 = 0\.1 MP per output, above this server's limit"):
             client.predict(handle_file(str(big)), "tiny-ldm-x4", 4, 0, "", 0, "", api_name="/upscale")
         with pytest.raises(AppError, match="above this server's limit"):
-            client.predict(handle_file(str(big)), LR_MODE, 4, ["tiny-regression-x4"], 0, "", 0, 0, True, -1, *NO_CASCADE,
-                           api_name="/compare")  # fmt: skip
+            client.predict(
+                handle_file(str(big)),
+                LR_MODE,
+                4,
+                ["tiny-regression-x4"],
+                0,
+                "",
+                0,
+                0,
+                True,
+                -1,
+                *NO_CASCADE,
+                api_name="/compare",
+            )
         assert not models["tiny-ldm-x4"].loaded and not models["tiny-regression-x4"].loaded
 
 
@@ -214,8 +240,9 @@ def test_time_estimate_grows_with_pixels_and_steps_and_learns_from_the_last_run(
     small = estimator.predict(ldm, 32, 32, 4, SamplingSettings(steps=2))
     assert estimator.predict(ldm, 64, 64, 4, SamplingSettings(steps=2)) > small
     assert estimator.predict(ldm, 32, 32, 4, SamplingSettings(steps=20)) > small
-    comparison = run_comparison(str(lr_png), MODE_LR, 4, [ldm], settings=SamplingSettings(steps=3),
-                                on_result=estimator.observe)  # fmt: skip
+    comparison = run_comparison(
+        str(lr_png), MODE_LR, 4, [ldm], settings=SamplingSettings(steps=3), on_result=estimator.observe
+    )
     seconds = comparison.results[0].stages[0].seconds  # the stage's own time, loading excluded
     assert estimator.predict(ldm, 24, 20, 4, SamplingSettings(steps=3)) == pytest.approx(seconds, rel=1e-6)
     cascade = app_module.get_models(["tiny-regression-x2>tiny-ldm-x4"], models)[0]
@@ -253,9 +280,24 @@ def compared(tiny_models_dir, hr_png, tmp_path_factory):
     models = tiny(tiny_models_dir)
     with served(models, tmp_path_factory.mktemp("examples")) as (demo, client):
         result = client.predict(
-            handle_file(str(hr_png)), HR_MODE, 4, ["bicubic", "tiny-regression-x4", "tiny-ldm-x4"], 4, "ddim", 0, 7, True,
-            2, "bicubic@2", "tiny-regression-x2", "", 0, 0, 0, api_name="/compare",
-        )  # fmt: skip
+            handle_file(str(hr_png)),
+            HR_MODE,
+            4,
+            ["bicubic", "tiny-regression-x4", "tiny-ldm-x4"],
+            4,
+            "ddim",
+            0,
+            7,
+            True,
+            2,
+            "bicubic@2",
+            "tiny-regression-x2",
+            "",
+            0,
+            0,
+            0,
+            api_name="/compare",
+        )
         record = client.predict(api_name="/run_record")
         record = record.get("value") if isinstance(record, dict) else record  # a DownloadButton update
         yield types.SimpleNamespace(result=result, record=record, demo=demo, client=client, models=models)
@@ -299,13 +341,22 @@ def test_run_record_zip(compared):
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         assert {"metrics.csv", "stages.csv", "run_card.json", "input.png", "reference.png"} <= names
-        outputs = {"bicubic_x4_seed7.png", "tiny-regression-x4_x4_seed7.png", "tiny-ldm-x4_x4_seed7.png",
-                   "bicubic_at_2_then_tiny-regression-x2_x4_seed7.png"}  # fmt: skip
+        outputs = {
+            "bicubic_x4_seed7.png",
+            "tiny-regression-x4_x4_seed7.png",
+            "tiny-ldm-x4_x4_seed7.png",
+            "bicubic_at_2_then_tiny-regression-x2_x4_seed7.png",
+        }
         assert outputs <= names
         rows = list(csv.DictReader(io.StringIO(zf.read("metrics.csv").decode())))
         card = json.loads(zf.read("run_card.json"))
         png = np.asarray(Image.open(io.BytesIO(zf.read("tiny-ldm-x4_x4_seed7.png"))))
-    assert [r["model"] for r in rows] == ["bicubic", "tiny-regression-x4", "tiny-ldm-x4", "bicubic@2>tiny-regression-x2"]
+    assert [r["model"] for r in rows] == [
+        "bicubic",
+        "tiny-regression-x4",
+        "tiny-ldm-x4",
+        "bicubic@2>tiny-regression-x2",
+    ]
     ldm = rows[2]
     assert (ldm["steps"], ldm["sampler"], ldm["eta"], ldm["seed"], ldm["lr_projection"]) == ("4", "ddim", "0", "7", "2")
     assert float(ldm["psnr_y"]) > 0 and ldm["file"] == "tiny-ldm-x4_x4_seed7.png"
@@ -347,8 +398,9 @@ def test_last_frame_is_the_output_for_ldm_x4_with_back_projection():
 
     lr = np.ascontiguousarray(data.astronaut()[100:132, 180:212])
     settings = SamplingSettings(steps=10, lr_projection=5)
-    comparison = run_comparison(Image.fromarray(lr), MODE_LR, 4, [models["ldm-x4"]], settings=settings,
-                                keep_frames=frames_to_keep(128 * 128))  # fmt: skip
+    comparison = run_comparison(
+        Image.fromarray(lr), MODE_LR, 4, [models["ldm-x4"]], settings=settings, keep_frames=frames_to_keep(128 * 128)
+    )
     result = comparison.results[0]
     assert len(result.frames) == 11  # every one of the 10 steps, then the back-projected image
     image, label = frame_pair(result, -1)
@@ -370,8 +422,20 @@ def test_runs_leave_no_temp_folders_behind(tiny_models_dir, lr_png, tmp_path, mo
         scratch = demo.lab.scratch
         scratch.keep = 2
         for seed in range(4):
-            client.predict(handle_file(str(lr_png)), LR_MODE, 4, ["tiny-ldm-x4"], 2, "", 0, seed, True, -1, *NO_CASCADE,
-                           api_name="/compare")  # fmt: skip
+            client.predict(
+                handle_file(str(lr_png)),
+                LR_MODE,
+                4,
+                ["tiny-ldm-x4"],
+                2,
+                "",
+                0,
+                seed,
+                True,
+                -1,
+                *NO_CASCADE,
+                api_name="/compare",
+            )
             client.predict(handle_file(str(lr_png)), "bicubic", 2, 0, "", seed, "", api_name="/upscale")
         assert len([p for p in scratch.root.iterdir()]) <= 2
         assert sorted(p.name for p in tmp.iterdir()) == sorted(["gradio", scratch.root.name])
@@ -411,7 +475,10 @@ def test_readme_front_matter_is_a_valid_space_config():
     assert text.startswith("---\n")
     meta = yaml.safe_load(text.split("---\n")[1])
     assert meta["sdk"] == "gradio" and (root / meta["app_file"]).is_file()
-    pinned = next(line.split("==")[1].strip() for line in (root / "requirements.txt").read_text().splitlines()
-                  if line.startswith("gradio=="))  # fmt: skip
+    pinned = next(
+        line.split("==")[1].strip()
+        for line in (root / "requirements.txt").read_text().splitlines()
+        if line.startswith("gradio==")
+    )
     assert str(meta["sdk_version"]) == pinned
     assert {"title", "emoji", "colorFrom", "colorTo", "pinned"} <= set(meta)

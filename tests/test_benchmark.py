@@ -18,13 +18,25 @@ def read_csv(path):
 
 def test_benchmark_command_writes_reports_matching_direct_metrics(image_folder, tiny_models_dir, tmp_path, capsys):
     out = tmp_path / "bench"
-    code = main([
-        "--models", "bicubic,tiny-regression-x2", "--scale", "2", "--data", str(image_folder),
-        "--out", str(out), "--model-dir", str(tiny_models_dir),
-    ])  # fmt: skip
+    code = main(
+        [
+            "--models",
+            "bicubic,tiny-regression-x2",
+            "--scale",
+            "2",
+            "--data",
+            str(image_folder),
+            "--out",
+            str(out),
+            "--model-dir",
+            str(tiny_models_dir),
+        ]
+    )
     assert code == 0
     summary = read_csv(out / "summary.csv")
-    assert {"dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "seconds_per_image"} <= set(summary[0])
+    assert {"dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "seconds_per_image"} <= set(
+        summary[0]
+    )
     assert [r["model"] for r in summary] == ["bicubic", "tiny-regression-x2"]
     assert all(r["n_images"] == "3" and r["dataset"] == image_folder.name for r in summary)
     # recompute bicubic by hand
@@ -78,9 +90,15 @@ def test_perceptual_columns_with_random_backbones(image_folder, tmp_path):
     from comparisons.perceptual import load_lpips
 
     summary = run_benchmark(
-        [BicubicSR()], 2, [str(image_folder)], tmp_path, perceptual=True,
-        lpips_model=load_lpips(random_backbone=True), feature_extractor=TinyFeatures(), fid_patch=16,
-    )  # fmt: skip
+        [BicubicSR()],
+        2,
+        [str(image_folder)],
+        tmp_path,
+        perceptual=True,
+        lpips_model=load_lpips(random_backbone=True),
+        feature_extractor=TinyFeatures(),
+        fid_patch=16,
+    )
     assert summary[0]["lpips"] > 0 and summary[0]["fid"] >= 0
     assert "patch" in (tmp_path / "summary.md").read_text()
 
@@ -100,8 +118,19 @@ def test_update_cards_writes_measured_rows(image_folder, tmp_path):
 
     root = tmp_path / "models"
     save_tiny_regression(root / "m", scale=2, name="card-model")
-    args = ["--models", "bicubic,card-model", "--scale", "2", "--data", str(image_folder), "--out", str(tmp_path / "o"),
-            "--model-dir", str(root), "--update-cards"]  # fmt: skip
+    args = [
+        "--models",
+        "bicubic,card-model",
+        "--scale",
+        "2",
+        "--data",
+        str(image_folder),
+        "--out",
+        str(tmp_path / "o"),
+        "--model-dir",
+        str(root),
+        "--update-cards",
+    ]
     assert main(args) == 0
     assert main(args) == 0  # a second run replaces its row instead of adding one
     meta = read_meta(root / "m")
@@ -119,9 +148,25 @@ def test_steps_study_runs_each_setting(image_folder, tmp_path):
     from tests.conftest import tiny_ldm_folder
 
     tiny_ldm_folder(tmp_path / "models" / "ldm")
-    code = study_main(["steps", "--models", "tiny-ldm-x4", "--scale", "4", "--steps-list", "1,2", "--data",
-                       str(image_folder), "--crop", "32", "--out", str(tmp_path / "s"), "--model-dir",
-                       str(tmp_path / "models")])  # fmt: skip
+    code = study_main(
+        [
+            "steps",
+            "--models",
+            "tiny-ldm-x4",
+            "--scale",
+            "4",
+            "--steps-list",
+            "1,2",
+            "--data",
+            str(image_folder),
+            "--crop",
+            "32",
+            "--out",
+            str(tmp_path / "s"),
+            "--model-dir",
+            str(tmp_path / "models"),
+        ]
+    )
     assert code == 0
     rows = read_csv(tmp_path / "s" / "study.csv")
     assert [(r["steps"], r["nfe"]) for r in rows] == [("1", "1.0"), ("2", "2.0")]
@@ -137,9 +182,31 @@ def test_spread_study_splits_sample_error_into_mean_error_and_spread(image_folde
     from tests.conftest import tiny_sr3_folder
 
     tiny_sr3_folder(tmp_path / "models" / "sr3")
-    args = ["spread", "--models", "bicubic,tiny-sr3-x4", "--scale", "4", "--steps-list", "1,2", "--seeds", "3",
-            "--eta", "1", "--lr-projection", "0", "--data", str(image_folder), "--crop", "32", "--limit", "2",
-            "--out", str(tmp_path / "v"), "--model-dir", str(tmp_path / "models")]  # fmt: skip
+    args = [
+        "spread",
+        "--models",
+        "bicubic,tiny-sr3-x4",
+        "--scale",
+        "4",
+        "--steps-list",
+        "1,2",
+        "--seeds",
+        "3",
+        "--eta",
+        "1",
+        "--lr-projection",
+        "0",
+        "--data",
+        str(image_folder),
+        "--crop",
+        "32",
+        "--limit",
+        "2",
+        "--out",
+        str(tmp_path / "v"),
+        "--model-dir",
+        str(tmp_path / "models"),
+    ]
     assert study_main(args) == 0
     rows = read_csv(tmp_path / "v" / "spread.csv")
     bicubic, *sr3 = rows
@@ -149,8 +216,10 @@ def test_spread_study_splits_sample_error_into_mean_error_and_spread(image_folde
     # recompute the 2-step row's first image by hand: MSE of the samples = MSE of their mean + spread
     model = discover(model_dirs=[tmp_path / "models"])["tiny-sr3-x4"]
     pair = next(test_pairs(image_folder, 4, crop=32))
-    samples = [model.upscale(pair.lr, settings=SamplingSettings(steps=2, eta=1.0, seed=k, lr_projection=0)).image
-               for k in range(3)]  # fmt: skip
+    samples = [
+        model.upscale(pair.lr, settings=SamplingSettings(steps=2, eta=1.0, seed=k, lr_projection=0)).image
+        for k in range(3)
+    ]
     mean = np.mean(np.stack(samples).astype(np.float64), axis=0)
     spread = np.mean([mse(s, mean, 4) for s in samples])
     assert spread > 0  # eta = 1: the seeds give different images
@@ -170,7 +239,8 @@ def test_reconstruction_study_updates_the_first_stage_card(image_folder, tmp_pat
     folder = tmp_path / "ae"
     build_autoencoder((8, 8, 8)).save_pretrained(str(folder), safe_serialization=True)
     write_meta(folder, {"name": "ae", "family": "first-stage", "scales": [1]})
-    assert study_main(["reconstruction", "--first-stage", str(folder), "--data", str(image_folder),
-                       "--update-card"]) == 0  # fmt: skip
+    assert (
+        study_main(["reconstruction", "--first-stage", str(folder), "--data", str(image_folder), "--update-card"]) == 0
+    )
     rows = read_meta(folder)["metrics"]
     assert rows[0]["n_images"] == 3 and 0 < rows[0]["psnr_y"] < 40  # an untrained AE is far from exact

@@ -81,7 +81,9 @@ def _start_long_run(page, url):
     steps = page.get_by_label("number input for Steps (0 = model default)")
     steps.fill("200")
     steps.press("Enter")
-    expect(page.locator("#estimate")).to_contain_text(re.compile(r"about (\d\d+ s|[\d.]+ min) \(ldm-x4"), timeout=30_000)
+    expect(page.locator("#estimate")).to_contain_text(
+        re.compile(r"about (\d\d+ s|[\d.]+ min) \(ldm-x4"), timeout=30_000
+    )
     page.click("#run")
     expect(page.locator(".progress-text").first).to_contain_text(re.compile(r"[1-9]\d*/200 steps"), timeout=120_000)
 

@@ -57,8 +57,9 @@ def test_seeds_reproduce_and_are_derived_per_stage(models):
     assert np.array_equal(a.image, b.image) and not np.array_equal(a.image, c.image)
     assert [s.settings.seed for s in a.stages] == [5, derive_seed(5, 1)] and derive_seed(5, 1) != 5
     # a stage's own seed wins; stage 1 of a cascade equals the model run alone with the run's seed
-    own = cascade.upscale(LR[:4, :4], settings=S(seed=5, sampler="ddpm", steps=2, lr_projection=0,
-                                                 stages=(S(), S(seed=11))))  # fmt: skip
+    own = cascade.upscale(
+        LR[:4, :4], settings=S(seed=5, sampler="ddpm", steps=2, lr_projection=0, stages=(S(), S(seed=11)))
+    )
     assert own.stages[1].settings.seed == 11
     alone = models["tiny-ldm-x4"].upscale(LR[:4, :4], settings=run)
     assert np.array_equal(alone.image, a.stages[0].image)
@@ -121,7 +122,9 @@ def test_the_loop_continues_from_a_given_state(models):
         scheduler = make_scheduler("ddim", model.scheduler_config)
         steps = schedule(scheduler, 4)
         x = start_state(shape, scheduler, steps, torch.Generator().manual_seed(0))
-        full, nfe = sample(denoise, x, scheduler, steps, torch.Generator(), on_step=lambda i, n, t, x_t, x0: states.append(x_t))
+        full, nfe = sample(
+            denoise, x, scheduler, steps, torch.Generator(), on_step=lambda i, n, t, x_t, x0: states.append(x_t)
+        )
         scheduler = make_scheduler("ddim", model.scheduler_config)
         schedule(scheduler, 4)
         rest, rest_nfe = sample(denoise, states[1], scheduler, steps[2:], torch.Generator())
@@ -148,18 +151,37 @@ def test_sr_models_never_imports_evaluation_or_the_app():
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in ("comparisons", "app")]
     assert offenders == []
-    code = ("import importlib, pkgutil, sys, sr_models\n"
-            "for m in pkgutil.iter_modules(sr_models.__path__): importlib.import_module('sr_models.' + m.name)\n"
-            "assert not [m for m in sys.modules if m.split('.')[0] in ('comparisons', 'app')], sys.modules.keys()\n")  # fmt: skip
+    code = (
+        "import importlib, pkgutil, sys, sr_models\n"
+        "for m in pkgutil.iter_modules(sr_models.__path__): importlib.import_module('sr_models.' + m.name)\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in ('comparisons', 'app')], sys.modules.keys()\n"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
 def test_benchmark_cascade_rows_and_stage_file(tiny_models_dir, image_folder, tmp_path):
     from comparisons.benchmark import main
 
-    code = main(["--models", "bicubic,tiny-regression-x2>tiny-ldm-x4", "--scale", "8", "--data", str(image_folder),
-                 "--out", str(tmp_path), "--model-dir", str(tiny_models_dir), "--stage-steps", ",2",
-                 "--crop", "32", "--limit", "2"])  # fmt: skip
+    code = main(
+        [
+            "--models",
+            "bicubic,tiny-regression-x2>tiny-ldm-x4",
+            "--scale",
+            "8",
+            "--data",
+            str(image_folder),
+            "--out",
+            str(tmp_path),
+            "--model-dir",
+            str(tiny_models_dir),
+            "--stage-steps",
+            ",2",
+            "--crop",
+            "32",
+            "--limit",
+            "2",
+        ]
+    )
     assert code == 0
     summary = list(csv.DictReader(open(tmp_path / "summary.csv")))
     stages = list(csv.DictReader(open(tmp_path / "stages.csv")))
@@ -168,7 +190,9 @@ def test_benchmark_cascade_rows_and_stage_file(tiny_models_dir, image_folder, tm
     assert float(cascade["nfe"]) == 3 and cascade["n_stages"] == "2"
     rows = [r for r in stages if r["model"] == cascade["model"]]
     assert [(r["stage"], r["stage_model"], r["nfe"]) for r in rows[:2]] == [
-        ("1", "tiny-regression-x2", "1"), ("2", "tiny-ldm-x4", "2")]  # fmt: skip
+        ("1", "tiny-regression-x2", "1"),
+        ("2", "tiny-ldm-x4", "2"),
+    ]
     per_image = list(csv.DictReader(open(tmp_path / "per_image.csv")))
     for image in {r["image"] for r in rows}:
         total = [float(r["nfe"]) for r in per_image if r["image"] == image and r["model"] == cascade["model"]][0]

@@ -18,13 +18,45 @@ def test_pareto_front_keeps_only_undominated_points():
 
 def test_answer_compares_at_equal_nfe_and_time():
     rows = [
-        {"dataset": "Set14", "projection": "raw", "scale": 16, "group": "ldm-x16", "model": "ldm-x16", "config": "x16 [4]",
-         "n1": 4, "psnr_y": 21.0, "nfe": 4, "seconds": 1.0},
-        {"dataset": "Set14", "projection": "raw", "scale": 16, "group": "ldm-x4>ldm-x4", "model": "a>b", "config": "c [1,2]",
-         "n1": 1, "n2": 2, "psnr_y": 21.5, "nfe": 3, "seconds": 2.0},
-        {"dataset": "Set14", "projection": "raw", "scale": 16, "group": "ldm-x4>ldm-x4", "model": "a>b", "config": "c [5,5]",
-         "n1": 5, "n2": 5, "psnr_y": 22.0, "nfe": 10, "seconds": 0.5},
-    ]  # fmt: skip
+        {
+            "dataset": "Set14",
+            "projection": "raw",
+            "scale": 16,
+            "group": "ldm-x16",
+            "model": "ldm-x16",
+            "config": "x16 [4]",
+            "n1": 4,
+            "psnr_y": 21.0,
+            "nfe": 4,
+            "seconds": 1.0,
+        },
+        {
+            "dataset": "Set14",
+            "projection": "raw",
+            "scale": 16,
+            "group": "ldm-x4>ldm-x4",
+            "model": "a>b",
+            "config": "c [1,2]",
+            "n1": 1,
+            "n2": 2,
+            "psnr_y": 21.5,
+            "nfe": 3,
+            "seconds": 2.0,
+        },
+        {
+            "dataset": "Set14",
+            "projection": "raw",
+            "scale": 16,
+            "group": "ldm-x4>ldm-x4",
+            "model": "a>b",
+            "config": "c [5,5]",
+            "n1": 5,
+            "n2": 5,
+            "psnr_y": 22.0,
+            "nfe": 10,
+            "seconds": 0.5,
+        },
+    ]
     text = " ".join(answer(rows, "Set14", "raw"))
     assert "at no more NFE: c [1,2] 21.50 dB (+0.50" in text
     assert "at no more wall clock: c [5,5] 22.00 dB (+1.00" in text
@@ -42,15 +74,25 @@ def study_models(tmp_path_factory):
 
 
 def test_cascade_study_writes_its_reports(study_models, image_folder, tmp_path):
-    card = cascade_study([str(image_folder)], tmp_path, grid=(1, 2), aug_model="ldm-x4-aug", scales=(16, 8), crop=48,
-                         models=study_models, command="test")  # fmt: skip
+    card = cascade_study(
+        [str(image_folder)],
+        tmp_path,
+        grid=(1, 2),
+        aug_model="ldm-x4-aug",
+        scales=(16, 8),
+        crop=48,
+        models=study_models,
+        command="test",
+    )
     rows = list(csv.DictReader(open(tmp_path / "cascade.csv")))
     configs = {r["config"] for r in rows}
     assert {"bicubic", "regression-x4>regression-x4", "ldm-x16 [1]", "ldm-x16 [2]", "ldm-x4>ldm-x4 [2,1]"} <= configs
     assert len(configs) == 2 + 2 + 4  # references, single at 1 and 2 steps, the 2x2 grid
     cascades = [r for r in rows if r["group"] == "ldm-x4>ldm-x4"]
-    assert all(float(r["nfe"]) == int(r["n1"]) + int(r["n2"]) == float(r["stage1_nfe"]) + float(r["stage2_nfe"])
-               for r in cascades)  # fmt: skip
+    assert all(
+        float(r["nfe"]) == int(r["n1"]) + int(r["n2"]) == float(r["stage1_nfe"]) + float(r["stage2_nfe"])
+        for r in cascades
+    )
     by = {(r["config"], r["projection"], r["dataset"]): r for r in rows}
     for config in configs:  # back-projection onto the original LR makes every output more LR-consistent
         assert float(by[(config, "bp", "all")]["lr_psnr"]) >= float(by[(config, "raw", "all")]["lr_psnr"]) - 1e-6

@@ -61,8 +61,9 @@ def test_stock_ldm_pipeline_reproduces_the_shipped_4x_model():
     pipe.set_progress_bar_config(disable=True)
     pipe.scheduler = make_scheduler("ddim", ours.scheduler_config)
     lr = np.random.default_rng(1).integers(0, 256, (16, 24, 3), dtype=np.uint8)
-    stock = pipe(to_model_range(lr), num_inference_steps=2, generator=torch.Generator().manual_seed(3),
-                 output_type="np").images[0]  # fmt: skip
+    stock = pipe(
+        to_model_range(lr), num_inference_steps=2, generator=torch.Generator().manual_seed(3), output_type="np"
+    ).images[0]
     mine, _, _ = ours.run(to_model_range(lr), 4, ours.resolve(S(steps=2, sampler="ddim", seed=3)))
     mine = (mine.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()
     assert np.abs(stock - mine).max() <= 1e-3
@@ -262,7 +263,7 @@ def test_regression_tiles_large_inputs(tiny_models_dir):
 def test_latent_residual_model_starts_as_the_decoded_upsample(tmp_path):
     """A zero-initialised latent-residual LDM returns decode(encode(upsampled LR)) whatever the noise."""
     from sr_models.cards import read_meta, write_meta
-    from sr_models.diffusion_sr import torch_bicubic_up, to_image
+    from sr_models.diffusion_sr import to_image, torch_bicubic_up
 
     folder = tiny_ldm_folder(tmp_path / "res", scale=4)
     unet_weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
@@ -277,7 +278,9 @@ def test_latent_residual_model_starts_as_the_decoded_upsample(tmp_path):
     lr = LR[:8, :8]
     with torch.no_grad():
         x = to_model_range(lr)
-        expected = to_image(model.decode(model.vae.encode(torch_bicubic_up(x, 4).clamp(-1, 1)).latent_dist.mode()).clamp(-1, 1))
+        expected = to_image(
+            model.decode(model.vae.encode(torch_bicubic_up(x, 4).clamp(-1, 1)).latent_dist.mode()).clamp(-1, 1)
+        )
     for seed in (0, 1):
         out = model.upscale(lr, settings=S(steps=2, seed=seed, lr_projection=0)).image
         assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
@@ -290,9 +293,22 @@ def test_folders_the_stock_pipeline_cannot_run_are_marked(tmp_path):
     from sr_models.diffusion_sr import build_unet, save_ldm_folder
 
     vae = build_autoencoder((8, 8, 8), latent_channels=4)
-    save_ldm_folder(tmp_path / "c4", vae, build_unet(7, 4, (16, 16, 16)), TRAIN_SCHEDULER, 4, {"name": "c4", "family": "ldm", "scales": [4]})
+    save_ldm_folder(
+        tmp_path / "c4",
+        vae,
+        build_unet(7, 4, (16, 16, 16)),
+        TRAIN_SCHEDULER,
+        4,
+        {"name": "c4", "family": "ldm", "scales": [4]},
+    )
     assert json.loads((tmp_path / "c4" / "model_index.json").read_text())["_class_name"] == "LatentSRPipeline"
     vae3 = build_autoencoder((8, 8, 8))
-    save_ldm_folder(tmp_path / "res", vae3, build_unet(6, 3, (16, 16, 16)), TRAIN_SCHEDULER, 4,
-                    {"name": "res", "family": "ldm", "scales": [4], "latent_residual": True})  # fmt: skip
+    save_ldm_folder(
+        tmp_path / "res",
+        vae3,
+        build_unet(6, 3, (16, 16, 16)),
+        TRAIN_SCHEDULER,
+        4,
+        {"name": "res", "family": "ldm", "scales": [4], "latent_residual": True},
+    )
     assert json.loads((tmp_path / "res" / "model_index.json").read_text())["_class_name"] == "LatentSRPipeline"

@@ -49,15 +49,26 @@ def tiny_ldm_pipeline() -> LDMSuperResolutionPipeline:
     """CompVis LDM-SR's layout: VQModel f=4 with 3 latent channels, UNet2DModel on latent + LR (6 channels)."""
     torch.manual_seed(0)
     vqvae = VQModel(
-        block_out_channels=(8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=3, layers_per_block=1, norm_num_groups=4,
-        num_vq_embeddings=32, vq_embed_dim=3,
-    )  # fmt: skip
+        block_out_channels=(8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=3,
+        layers_per_block=1,
+        norm_num_groups=4,
+        num_vq_embeddings=32,
+        vq_embed_dim=3,
+    )
     unet = UNet2DModel(
-        sample_size=8, in_channels=6, out_channels=3, block_out_channels=(16, 16), layers_per_block=1,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        norm_num_groups=8, attention_head_dim=8,
-    )  # fmt: skip
+        sample_size=8,
+        in_channels=6,
+        out_channels=3,
+        block_out_channels=(16, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=8,
+    )
     scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0155, beta_schedule="scaled_linear", clip_sample=False)
     return LDMSuperResolutionPipeline(vqvae=vqvae, unet=unet, scheduler=scheduler)
 
@@ -85,27 +96,62 @@ def tiny_sd_upscale_pipeline(tmp) -> StableDiffusionUpscalePipeline:
     tokenizer = tiny_clip_tokenizer(tmp / "tokenizer-src")
     torch.manual_seed(0)
     vae = AutoencoderKL(
-        block_out_channels=(8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3, latent_channels=4, layers_per_block=1, norm_num_groups=4,
+        block_out_channels=(8, 8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=4,
         scaling_factor=0.08333,
-    )  # fmt: skip
+    )
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=7, out_channels=4, block_out_channels=(16, 32), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16, attention_head_dim=8, use_linear_projection=True, num_class_embeds=1000,
+        sample_size=8,
+        in_channels=7,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=8,
+        use_linear_projection=True,
+        num_class_embeds=1000,
         norm_num_groups=8,
-    )  # fmt: skip
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        bos_token_id=0, eos_token_id=1, pad_token_id=1, hidden_size=16, intermediate_size=32, num_attention_heads=2,
-        num_hidden_layers=2, vocab_size=len(tokenizer), max_position_embeddings=16, hidden_act="gelu",
-        projection_dim=16,
-    ))  # fmt: skip
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=16,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            vocab_size=len(tokenizer),
+            max_position_embeddings=16,
+            hidden_act="gelu",
+            projection_dim=16,
+        )
+    )
     low_res_scheduler = DDPMScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02)
-    scheduler = DDIMScheduler(prediction_type="v_prediction", beta_schedule="scaled_linear", beta_start=0.00085,
-                              beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1)  # fmt: skip
-    return StableDiffusionUpscalePipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                          low_res_scheduler=low_res_scheduler, scheduler=scheduler,
-                                          max_noise_level=350)  # fmt: skip
+    scheduler = DDIMScheduler(
+        prediction_type="v_prediction",
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        low_res_scheduler=low_res_scheduler,
+        scheduler=scheduler,
+        max_noise_level=350,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +184,9 @@ def as_float_image(x: torch.Tensor) -> np.ndarray:
 # --- loading ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("which, family", [("ldm_folder", "stock-ldm"), ("ldm_bin_folder", "stock-ldm"),
-                                           ("sd_folder", "sd-upscale")])  # fmt: skip
+@pytest.mark.parametrize(
+    "which, family", [("ldm_folder", "stock-ldm"), ("ldm_bin_folder", "stock-ldm"), ("sd_folder", "sd-upscale")]
+)
 def test_stock_folders_load_without_sr_model_json(request, which, family):
     folder = request.getfixturevalue(which)
     assert not (folder / "sr_model.json").exists()
@@ -223,8 +270,15 @@ def test_stock_sd_upscale_pipeline_gives_our_image(sd_folder, prompt, nfe_per_st
     pipe.scheduler = make_scheduler("ddim", ours.scheduler_config)  # as the repo's own 4x test does
     x, seed = to_model_range(LR), 5
     # the same seed: the LR noise, then x_T, drawn from one generator in the stock pipeline's order
-    stock = pipe(prompt, image=x, num_inference_steps=2, guidance_scale=9.0, noise_level=20,
-                 generator=torch.Generator().manual_seed(seed), output_type="np").images[0]  # fmt: skip
+    stock = pipe(
+        prompt,
+        image=x,
+        num_inference_steps=2,
+        guidance_scale=9.0,
+        noise_level=20,
+        generator=torch.Generator().manual_seed(seed),
+        output_type="np",
+    ).images[0]
     mine, nfe, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler="ddim", seed=seed)))
     assert stock.shape == (32, 48, 3)
     assert nfe == 2 * nfe_per_step  # guidance doubles the network evaluations; an empty prompt needs none

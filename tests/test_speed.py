@@ -1,8 +1,8 @@
 """The speed benchmark's plumbing on tiny models (its numbers are measured, not tested)."""
 
+from comparisons.speed import COLUMNS, main, speed_rows, summarize
 from sr_models.registry import discover
 from tests.conftest import tiny_ldm_folder, tiny_sr3_folder
-from comparisons.speed import COLUMNS, main, speed_rows, summarize
 
 
 def test_speed_rows_time_every_case_and_summarize(tmp_path):
@@ -11,8 +11,14 @@ def test_speed_rows_time_every_case_and_summarize(tmp_path):
     models = discover(model_dirs=[tmp_path], device="cpu")
     rows = speed_rows(models, "tiny-ldm-x4", "tiny-sr3-x4", 32, 2, ["float32", "bfloat16"], "cpu", repeats=2)
     cases = {(r["case"], r["dtype"]) for r in rows}
-    assert cases == {("ours", "float32"), ("ours", "bfloat16"), ("bare", "float32"), ("stock", "float32"),
-                     ("sr3", "float32"), ("sr3", "bfloat16")}  # fmt: skip
+    assert cases == {
+        ("ours", "float32"),
+        ("ours", "bfloat16"),
+        ("bare", "float32"),
+        ("stock", "float32"),
+        ("sr3", "float32"),
+        ("sr3", "bfloat16"),
+    }
     for r in rows:
         assert set(r) <= set(COLUMNS) and r["repeats"] == 2 and r["seconds_min"] <= r["seconds"] <= r["seconds_max"]
     assert models["tiny-ldm-x4"].dtype.__repr__() == "torch.float32"  # left as found

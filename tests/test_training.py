@@ -21,10 +21,29 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def tiny_args(data, out, steps, every=3, extra=()):
     return [
-        "regression", "--scale", "2", "--data", str(data), "--out", str(out), "--max-steps", str(steps),
-        "--checkpoint-every", str(every), "--batch-size", "2", "--hr-patch", "16", "--channels", "4",
-        "--blocks", "1", "--threads", "1", *extra,
-    ]  # fmt: skip
+        "regression",
+        "--scale",
+        "2",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--max-steps",
+        str(steps),
+        "--checkpoint-every",
+        str(every),
+        "--batch-size",
+        "2",
+        "--hr-patch",
+        "16",
+        "--channels",
+        "4",
+        "--blocks",
+        "1",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def test_training_exports_a_loadable_model_with_card(image_folder, tmp_path):
@@ -83,8 +102,12 @@ def test_sigkill_resumes_from_last_checkpoint(image_folder, tmp_path):
     # restart: it must pick up at (or after) the last checkpoint it saw, i.e. lose < one interval
     resumed = subprocess.run(
         [sys.executable, "-m", "sr_models.train", *tiny_args(image_folder, out, seen + 7, every=2)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     start = int(resumed.stdout.split("at step ")[1].split()[0])
     assert seen <= start and start % 2 == 0
@@ -124,9 +147,26 @@ def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_first_stage_ldm_and_sr3_commands_train_and_export(image_folder, tmp_path):
-    common = ["--data", str(image_folder), "--max-steps", "2", "--batch-size", "2", "--checkpoint-every", "2",
-              "--threads", "1", "--val-data", str(image_folder), "--val-images", "1", "--val-crop", "32",
-              "--validate-every", "2"]  # fmt: skip
+    common = [
+        "--data",
+        str(image_folder),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--threads",
+        "1",
+        "--val-data",
+        str(image_folder),
+        "--val-images",
+        "1",
+        "--val-crop",
+        "32",
+        "--validate-every",
+        "2",
+    ]
     ae = tmp_path / "ae"
     assert main(["autoencoder", "--out", str(ae), "--hr-patch", "16", "--channels", "8,8,8", *common]) == 0
     meta = json.loads((ae / "sr_model.json").read_text())
@@ -134,26 +174,76 @@ def test_first_stage_ldm_and_sr3_commands_train_and_export(image_folder, tmp_pat
     assert meta["training"]["last_validation"]["psnr_y"] > 0
     for family, extra in (("ldm", ["--first-stage", str(ae)]), ("sr3", ["--no-attention"])):
         out = tmp_path / family
-        args = [family, "--scale", "4", "--out", str(out), "--hr-patch", "32", "--channels", "16,16,16",
-                "--val-steps", "1", "--default-steps", "3", *extra, *common]  # fmt: skip
+        args = [
+            family,
+            "--scale",
+            "4",
+            "--out",
+            str(out),
+            "--hr-patch",
+            "32",
+            "--channels",
+            "16,16,16",
+            "--val-steps",
+            "1",
+            "--default-steps",
+            "3",
+            *extra,
+            *common,
+        ]
         assert main(args) == 0, family
         model = load_model(out)
         assert model.family == family and model.default_steps == 3
-        assert model.upscale(np.zeros((8, 8, 3), np.uint8), settings=SamplingSettings(steps=1)).image.shape == (32, 32, 3)
+        assert model.upscale(np.zeros((8, 8, 3), np.uint8), settings=SamplingSettings(steps=1)).image.shape == (
+            32,
+            32,
+            3,
+        )
 
 
 def _sr3_args(data, out, batch):
-    return ["sr3", "--scale", "4", "--data", str(data), "--out", str(out), "--max-steps", "3", "--batch-size",
-            str(batch), "--hr-patch", "32", "--channels", "8,8", "--no-attention", "--checkpoint-every", "0",
-            "--threads", "1", "--device", "cpu"]  # fmt: skip
+    return [
+        "sr3",
+        "--scale",
+        "4",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--max-steps",
+        "3",
+        "--batch-size",
+        str(batch),
+        "--hr-patch",
+        "32",
+        "--channels",
+        "8,8",
+        "--no-attention",
+        "--checkpoint-every",
+        "0",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]
 
 
 def test_two_data_parallel_processes_match_one_process_with_the_doubled_batch(image_folder, tmp_path):
     """Two gloo processes of batch 2 (torchrun, as `accelerate launch` runs them) take the same
     steps as one process of batch 4: same data, same diffusion noise, gradients averaged."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-              "-m", "sr_models.train", *_sr3_args(image_folder, tmp_path / "two", 2)]  # fmt: skip
+    launch = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "sr_models.train",
+        *_sr3_args(image_folder, tmp_path / "two", 2),
+    ]
     two = subprocess.run(launch, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr[-3000:]
     assert main(_sr3_args(image_folder, tmp_path / "one", 4)) == 0
@@ -186,9 +276,26 @@ def test_zoo_script_dry_run_on_the_cpu(image_folder, tmp_path):
     pack = tmp_path / "pack.zip"
     assert pack_main(["--data", str(tmp_path / "pool"), "--out", str(pack), "--split", "all", "--max-side", "96"]) == 0
     env = {**os.environ, "SR_PACK": str(pack), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(["bash", "scripts/zoo_gpu.sh", str(tmp_path / "out"), "1", "--dry-run", "--split", "all",
-                          "--device", "cpu", "--threads", "1"],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    run = subprocess.run(
+        [
+            "bash",
+            "scripts/zoo_gpu.sh",
+            str(tmp_path / "out"),
+            "1",
+            "--dry-run",
+            "--split",
+            "all",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     from sr_models.zoo import RECIPES
 
