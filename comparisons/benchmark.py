@@ -20,11 +20,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from comparisons.cli import add_settings_arguments, settings_from_args
+from comparisons.evaluate import evaluate
 from comparisons.records import write_csv
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.data import SPLITS, list_images, test_pairs
 from sr_models.device import add_device_arguments
-from sr_models.metrics import detail_ratio, score
 from sr_models.registry import discover, get_models
 from sr_models.types import SamplingSettings
 
@@ -138,12 +138,7 @@ def run_benchmark(
     """
     out.mkdir(parents=True, exist_ok=True)
     lpips_fn, fid_on, notes = _perceptual_setup(perceptual, lpips_model, feature_extractor)
-    for model in models:  # every problem before the first image, not an hour in
-        model.check_scale(scale)
-        model.check_available()
-        model.resolve(settings)
-    for model in models:  # load and warm up (first-call costs) outside the timed runs
-        model.upscale(np.full((8, 8, 3), 128, np.uint8), scale=scale, settings=settings)
+    _check_and_warm_up(models, scale, settings)
     total = sum(len(list_images(d, split)[:limit]) for d in datasets) * len(models)
     per_image, stage_rows, summary = [], [], []
     bar = tqdm(total=total, desc="benchmark", unit="img", dynamic_ncols=True)
@@ -151,73 +146,97 @@ def run_benchmark(
         dataset = Path(data).name
         pairs = list(test_pairs(data, scale, limit=limit, crop=crop, split=split))
         for model in models:
-            rows, outputs = [], []
-            for pair in pairs:
-                bar.set_postfix_str(f"{dataset}/{model.name}/{pair.name}", refresh=False)
-                result = model.upscale(pair.lr, scale=scale, settings=settings)
-                facts = result.facts()
-                row = {
-                    **facts,
-                    "dataset": dataset,
-                    "image": pair.name,
-                    "height": pair.hr.shape[0],
-                    "width": pair.hr.shape[1],
-                    **score(result.image, pair.hr, pair.lr, scale),
-                    "hf_ratio": detail_ratio(result.image, pair.hr, scale),
-                }
-                for i, stage in enumerate(result.stages):
-                    stage_rows.append(
-                        {
-                            **stage.facts(),
-                            "dataset": dataset,
-                            "model": model.name,
-                            "image": pair.name,
-                            "stage": i + 1,
-                            "stage_model": stage.model,
-                        }
-                    )
-                if lpips_fn is not None:
-                    row["lpips"] = lpips_fn(result.image, pair.hr)
-                rows.append(row)
-                outputs.append(result.image)
-                if save_images:
-                    folder = out / "images" / dataset / model.name
-                    folder.mkdir(parents=True, exist_ok=True)
-                    Image.fromarray(result.image).save(folder / f"{pair.name}.png")
-                bar.update(1)
+            save_dir = out / "images" / dataset / model.name if save_images else None
+            evaluations = _evaluate_set(model, pairs, dataset, scale, settings, lpips_fn, save_dir, bar)
+            rows = [{**e.row, "dataset": dataset} for e in evaluations]
             per_image += rows
+            stage_rows += [
+                row for e in evaluations for row in _stage_rows(e.result, dataset, model.name, e.row["image"])
+            ]
             extra = {}
             if lpips_fn is not None:
                 extra["lpips"] = float(np.mean([r["lpips"] for r in rows]))
             if fid_on:
-                from comparisons.perceptual import distribution_metrics
-
-                dist = distribution_metrics(
-                    outputs, [p.hr for p in pairs], patch=fid_patch, feature_extractor=feature_extractor
+                extra.update(
+                    _distribution_scores(evaluations, pairs, fid_patch, feature_extractor, notes, dataset, model)
                 )
-                extra.update({"fid": dist["fid"], "is_mean": dist["is_mean"]})
-                notes.append(f"FID/IS ({dataset}, {model.name}): {dist['protocol']}")
-            summary.append(
-                {
-                    **{k: facts[k] for k in ("n_stages", "steps", "sampler", "seed", "lr_projection", "settings")},
-                    **extra,
-                    "dataset": dataset,
-                    "model": model.name,
-                    "family": model.family,
-                    "scale": scale,
-                    "n_images": len(rows),
-                    **{k: float(np.nanmean([r[k] for r in rows])) for k in METRIC_KEYS},
-                    "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
-                    "nfe": float(np.mean([r["nfe"] for r in rows])),
-                    "peak_memory_mb": float(np.max([r["peak_memory_mb"] for r in rows])),
-                    "crop": crop or "",
-                }
-            )
+            summary.append(_summary_row(model, dataset, scale, crop, rows, evaluations[-1].result.facts(), extra))
     bar.close()
+    _write_reports(out, per_image, stage_rows, summary, protocol_text(scale, crop, limit, settings, split), notes)
+    return summary
+
+
+def _check_and_warm_up(models, scale: int, settings: SamplingSettings | None) -> None:
+    for model in models:  # every problem before the first image, not an hour in
+        model.check_scale(scale)
+        model.check_available()
+        model.resolve(settings)
+    for model in models:  # load and warm up (first-call costs) outside the timed runs
+        model.upscale(np.full((8, 8, 3), 128, np.uint8), scale=scale, settings=settings)
+
+
+def _evaluate_set(model, pairs, dataset: str, scale: int, settings, lpips_fn, save_dir: Path | None, bar) -> list:
+    """``evaluate`` on every pair of one folder; the outputs saved as PNG into ``save_dir`` if given."""
+    evaluations = []
+    for pair in pairs:
+        bar.set_postfix_str(f"{dataset}/{model.name}/{pair.name}", refresh=False)
+        evaluation = evaluate(model, pair.lr, scale, settings, pair.hr, name=pair.name, lpips_fn=lpips_fn)
+        evaluations.append(evaluation)
+        if save_dir is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(evaluation.image).save(save_dir / f"{pair.name}.png")
+        bar.update(1)
+    return evaluations
+
+
+def _stage_rows(result, dataset: str, model_name: str, image: str) -> list[dict]:
+    return [
+        {
+            **stage.facts(),
+            "dataset": dataset,
+            "model": model_name,
+            "image": image,
+            "stage": i + 1,
+            "stage_model": stage.model,
+        }
+        for i, stage in enumerate(result.stages)
+    ]
+
+
+def _distribution_scores(
+    evaluations, pairs, fid_patch: int, feature_extractor, notes: list, dataset: str, model
+) -> dict:
+    from comparisons.perceptual import distribution_metrics
+
+    dist = distribution_metrics(
+        [e.image for e in evaluations], [p.hr for p in pairs], patch=fid_patch, feature_extractor=feature_extractor
+    )
+    notes.append(f"FID/IS ({dataset}, {model.name}): {dist['protocol']}")
+    return {"fid": dist["fid"], "is_mean": dist["is_mean"]}
+
+
+def _summary_row(model, dataset: str, scale: int, crop: int | None, rows: list[dict], facts: dict, extra: dict) -> dict:
+    """One summary row: the means of a model's per-image rows on one folder (the settings of its last run)."""
+    return {
+        **{k: facts[k] for k in ("n_stages", "steps", "sampler", "seed", "lr_projection", "settings")},
+        **extra,
+        "dataset": dataset,
+        "model": model.name,
+        "family": model.family,
+        "scale": scale,
+        "n_images": len(rows),
+        **{k: float(np.nanmean([r[k] for r in rows])) for k in METRIC_KEYS},
+        "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
+        "nfe": float(np.mean([r["nfe"] for r in rows])),
+        "peak_memory_mb": float(np.max([r["peak_memory_mb"] for r in rows])),
+        "crop": crop or "",
+    }
+
+
+def _write_reports(out: Path, per_image, stage_rows, summary, protocol: str, notes: list[str]) -> None:
     write_csv(out / "per_image.csv", per_image, PER_IMAGE_COLUMNS)
     write_csv(out / "stages.csv", stage_rows, STAGE_COLUMNS)
     write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
-    protocol = protocol_text(scale, crop, limit, settings, split)
     notes = list(dict.fromkeys(n.split(": ", 1)[1] if n.startswith("FID/IS (") else n for n in notes))
     (out / "summary.md").write_text(markdown_table(summary, protocol, notes))
     try:
@@ -226,7 +245,6 @@ def run_benchmark(
         benchmark_figure(summary, title=protocol).write_html(out / "summary.html", include_plotlyjs="cdn")
     except ImportError:  # plotly is optional for the numbers
         pass
-    return summary
 
 
 def _fmt(value) -> str:
@@ -252,26 +270,16 @@ def _perceptual_setup(perceptual: bool, lpips_model, feature_extractor):
     """(lpips function or None, whether to compute FID/IS, notes for the report)."""
     if not perceptual:
         return None, False, []
-    from comparisons.perceptual import (
-        available_perceptual_metrics,
-        load_lpips,
-        lpips_distance,
-    )
+    from comparisons.perceptual import available_perceptual_metrics, lpips_function
 
-    missing = available_perceptual_metrics() if lpips_model is None or feature_extractor is None else {}
-    notes = []
-    lpips_fn = None
-    if lpips_model is not None or not missing.get("lpips"):
-        model = lpips_model or load_lpips()
-        lpips_fn = lambda sr, hr: lpips_distance(sr, hr, model)  # noqa: E731
-    else:
-        notes.append(f"LPIPS skipped: {missing['lpips']}")
-    fid_on = feature_extractor is not None or not missing.get("fid")
-    if not fid_on:
-        notes.append(f"FID/IS skipped: {missing['fid']}")
+    lpips_fn, missing_lpips = lpips_function(lpips_model)
+    notes = [] if lpips_fn is not None else [f"LPIPS skipped: {missing_lpips}"]
+    missing_fid = available_perceptual_metrics()["fid"] if feature_extractor is None else None
+    if missing_fid:
+        notes.append(f"FID/IS skipped: {missing_fid}")
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    return lpips_fn, fid_on, notes
+    return lpips_fn, not missing_fid, notes
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ import os
 import socket
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -148,6 +148,19 @@ def lpips_distance(sr: np.ndarray, hr: np.ndarray, model: lpips.LPIPS | None = N
     with torch.no_grad():
         # im2tensor maps uint8 [0, 255] to [-1, 1], the range LPIPS was trained on.
         return float(model(lpips.im2tensor(sr), lpips.im2tensor(hr)).item())
+
+
+def lpips_function(
+    model: lpips.LPIPS | None = None,
+) -> tuple[Callable[[np.ndarray, np.ndarray], float] | None, str | None]:
+    """The one LPIPS set-up of every report: ``(fn(sr, hr) -> distance, None)`` with ``model`` or the
+    pretrained LPIPS, or ``(None, reason)`` when the pretrained weights are not on disk."""
+    if model is None:
+        missing = _missing_message("lpips")
+        if missing is not None:
+            return None, missing
+        model = load_lpips()
+    return functools.partial(lpips_distance, model=model), None
 
 
 # ------------------------------------------------------------------------------------ FID / IS
