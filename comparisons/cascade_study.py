@@ -412,7 +412,7 @@ def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: 
     """What reproduces the study and what it found: commit, model hashes, data, settings, machine, answer."""
     import torch
 
-    from sr_models.training import hardware_description
+    from sr_models.device import hardware_description
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()

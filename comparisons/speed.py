@@ -314,7 +314,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "speed.csv", rows, COLUMNS)
     figure(rows).write_html(out / "speed.html", include_plotlyjs="cdn")
-    from sr_models.training import hardware_description
+    from sr_models.device import hardware_description
 
     print(f"machine: {hardware_description()}; device {device}; torch {torch.__version__}")
     print("\n".join(summarize(rows)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
+import platform
 import threading
 
 import torch
@@ -83,6 +84,21 @@ def add_device_arguments(parser) -> None:
         choices=list(DTYPES),
         help=f"precision of the networks (default: ${DTYPE_ENV}, else float32)",
     )
+
+
+def hardware_description() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"CPU ({cpu}), {torch.get_num_threads()} threads"
 
 
 def _release_freed_memory() -> None:

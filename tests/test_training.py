@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file
 
 from sr_models.registry import load_model
-from sr_models.train import main
 from sr_models.training import NonFiniteLossError, TrainConfig, Trainer
+from sr_models.training.cli import main
 from sr_models.types import SamplingSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,7 +297,7 @@ def test_zoo_script_dry_run_on_the_cpu(image_folder, tmp_path):
         timeout=600,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    from sr_models.zoo import RECIPES
+    from sr_models.training.zoo import RECIPES
 
     for recipe in RECIPES:
         meta = json.loads((tmp_path / "out" / "zoo" / recipe.name / "sr_model.json").read_text())
@@ -310,7 +310,7 @@ def test_zoo_script_dry_run_on_the_cpu(image_folder, tmp_path):
 def test_a_4x_ldm_first_conv_starts_a_2x_one_seeing_the_mean_of_each_lr_pixel_block():
     import torch.nn.functional as F
 
-    from sr_models.train import spread_condition_weights
+    from sr_models.training.common import spread_condition_weights
 
     w = torch.randn(4, 8 + 3, 3, 3)
     wide = spread_condition_weights(w, torch.Size([4, 8 + 12, 3, 3]))

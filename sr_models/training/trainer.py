@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -39,6 +38,8 @@ from accelerate.state import AcceleratorState
 from diffusers.training_utils import EMAModel
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
+
+from sr_models.device import hardware_description
 
 CHECKPOINT = "checkpoint"
 
@@ -72,21 +73,6 @@ class _LossModule(torch.nn.Module):
 
     def forward(self, key: int) -> torch.Tensor:
         return self.loss_fn(self.model, key)
-
-
-def hardware_description() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"CPU ({cpu}), {torch.get_num_threads()} threads"
 
 
 @dataclass

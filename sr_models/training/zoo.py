@@ -11,6 +11,7 @@ The recipes below are the shipped models' own commands (their cards say so), sca
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    family: str  # the train.py sub-command
+    family: str  # the training command's sub-command (python -m sr_models.train FAMILY)
     share: float  # of the zoo's training minutes
     args: tuple[str, ...]
     init_from: str | None = None  # another zoo model to start from
@@ -118,11 +119,11 @@ def zoo_parser(sub):
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--dry-run", action="store_true", help="one tiny step per model: checks the whole pipeline fast")
-    p.set_defaults(run=run_zoo)
+    return p
 
 
 def commands(args) -> list[tuple[Recipe, list[str]]]:
-    """The train.py command line of every zoo model, in training order."""
+    """The training command line of every zoo model, in training order."""
     chosen = set(args.only.split(",")) if args.only else None
     known = {r.name for r in RECIPES}
     if chosen and chosen - known:
@@ -162,9 +163,9 @@ def commands(args) -> list[tuple[Recipe, list[str]]]:
     return runs
 
 
-def run_zoo(args) -> dict:
-    from sr_models.train import main
-
+def run_zoo(args, train: Callable[[list[str]], int]) -> dict:
+    """Train every chosen zoo model with ``train(argv) -> exit code`` (the training command's main,
+    passed in by the parser so this module does not import it back)."""
     t0 = time.perf_counter()
     done = {}
     for recipe, argv in commands(args):
@@ -172,7 +173,7 @@ def run_zoo(args) -> dict:
         if missing:
             raise FileNotFoundError(f"zoo: {recipe.name} needs {', '.join(missing)} in {args.out}; train it first")
         print(f"zoo: {recipe.name} ({args.minutes * recipe.share:.1f} min): python -m sr_models.train {' '.join(argv)}")
-        code = main(argv)
+        code = train(argv)
         if code:
             raise ValueError(f"zoo: training {recipe.name} failed (exit {code}); re-run the zoo to resume")
         done[recipe.name] = str(Path(args.out) / recipe.name)

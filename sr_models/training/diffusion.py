@@ -1,0 +1,205 @@
+"""The diffusion recipes: ``python -m sr_models.train ldm`` (latent) and ``sr3`` (pixel space)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import PartialState
+
+from sr_models.training.common import (
+    add_common_arguments,
+    channels_arg,
+    data_note,
+    fit,
+    global_batch,
+    init_weights,
+)
+from sr_models.training.patches import PatchSampler, augment_condition
+from sr_models.training.trainer import local, world
+from sr_models.types import SamplingSettings
+
+
+def diffusion_arguments(p):
+    p.add_argument("--channels", type=channels_arg, help="UNet block widths, e.g. 64,128,192")
+    p.add_argument("--no-attention", action="store_true", help="no self-attention at the lowest resolution")
+    p.add_argument("--default-steps", type=int, default=10, help="sampling steps written into the model card")
+    p.add_argument(
+        "--lr-projection",
+        type=int,
+        default=5,
+        help="default back-projection iterations of the model's outputs (0: off)",
+    )
+    p.add_argument("--default-sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
+    p.add_argument("--val-steps", type=int, default=10, help="DDIM steps of the validation samples")
+    p.add_argument("--name", help="model name in the registry")
+    p.add_argument(
+        "--cond-aug-blur",
+        type=float,
+        default=0.0,
+        help="conditioning augmentation for a later cascade stage: max Gaussian blur sigma of the LR (LR px)",
+    )
+    p.add_argument(
+        "--cond-aug-noise",
+        type=float,
+        default=0.0,
+        help="conditioning augmentation: max Gaussian noise std of the LR (in [0, 1] units)",
+    )
+    p.add_argument("--cond-aug-prob", type=float, default=0.5, help="share of training LRs that are augmented")
+
+
+def ldm_parser(sub):
+    p = sub.add_parser("ldm", help="latent diffusion SR on a trained first stage")
+    add_common_arguments(p, batch=16, lr=2e-4, patch=128)
+    p.add_argument("--first-stage", required=True, help="folder made by the autoencoder command")
+    p.add_argument(
+        "--latent-residual",
+        action="store_true",
+        help="denoise z(HR) - z(upsampled LR) with a zero-initialised output: starts as the decoded upsample",
+    )
+    diffusion_arguments(p)
+    p.set_defaults(run=run_ldm)
+
+
+def sr3_parser(sub):
+    p = sub.add_parser("sr3", help="pixel-space diffusion SR (SR3-style, residual over bicubic)")
+    add_common_arguments(p, batch=16, lr=2e-4, patch=64)
+    diffusion_arguments(p)
+    p.add_argument("--residual-scale", type=float, default=4.0, help="multiplier of HR - bicubic in [-1, 1] units")
+    p.set_defaults(run=run_sr3)
+
+
+def _diffusion_loss(unet, x0, cond, key, seed):
+    """x0-prediction loss of this process's slice ``x0``; timesteps and noise are drawn for the global
+    batch (the same draws whatever the process count) and sliced like the data."""
+    from diffusers import DDPMScheduler
+
+    from sr_models.diffusion import TRAIN_SCHEDULER
+
+    g = torch.Generator().manual_seed(seed * 1_000_003 + key)
+    sched = _diffusion_loss.scheduler = getattr(_diffusion_loss, "scheduler", None) or DDPMScheduler(**TRAIN_SCHEDULER)
+    n = x0.shape[0] * world()[1]
+    t = local(torch.randint(0, sched.config.num_train_timesteps, (n,), generator=g))
+    noise = local(torch.randn((n, *x0.shape[1:]), generator=g))
+    x_t = sched.add_noise(x0, noise, t)
+    return F.mse_loss(unet(torch.cat([x_t, cond], dim=1), t).sample, x0)
+
+
+def _run_diffusion(args, family: str) -> dict:
+    from diffusers import AutoencoderKL
+
+    from sr_models.diffusion import TRAIN_SCHEDULER
+    from sr_models.diffusion_sr import (
+        LatentSR,
+        PixelSR,
+        build_unet,
+        condition_channels,
+        latent_condition,
+        save_ldm_folder,
+        save_sr3_folder,
+        torch_bicubic_up,
+    )
+
+    torch.manual_seed(args.seed)
+    name = args.name or f"{family}-x{args.scale}"
+    sampler = PatchSampler(args.data, args.scale, args.hr_patch, seed=args.seed, split=args.split)
+    augmenting = args.cond_aug_blur > 0 or args.cond_aug_noise > 0
+
+    def pairs(key):
+        lr, hr = global_batch(sampler, key, args.batch_size)
+        if augmenting:  # reproducible on resume: drawn from (seed, key)
+            rng = np.random.default_rng([args.seed, key, 7])
+            lr = augment_condition(lr, rng, args.cond_aug_blur, args.cond_aug_noise, args.cond_aug_prob)
+        return local(lr), local(hr)
+
+    meta = {
+        "name": name,
+        "family": family,
+        "scales": [args.scale],
+        "default_steps": args.default_steps,
+        "default_sampler": args.default_sampler,
+        "samplers": ["ddim", "ddpm", "dpmsolver++"],
+        "lr_projection": args.lr_projection,
+        "data": data_note(args, sampler) + f", random {args.hr_patch}px HR crops, flips/rot90, "
+        "LR by MATLAB-bicubic imresize",
+    }
+    if augmenting:
+        meta["conditioning_augmentation"] = {
+            "blur_sigma_max": args.cond_aug_blur,
+            "noise_std_max": args.cond_aug_noise,
+            "probability": args.cond_aug_prob,
+            "level_given_to_model": False,
+        }
+    if family == "ldm":
+        vae = AutoencoderKL.from_pretrained(args.first_stage, use_safetensors=True).eval().requires_grad_(False)
+        vae.to(PartialState(cpu=args.device == "cpu").device)  # frozen: used on every process's slice
+        unet = build_unet(
+            vae.config.latent_channels + condition_channels(args.scale),
+            vae.config.latent_channels,
+            args.channels or (64, 128, 192),
+            attention=not args.no_attention,
+            zero_out=args.latent_residual,
+        )
+        meta["latent_residual"] = args.latent_residual
+        meta["description"] = (
+            f"latent diffusion on {Path(args.first_stage).name}, UNet {list(unet.config.block_out_channels)}, "
+            "x0-prediction"
+        )
+        meta["first_stage"] = Path(args.first_stage).name
+
+        def targets(step):
+            lr, hr = pairs(step)
+            with torch.no_grad():
+                z0 = vae.encode(hr * 2 - 1).latent_dist.mode()
+                if args.latent_residual:
+                    z0 = z0 - vae.encode(torch_bicubic_up(lr * 2 - 1, args.scale).clamp(-1, 1)).latent_dist.mode()
+            return z0, latent_condition(lr * 2 - 1, args.scale)
+
+        def wrap(net):
+            return LatentSR(name, vae, net, TRAIN_SCHEDULER, args.scale, meta).to(next(net.parameters()).device)
+
+        def export(net, out, record):
+            save_ldm_folder(out, vae, net, TRAIN_SCHEDULER, args.scale, record)
+    else:
+        unet = build_unet(6, 3, args.channels or (64, 128, 128), attention=not args.no_attention, zero_out=True)
+        meta["residual_scale"] = args.residual_scale
+        meta["tile"] = 256
+        meta["description"] = (
+            f"SR3-style pixel diffusion, UNet {list(unet.config.block_out_channels)}, residual over bicubic, x0-prediction"
+        )
+
+        def targets(step):
+            lr, hr = pairs(step)
+            up = torch_bicubic_up(lr * 2 - 1, args.scale)
+            return (hr * 2 - 1 - up) * args.residual_scale, up
+
+        def wrap(net):
+            return PixelSR(name, net, TRAIN_SCHEDULER, args.scale, meta).to(next(net.parameters()).device)
+
+        def export(net, out, record):
+            save_sr3_folder(out, net, TRAIN_SCHEDULER, record)
+
+    if args.init_from:
+        meta["init_from"] = init_weights(unet, args.init_from, "unet")
+
+    def loss_fn(net, key):
+        x0, cond = targets(key)
+        return _diffusion_loss(net, x0, cond, key, args.seed)
+
+    def sample_val(net, lr_tensor):
+        model = wrap(net)
+        settings = model.resolve(SamplingSettings(steps=args.val_steps, sampler="ddim", seed=0, lr_projection=0))
+        sr, *_ = model.run(lr_tensor * 2 - 1, args.scale, settings)
+        return (sr + 1) / 2
+
+    return fit(unet, loss_fn, args, sample_val, export, meta)
+
+
+def run_ldm(args) -> dict:
+    return _run_diffusion(args, "ldm")
+
+
+def run_sr3(args) -> dict:
+    return _run_diffusion(args, "sr3")
