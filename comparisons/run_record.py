@@ -4,8 +4,9 @@
   filesystem-safe), and ``input.png`` / ``reference.png``;
 * ``metrics.csv`` (a row per model) and ``stages.csv`` (a row per stage), written with
   ``comparisons.records.write_csv`` from the results' ``facts()`` and scores, like the benchmark;
-* ``run_card.json``: git commit, every weight file's sha256, device, library versions, the
-  settings asked for and each model's resolved settings and seeds, notes and errors.
+* ``run_card.json``: git commit, every weight file's sha256, device, library versions (all from
+  ``comparisons.provenance``), the settings asked for and each model's resolved settings and seeds,
+  notes and errors.
 """
 
 from __future__ import annotations
@@ -13,11 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import platform
 import re
-import subprocess
-import sys
 import tempfile
 import zipfile
 from datetime import datetime, timezone
@@ -26,11 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from comparisons import provenance
 from comparisons.compare import Comparison, stage_models
+from comparisons.provenance import git_state, machine, versions
 from comparisons.records import write_csv
 from sr_models.types import SamplingSettings
 
-ROOT = Path(__file__).resolve().parent.parent
 METRIC_COLUMNS = [
     "model",
     "file",
@@ -86,71 +84,15 @@ def output_name(result) -> str:
     return f"{safe_name(result.model)}_x{result.scale}_seed{result.settings.seed or 0}.png"
 
 
-_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256: weights hashed once
-
-
-def file_sha256(path: str | Path) -> str:
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        _HASHES[key] = digest.hexdigest()
-    return _HASHES[key]
-
-
 def weight_hashes(model) -> dict[str, str]:
     """``{"model/relative/path.safetensors": sha256}`` for every local weight file of ``model``
     (a cascade: of each stage); models without a local folder (bicubic, not yet downloaded) have none."""
-    out = {}
-    for part in stage_models(model):
-        folder = getattr(part, "folder", None)
-        if folder is None or not Path(folder).is_dir():
-            continue
-        for path in sorted(Path(folder).glob("**/*.safetensors")):
-            out[f"{part.name}/{path.relative_to(folder).as_posix()}"] = file_sha256(path)
-    return out
-
-
-def git_state(root: Path = ROOT) -> dict:
-    """The commit the code ran from and whether tracked files differed from it (None outside git)."""
-
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True).stdout
-
-    try:
-        return {
-            "commit": git("rev-parse", "HEAD").strip(),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no").strip()),
-        }
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+    return provenance.weight_hashes(stage_models(model))
 
 
 def device_info(comparison: Comparison) -> dict:
-    import torch
-
-    info = {
-        "ran_on": sorted({f"{s.device} {s.dtype}" for r in comparison.results for s in r.stages}),
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
-    if torch.cuda.is_available():
-        info["cuda"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for name in ("numpy", "torch", "diffusers", "gradio", "PIL"):
-        module = sys.modules.get(name)
-        out[name] = getattr(module, "__version__", None) if module else None
-    return out
+    """Where the comparison ran: each stage's device and dtype, then the machine."""
+    return {"ran_on": sorted({f"{s.device} {s.dtype}" for r in comparison.results for s in r.stages}), **machine()}
 
 
 def rows(comparison: Comparison) -> tuple[list[dict], list[dict]]:
