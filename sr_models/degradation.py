@@ -6,6 +6,9 @@ the Keys kernel (a = -0.5) by the scale when shrinking (antialiasing), mirrors t
 symmetrically and rounds the uint8 result. A different resize moves PSNR by tenths of a dB, so
 every number in this project goes through this one function.
 
+Real-valued scales (``degrade``): s = p/q is cropped so HR / s is whole (HR a multiple of p), and the LR
+is exactly HR / s, made with the kernel of 1/s; integer scales are the classic mod-crop unchanged.
+
 MATLAB's per-axis weights are computed in float64 as MATLAB does; the resize itself is two sparse
 matrix products in torch (float32 for uint8 and float32 images), one band of output rows at a time,
 so a 16x upscale to 4096 x 4096 is fast and never holds more than one band's working set. uint8
@@ -16,7 +19,9 @@ to a rounding boundary are recomputed in float64.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -207,21 +212,76 @@ def imresize(
     return out[..., 0] if img.ndim == 2 else out
 
 
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop the bottom/right so height and width are multiples of ``scale`` (benchmark convention)."""
+MAX_SCALE = 16  # the largest magnification of the protocol (and of any model here)
+MAX_DENOMINATOR = 1000  # a real-valued scale is read as a ratio p/q with q up to this
+
+
+def protocol_scale(scale, max_scale: float = MAX_SCALE) -> int | float:
+    """A magnification checked once, with a plain message: a real number from 1 to ``max_scale``.
+
+    Whole values come back as ``int`` (3.0 -> 3), so integer scales keep exactly today's code paths;
+    others as ``float``. Refused: booleans, strings (even "3" or "3x"), NaN, infinities, out of range.
+    """
+    if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real):
+        raise ValueError(f"the scale must be a number, got {scale!r}")
+    value = float(scale)
+    if not math.isfinite(value):
+        raise ValueError(f"the scale must be a finite number, got {scale!r}")
+    if not 1 <= value <= max_scale:
+        raise ValueError(f"the scale must be from 1 to {max_scale:g}, got {value:g}")
+    return int(value) if value.is_integer() else value
+
+
+def scale_fraction(scale) -> Fraction:
+    """The scale as the exact ratio p/q (lowest terms, q <= 1000) the protocol crops by: 2.5 -> 5/2."""
+    value = protocol_scale(scale)
+    ratio = Fraction(value).limit_denominator(MAX_DENOMINATOR)
+    if abs(float(ratio) - value) > 1e-9 * value:
+        raise ValueError(
+            f"the scale {value:g} is not a ratio of whole numbers with a denominator up to {MAX_DENOMINATOR} "
+            "(e.g. 2.5 = 5/2): the HR could not be cropped to a whole multiple of it"
+        )
+    return ratio
+
+
+def hr_multiple(scale) -> int:
+    """What an HR side must be a multiple of for HR / scale to be whole: p of scale = p/q (4 -> 4, 2.5 -> 5)."""
+    return scale_fraction(scale).numerator
+
+
+def scaled_size(height: int, width: int, scale) -> tuple[int, int]:
+    """Output (H, W) of a model at ``scale``: (round(s * h), round(s * w)), Python's round (half to even).
+
+    Exactly (s * h, s * w) where that is whole, so integer scales and protocol pairs are unaffected."""
+    s = float(scale)
+    return round(s * height), round(s * width)
+
+
+def modcrop(img: np.ndarray, scale) -> np.ndarray:
+    """Crop the bottom/right to the largest size whose sides divided by ``scale`` are whole numbers.
+
+    For scale s = p/q in lowest terms that is the largest multiple of p (an integer scale: of the
+    scale itself, the benchmark convention), e.g. 2.5x crops to a multiple of 5 and 3x to one of 3."""
+    multiple = hr_multiple(scale)
     h, w = img.shape[:2]
-    h2, w2 = h - h % scale, w - w % scale
+    h2, w2 = h - h % multiple, w - w % multiple
     if h2 == 0 or w2 == 0:
-        raise ValueError(f"image {w}x{h} is smaller than the scale {scale}")
+        raise ValueError(f"image {w}x{h} is smaller than {multiple} px, the crop multiple of the scale {scale}")
     return img[:h2, :w2]
 
 
-def degrade(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """Benchmark degradation: returns (mod-cropped HR, LR = imresize(HR, 1/scale)), both uint8."""
+def degrade(hr: np.ndarray, scale) -> tuple[np.ndarray, np.ndarray]:
+    """Benchmark degradation: returns (mod-cropped HR, LR = imresize(HR, 1/scale)), both uint8.
+
+    ``scale`` may be real-valued (see ``protocol_scale``): for s = p/q the HR is cropped to H' = the
+    largest multiple of p <= H (the largest H' with H' / s whole) and the LR is H' / s = H' q / p,
+    made by MATLAB's ``imresize`` with the kernel of 1/s. Integer scales give exactly the old pairs."""
     if hr.dtype != np.uint8:
         raise ValueError(f"degrade expects uint8 images, got {hr.dtype}")
-    hr = modcrop(hr, scale)
-    lr = imresize(hr, 1.0 / scale, output_shape=(hr.shape[0] // scale, hr.shape[1] // scale))
+    ratio = scale_fraction(scale)
+    hr = modcrop(hr, ratio)
+    lr_shape = (hr.shape[0] * ratio.denominator // ratio.numerator, hr.shape[1] * ratio.denominator // ratio.numerator)
+    lr = imresize(hr, 1.0 / float(ratio), output_shape=lr_shape)
     return hr, lr
 
 

@@ -5,7 +5,8 @@ Convention of the published tables (SRCNN / VDSR / EDSR MATLAB scripts, BasicSR'
 
 * compare on the ITU-R BT.601 luma ``Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255``
   (float, not rounded); RGB on request;
-* shave ``crop_border`` pixels (= the scale) from every side first;
+* shave ``crop_border`` pixels from every side first: the scale, ceil(s) for a real-valued scale s
+  (``shave_border``);
 * SSIM with an 11x11 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03, data range 255, averaged
   over the valid region (Wang et al. 2004, i.e. MATLAB ``ssim_index``);
 * an image whose three channels are equal (a grayscale test image stored as RGB) is measured on
@@ -14,10 +15,12 @@ Convention of the published tables (SRCNN / VDSR / EDSR MATLAB scripts, BasicSR'
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from sr_models.degradation import imresize
+from sr_models.degradation import imresize, scaled_size
 
 _BT601 = np.array([65.481, 128.553, 24.966])
 
@@ -92,13 +95,20 @@ def ssim(sr: np.ndarray, hr: np.ndarray, crop_border: int = 0, y_channel: bool =
     )
 
 
-def lr_consistency(sr: np.ndarray, lr: np.ndarray, scale: int) -> float:
+def shave_border(scale: float) -> int:
+    """Pixels shaved from each border before PSNR / SSIM: ceil(scale) (the scale itself when whole)."""
+    return math.ceil(scale)
+
+
+def lr_consistency(sr: np.ndarray, lr: np.ndarray, scale: float) -> float:
     """PSNR (RGB, dB) between ``imresize(SR, 1/scale)`` and the LR input: is the output faithful?
 
-    RGB rather than Y so that a colour shift counts; no border is shaved.
+    RGB rather than Y so that a colour shift counts; no border is shaved. The LR must be what the
+    SR's size divided by ``scale`` rounds down to, or the LR a model at ``scale`` makes that SR from.
     """
-    expected = (sr.shape[0] // scale, sr.shape[1] // scale)
-    if expected != lr.shape[:2]:
+    expected = lr.shape[:2]
+    floor = (math.floor(sr.shape[0] / scale + 1e-9), math.floor(sr.shape[1] / scale + 1e-9))
+    if expected != floor and scaled_size(*expected, scale) != sr.shape[:2]:
         raise ValueError(f"SR {sr.shape[:2]} is not {scale}x the LR {lr.shape[:2]}")
     down = imresize(sr, 1.0 / scale, output_shape=expected)
     return psnr(down, lr, crop_border=0, y_channel=False)
@@ -107,11 +117,15 @@ def lr_consistency(sr: np.ndarray, lr: np.ndarray, scale: int) -> float:
 LR_PSNR_CAP = 100.0  # dB
 
 
-def score(sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: int) -> dict[str, float]:
-    """The fidelity numbers of one output: PSNR/SSIM on Y with border = scale, LR-consistency."""
+def score(
+    sr: np.ndarray, hr: np.ndarray, lr: np.ndarray, scale: float, crop_border: int | None = None
+) -> dict[str, float]:
+    """The fidelity numbers of one output: PSNR/SSIM on Y with ``crop_border`` shaved (None:
+    ``shave_border(scale)``, i.e. ceil(scale)), LR-consistency."""
+    border = shave_border(scale) if crop_border is None else crop_border
     return {
-        "psnr_y": psnr(sr, hr, crop_border=scale, y_channel=True),
-        "ssim_y": ssim(sr, hr, crop_border=scale, y_channel=True),
+        "psnr_y": psnr(sr, hr, crop_border=border, y_channel=True),
+        "ssim_y": ssim(sr, hr, crop_border=border, y_channel=True),
         # An output that reproduces its LR exactly has infinite LR-PSNR; cap it so means stay finite.
         "lr_psnr": min(lr_consistency(sr, lr, scale), LR_PSNR_CAP),
     }
@@ -134,7 +148,7 @@ def high_frequency_energy(img: np.ndarray, cutoff: float, crop_border: int = 0) 
     return float(power[band].mean()) if band.any() else 0.0
 
 
-def detail_ratio(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
+def detail_ratio(sr: np.ndarray, hr: np.ndarray, scale: float) -> float:
     """Restored detail without downloaded weights: the SR's spectral energy above the LR's Nyquist
     frequency (what the LR cannot carry, so a model must invent it) over the reference's.
 
@@ -142,5 +156,6 @@ def detail_ratio(sr: np.ndarray, hr: np.ndarray, scale: int) -> float:
     (they blur); noise or over-sharpening goes above 1. Energy only: says nothing of *where*.
     """
     cutoff = 0.5 / scale
-    ref = high_frequency_energy(hr, cutoff, crop_border=scale)
-    return high_frequency_energy(sr, cutoff, crop_border=scale) / ref if ref > 0 else float("nan")
+    border = shave_border(scale)
+    ref = high_frequency_energy(hr, cutoff, crop_border=border)
+    return high_frequency_energy(sr, cutoff, crop_border=border) / ref if ref > 0 else float("nan")

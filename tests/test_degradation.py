@@ -12,9 +12,13 @@ from sr_models.degradation import (
     center_crop,
     cubic,
     degrade,
+    hr_multiple,
     imresize,
     modcrop,
+    protocol_scale,
+    scaled_size,
 )
+from sr_models.metrics import score, shave_border
 from tests.reference_imresize import imresize as reference_imresize
 
 # Antialiased 1/2 downscale: the kernel is cubic(x/2)/2 sampled at +-0.5, 1.5, 2.5, 3.5,
@@ -182,3 +186,71 @@ def test_cuda_equals_cpu():
         assert np.array_equal(imresize(img, s, device="cuda"), imresize(img, s))
         fp = img.astype(np.float32)
         assert np.abs(imresize(fp, s, device="cuda") - imresize(fp, s)).max() <= 1e-3
+
+
+# --- real-valued scales of the protocol ---
+
+
+@pytest.mark.parametrize(
+    "scale, hr_shape, lr_shape",
+    [(2.5, (100, 70), (40, 28)), (3, (102, 69), (34, 23)), (3.0, (102, 69), (34, 23)), (1.5, (102, 69), (68, 46))],
+)
+def test_real_valued_degrade_crops_hr_to_a_whole_lr(scale, hr_shape, lr_shape):
+    hr, lr = degrade(random_image((103, 70, 3), seed=7), scale)
+    assert hr.shape[:2] == hr_shape and lr.shape[:2] == lr_shape and lr.dtype == np.uint8
+    assert hr.shape[0] / scale == lr.shape[0] and hr.shape[1] / scale == lr.shape[1]
+    # the largest such crop: one more row or column would not divide into a whole LR
+    assert all(not ((side + k) / scale).is_integer() for side in hr_shape for k in range(1, hr_multiple(scale)))
+
+
+@pytest.mark.parametrize("scale", [2.5, 3, 7 / 3])
+@pytest.mark.parametrize("make", [random_image, smooth_image])
+def test_real_valued_degrade_matches_the_float64_reference(scale, make):
+    image = np.clip(np.round(make((61, 47, 3))), 0, 255).astype(np.uint8)
+    hr, lr = degrade(image, scale)
+    assert np.array_equal(hr, image[: hr.shape[0], : hr.shape[1]])
+    assert np.array_equal(lr, reference_imresize(hr, 1 / scale, output_shape=lr.shape[:2]))
+    fast = imresize(hr.astype(np.float32), 1 / scale, output_shape=lr.shape[:2])
+    assert np.abs(fast - reference_imresize(hr.astype(np.float64), 1 / scale, output_shape=lr.shape[:2])).max() <= 1e-3
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4, 8])
+def test_integer_scales_are_the_classic_modcrop_unchanged(scale):
+    image = random_image((103, 70, 3), seed=8)
+    h, w = 103 - 103 % scale, 70 - 70 % scale
+    expected_lr = reference_imresize(image[:h, :w], 1.0 / scale, output_shape=(h // scale, w // scale))
+    for given in (scale, float(scale), np.int64(scale)):
+        hr, lr = degrade(image, given)
+        assert hr.shape[:2] == (h, w) and np.array_equal(lr, expected_lr)
+    assert protocol_scale(float(scale)) == scale and isinstance(protocol_scale(float(scale)), int)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 17, float("nan"), float("inf"), "3x", "3", True, None, 0.5])
+def test_bad_scales_are_refused_with_a_plain_message(bad):
+    with pytest.raises(ValueError, match="the scale must be") as caught:
+        degrade(random_image((32, 32, 3)), bad)
+    assert "Traceback" not in str(caught.value) and len(str(caught.value)) < 120
+
+
+def test_a_scale_that_is_no_small_ratio_cannot_be_mod_cropped():
+    assert hr_multiple(2.5) == 5 and hr_multiple(7 / 3) == 7 and hr_multiple(4) == 4
+    with pytest.raises(ValueError, match="not a ratio of whole numbers"):
+        degrade(random_image((32, 32, 3)), math.pi)
+    with pytest.raises(ValueError, match="crop multiple"):
+        degrade(random_image((32, 32, 3)), 3.99)  # 399/100: a 32 px image has no multiple of 399
+
+
+def test_scaled_size_is_round_of_scale_times_size():
+    assert scaled_size(17, 20, 2.5) == (round(42.5), 50) == (42, 50)
+    assert scaled_size(17, 20, 1.5) == (26, 30) and scaled_size(17, 20, 7) == (119, 140)
+    assert scaled_size(40, 28, 2.5) == (100, 70)  # protocol pairs: exact
+
+
+def test_metrics_shave_ceil_of_the_scale():
+    assert [shave_border(s) for s in (2, 2.5, 3, 1.5, 16)] == [2, 3, 3, 2, 16]
+    hr, lr = degrade(smooth_image((60, 60, 3)).astype(np.uint8), 2.5)
+    sr = hr.copy()
+    sr[:3] = 0  # an error in the 3 shaved rows only: invisible at 2.5x, seen with a 2 px border
+    assert score(sr, hr, lr, 2.5)["psnr_y"] == float("inf")
+    assert score(sr, hr, lr, 2.5, crop_border=2)["psnr_y"] < 30
+    assert score(hr, hr, lr, 2.5)["lr_psnr"] > 40  # the LR-consistency check takes a real-valued scale
