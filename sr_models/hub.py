@@ -234,27 +234,5 @@ def download(repo_id: str, pipeline: bool | None = None) -> Path:
         raise ModelUnavailableError(f"could not download {repo_id} ({type(err).__name__}: {first})") from err
 
 
-def builtin_models() -> list:
-    """The well-known pipeline repos as ``HubModel`` entries, named by ``HUB_MODELS``."""
-    from sr_models.registry import HubModel
-
-    models = []
-    for entry in HUB_MODELS:
-        family = PIPELINES[entry.pipeline]
-        models.append(
-            HubModel(
-                entry.repo_id,
-                name=entry.name,
-                family=family.family,
-                scales=family.scales,
-                meta=family.meta(),
-                pipeline=True,
-                download_size_mb=entry.download_size_mb,
-                requires=family.requires,
-            )
-        )
-    return models
-
-
 def find_entry(name_or_repo: str) -> HubEntry | None:
     return next((e for e in HUB_MODELS if name_or_repo in (e.name, e.repo_id)), None)

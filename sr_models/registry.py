@@ -91,6 +91,7 @@ class _Deferred(SRModel):
         self.default_spacing = meta.get("timestep_spacing", "leading")
         self.samplers = tuple(meta.get("samplers", ()))
         self.lr_projection_default = int(meta.get("lr_projection", 0))
+        self.continuous, self.max_scale = bool(meta.get("continuous", False)), meta.get("max_scale", self.max_scale)
         self.meta = meta
         self._model: SRModel | None = None
 
@@ -208,6 +209,28 @@ class HubModel(_Deferred):
         return download(self.repo_id, self.pipeline)  # ModelUnavailableError with a plain message offline
 
 
+def builtin_models() -> list[HubModel]:
+    """The well-known pipeline repos as ``HubModel`` entries, named by ``HUB_MODELS``."""
+    from sr_models.hub import HUB_MODELS, PIPELINES
+
+    models = []
+    for entry in HUB_MODELS:
+        family = PIPELINES[entry.pipeline]
+        models.append(
+            HubModel(
+                entry.repo_id,
+                name=entry.name,
+                family=family.family,
+                scales=family.scales,
+                meta=family.meta(),
+                pipeline=True,
+                download_size_mb=entry.download_size_mb,
+                requires=family.requires,
+            )
+        )
+    return models
+
+
 def model_folders(folders) -> list[Path]:
     """Model folders directly inside each folder (or the folder itself if it is one)."""
     found = []
@@ -231,8 +254,6 @@ def discover(model_dirs=(), hub_ids=(), device=None, dtype=None) -> dict[str, SR
         model = FolderModel(folder)
         models.setdefault(model.name, model)  # first one wins: shipped models can't be shadowed
     # --- the well-known stock pipelines (sr_models.hub.HUB_MODELS), listed offline too ---
-    from sr_models.hub import builtin_models
-
     for hub in builtin_models():
         models.setdefault(hub.name, hub)
     # --- end of the well-known pipelines ---

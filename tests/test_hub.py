@@ -345,7 +345,7 @@ def test_download_failure_is_a_plain_error(empty_hub_cache):
 
 
 def test_cached_entry_runs_as_a_cascade_stage(monkeypatch, ldm_folder):
-    from sr_models.hub import builtin_models
+    from sr_models.registry import builtin_models
 
     hub = next(m for m in builtin_models() if m.name == "ldm-sr-openimages")
     monkeypatch.setattr(hub, "_cached_snapshot", lambda: ldm_folder)
