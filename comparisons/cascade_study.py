@@ -28,10 +28,7 @@ model hashes, data, seeds, settings, machine, and the answer).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import platform
-import subprocess
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,9 +38,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
-from comparisons.records import write_csv
-from sr_models.data import test_pairs
-from sr_models.metrics import detail_ratio, score
+from comparisons.evaluate import evaluate
+from comparisons.provenance import folder_digest, git_state, machine_description
+from comparisons.records import read_csv, write_csv
+from sr_models.data import eval_pairs
 from sr_models.registry import get_models
 from sr_models.types import SamplingSettings, StageResult
 
@@ -76,6 +74,8 @@ COLUMNS = [
     "stage2_peak_mb",
     "settings",
 ]
+INTEGER_COLUMNS = ("scale", "n1", "n2", "n_images")
+TEXT_COLUMNS = ("group", "config", "model", "projection", "dataset", "settings")
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,45 @@ def _stage_cost(stages: list[StageResult], i: int, key: str):
     return getattr(stages[i], key) if i < len(stages) else 0
 
 
+def _runnable(configs, models: dict) -> tuple[list[tuple[Config, object]], list[str]]:
+    """(config, model) for every configuration whose models are here; a note for each one skipped."""
+    notes, runnable = [], []
+    for config in configs:
+        try:
+            (model,) = get_models([config.model], models)
+            model.check_available()
+            runnable.append((config, model))
+        except (KeyError, RuntimeError, ValueError) as err:
+            notes.append(f"skipped {config.label}: {err.args[0] if err.args else err}")
+    return runnable, list(dict.fromkeys(notes))
+
+
+def _image_row(config: Config, projection: str, dataset: str, evaluation) -> dict:
+    """One per-image row: the configuration, the scores, and the cost of each stage."""
+    result, stages = evaluation.result, evaluation.result.stages
+    return {
+        "scale": config.scale,
+        "group": config.group,
+        "config": config.label,
+        "model": config.model,
+        "n1": config.n1,
+        "n2": config.n2,
+        "strength": config.strength,
+        "projection": projection,
+        "dataset": dataset,
+        "image": evaluation.row["image"],
+        **{k: evaluation.scores[k] for k in ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio")},
+        "lpips": evaluation.scores.get("lpips"),
+        "nfe": result.nfe,
+        "seconds": result.seconds,
+        "peak_memory_mb": result.peak_memory_mb,
+        **{f"stage{i + 1}_nfe": _stage_cost(stages, i, "nfe") for i in (0, 1)},
+        **{f"stage{i + 1}_seconds": _stage_cost(stages, i, "seconds") for i in (0, 1)},
+        **{f"stage{i + 1}_peak_mb": _stage_cost(stages, i, "peak_memory_mb") for i in (0, 1)},
+        "settings": evaluation.row["settings"],
+    }
+
+
 def run_study(
     configs,
     datasets,
@@ -148,21 +187,12 @@ def run_study(
     """Run every configuration on every image; return (summary rows, notes)."""
     from sr_models.registry import discover
 
-    models = models if models is not None else discover()
-    notes, runnable = [], []
-    for config in configs:
-        try:
-            (model,) = get_models([config.model], models)
-            model.check_available()
-            runnable.append((config, model))
-        except (KeyError, RuntimeError, ValueError) as err:
-            notes.append(f"skipped {config.label}: {err.args[0] if err.args else err}")
-    notes = list(dict.fromkeys(notes))
+    runnable, notes = _runnable(configs, models if models is not None else discover())
     pairs = {
-        (d, s): list(test_pairs(d, s, limit=limit, crop=crop)) for d in datasets for s in {c.scale for c, _ in runnable}
+        (d, s): list(eval_pairs(d, s, limit=limit, crop=crop)) for d in datasets for s in {c.scale for c, _ in runnable}
     }
     total = sum(len(pairs[(d, c.scale)]) for d in datasets for c, _ in runnable) * len(projections)
-    per_image, rows = [], []
+    per_image = []
     bar = tqdm(total=total, desc="cascade study", unit="img", dynamic_ncols=True)
     for config, model in runnable:
         model.load_weights()
@@ -170,33 +200,10 @@ def run_study(
             settings = replace(config.settings, lr_projection=PROJECTIONS[projection], seed=0, spacing=spacing)
             for data in datasets:
                 for pair in pairs[(data, config.scale)]:
-                    result = model.upscale(pair.lr, scale=config.scale, settings=settings)
-                    row = {
-                        "scale": config.scale,
-                        "group": config.group,
-                        "config": config.label,
-                        "model": config.model,
-                        "n1": config.n1,
-                        "n2": config.n2,
-                        "strength": config.strength,
-                        "projection": projection,
-                        "dataset": Path(data).name,
-                        "image": pair.name,
-                        **score(result.image, pair.hr, pair.lr, config.scale),
-                        "hf_ratio": detail_ratio(result.image, pair.hr, config.scale),
-                        "lpips": lpips_fn(result.image, pair.hr) if lpips_fn else None,
-                        "nfe": result.nfe,
-                        "seconds": result.seconds,
-                        "peak_memory_mb": result.peak_memory_mb,
-                        "stage1_nfe": _stage_cost(result.stages, 0, "nfe"),
-                        "stage2_nfe": _stage_cost(result.stages, 1, "nfe"),
-                        "stage1_seconds": _stage_cost(result.stages, 0, "seconds"),
-                        "stage2_seconds": _stage_cost(result.stages, 1, "seconds"),
-                        "stage1_peak_mb": _stage_cost(result.stages, 0, "peak_memory_mb"),
-                        "stage2_peak_mb": _stage_cost(result.stages, 1, "peak_memory_mb"),
-                        "settings": result.facts()["settings"],
-                    }
-                    per_image.append(row)
+                    evaluation = evaluate(
+                        model, pair.lr, config.scale, settings, pair.hr, name=pair.name, lpips_fn=lpips_fn
+                    )
+                    per_image.append(_image_row(config, projection, Path(data).name, evaluation))
                     bar.update(1)
     bar.close()
     rows = summarize(per_image)
@@ -377,18 +384,8 @@ def heatmaps(rows: list[dict], dataset: str = "all") -> go.Figure:
 
 
 def load_rows(path: Path) -> list[dict]:
-    """``cascade.csv`` back into rows (numbers as numbers), to redraw the plots without rerunning."""
-    import csv
-
-    rows = []
-    for row in csv.DictReader(open(path)):
-        for key, value in row.items():
-            if key in ("scale", "n1", "n2", "n_images"):
-                row[key] = int(value) if value else None
-            elif key not in ("group", "config", "model", "projection", "dataset", "settings"):
-                row[key] = float(value) if value else None
-        rows.append(row)
-    return rows
+    """``cascade.csv`` back into rows (numbers as numbers, empty cells None), to redraw the plots without rerunning."""
+    return read_csv(path, integers=INTEGER_COLUMNS, texts=TEXT_COLUMNS, empty=None)
 
 
 def write_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
@@ -401,29 +398,14 @@ def write_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
         f.write("</body></html>")
 
 
-def _hash(folder: Path) -> str:
-    digest = hashlib.sha256()
-    for f in sorted(folder.rglob("*.safetensors")):
-        digest.update(f.read_bytes())
-    return digest.hexdigest()[:16]
-
-
 def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: dict, seconds: float) -> dict:
     """What reproduces the study and what it found: commit, model hashes, data, settings, machine, answer."""
-    import torch
-
-    from sr_models.device import hardware_description
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
     used = sorted({n.split("@")[0] for r in rows for n in r["model"].split(">")})
     card = {
         "command": args.get("command"),
-        "commit": commit,
+        "commit": git_state()["commit"] or "unknown",
         "seconds": round(seconds, 1),
-        "machine": f"{hardware_description()}, {platform.platform()}, torch {torch.__version__}",
+        "machine": machine_description(),
         "data": args.get("data"),
         "crop": args.get("crop"),
         "limit": args.get("limit"),
@@ -433,7 +415,7 @@ def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: 
             "bp": "each model's default back-projection onto the original LR after each stage",
             "raw": "no back-projection anywhere",
         },
-        "models": {n: _hash(models[n].folder) for n in used if getattr(models.get(n), "folder", None)},
+        "models": {n: folder_digest(models[n].folder) for n in used if getattr(models.get(n), "folder", None)},
         "notes": notes,
         "answer": [line for d in ("Set14", "all") for p in ("raw", "bp") for line in answer(rows, d, p)],
     }

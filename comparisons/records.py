@@ -1,4 +1,4 @@
-"""Writing result rows (``UpscaleResult.facts()`` plus scores) to CSV: one convention for every report."""
+"""Result rows (``UpscaleResult.facts()`` plus scores) to CSV and back: one convention for every report."""
 
 from __future__ import annotations
 
@@ -15,14 +15,24 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
             writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()})
 
 
-def read_csv(path: Path) -> list[dict]:
-    """Rows of a CSV written here, numbers back as floats (empty cells stay "")."""
+def read_csv(path: Path, integers=(), texts=(), empty="") -> list[dict]:
+    """Rows of a CSV written here, numbers back as floats: the one reader of every report.
 
-    def value(text: str):
+    ``integers``: columns read as ``int``; ``texts``: columns kept as text even when they look like
+    numbers; ``empty``: what an empty cell of any other column becomes ("" by default).
+    """
+
+    def value(key: str, text: str):
+        if key in texts:
+            return text
+        if text == "":
+            return empty
+        if key in integers:
+            return int(text)
         try:
             return float(text)
         except ValueError:
             return text
 
     with open(path, newline="") as f:
-        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: value(k, v) for k, v in row.items()} for row in csv.DictReader(f)]

@@ -1,11 +1,10 @@
 """The cascade study end to end on tiny models (16x grid of 1 and 2 steps), and its pieces."""
 
-import csv
 import json
 
 import pytest
 
-from comparisons.cascade_study import answer, cascade_study, pareto_front
+from comparisons.cascade_study import answer, cascade_study, load_rows, pareto_front
 from sr_models.bicubic import BicubicSR
 from sr_models.registry import load_model
 from tests.conftest import save_tiny_regression, tiny_ldm_folder
@@ -84,21 +83,31 @@ def test_cascade_study_writes_its_reports(study_models, image_folder, tmp_path):
         models=study_models,
         command="test",
     )
-    rows = list(csv.DictReader(open(tmp_path / "cascade.csv")))
+    rows = load_rows(tmp_path / "cascade.csv")
     configs = {r["config"] for r in rows}
     assert {"bicubic", "regression-x4>regression-x4", "ldm-x16 [1]", "ldm-x16 [2]", "ldm-x4>ldm-x4 [2,1]"} <= configs
     assert len(configs) == 2 + 2 + 4  # references, single at 1 and 2 steps, the 2x2 grid
     cascades = [r for r in rows if r["group"] == "ldm-x4>ldm-x4"]
-    assert all(
-        float(r["nfe"]) == int(r["n1"]) + int(r["n2"]) == float(r["stage1_nfe"]) + float(r["stage2_nfe"])
-        for r in cascades
-    )
+    assert all(r["nfe"] == r["n1"] + r["n2"] == r["stage1_nfe"] + r["stage2_nfe"] for r in cascades)
     by = {(r["config"], r["projection"], r["dataset"]): r for r in rows}
     for config in configs:  # back-projection onto the original LR makes every output more LR-consistent
-        assert float(by[(config, "bp", "all")]["lr_psnr"]) >= float(by[(config, "raw", "all")]["lr_psnr"]) - 1e-6
+        assert by[(config, "bp", "all")]["lr_psnr"] >= by[(config, "raw", "all")]["lr_psnr"] - 1e-6
     saved = json.loads((tmp_path / "run_card.json").read_text())
     assert saved["answer"] == card["answer"] and any("ldm-x16 at 2 steps" in a for a in saved["answer"])
     assert any("skipped" in n and "ldm-x4-aug" in n for n in saved["notes"])  # missing models are said, not fatal
     assert any("ldm-x8" in n for n in saved["notes"])
     html = (tmp_path / "cascade.html").read_text()
     assert "Pareto front" in html and "split of steps" in html
+
+
+def test_load_rows_reads_numbers_and_empty_cells_back(tmp_path):
+    from comparisons.cascade_study import COLUMNS
+    from comparisons.records import write_csv
+
+    row = {c: "" for c in COLUMNS} | {"scale": 16, "config": "bicubic", "model": "bicubic", "dataset": "1"}
+    row |= {"psnr_y": 21.57251, "n_images": 5, "settings": "bicubic: seed 0"}
+    write_csv(tmp_path / "c.csv", [row], COLUMNS)
+    (back,) = load_rows(tmp_path / "c.csv")
+    assert back["scale"] == 16 and isinstance(back["scale"], int) and back["n_images"] == 5
+    assert back["psnr_y"] == 21.5725 and back["n1"] is None and back["lpips"] is None
+    assert back["dataset"] == "1" and back["group"] == ""  # text columns stay text
