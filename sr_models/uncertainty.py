@@ -13,12 +13,13 @@ any uncertainty can do); a random order stays at 1 on average. AUSE is the area 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
 
-from sr_models.degradation import imresize
+from sr_models.degradation import imresize, scaled_size
 
 # Fractions of pixels removed: 0, 1, ..., 99 % (removing all of them leaves no mean).
 DEFAULT_FRACTIONS = np.arange(100) / 100.0
@@ -60,21 +61,25 @@ def abs_error_map(estimate: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return _channel_mean(np.abs(np.asarray(estimate, np.float64) - np.asarray(reference, np.float64)))
 
 
-def lr_consistency_map(sr: np.ndarray, lr: np.ndarray, scale: int) -> np.ndarray:
+def _check_scale(sr_shape: tuple[int, int], lr_shape: tuple[int, int], scale: float) -> None:
+    """The size rule of ``metrics.lr_consistency``: the LR is the SR size / scale rounded down, or its preimage."""
+    floor = (math.floor(sr_shape[0] / scale + 1e-9), math.floor(sr_shape[1] / scale + 1e-9))
+    if lr_shape != floor and scaled_size(*lr_shape, scale) != sr_shape:
+        raise ValueError(f"SR {sr_shape} is not {scale}x the LR {lr_shape}")
+
+
+def lr_consistency_map(sr: np.ndarray, lr: np.ndarray, scale: float) -> np.ndarray:
     """|imresize(SR, 1/scale) - LR| averaged over channels, nearest-upsampled to the SR size: HxW float64.
 
-    The same downscale as ``metrics.lr_consistency`` (MATLAB bicubic, uint8 in gives rounded uint8 out),
-    so the map is 0 exactly where that metric sees no error. SR must be ``scale`` x the LR (up to a
-    remainder under ``scale`` px, which the map fills from the nearest LR pixel).
+    The same downscale as ``metrics.lr_consistency`` (MATLAB bicubic; uint8 in gives rounded uint8 out),
+    so the map is 0 exactly where that metric sees no error. Real-valued scales work: SR pixel i shows
+    LR pixel floor((i + 0.5) / scale), which for an integer scale is the s x s block above it.
     """
-    expected = (sr.shape[0] // scale, sr.shape[1] // scale)
-    if expected != lr.shape[:2]:
-        raise ValueError(f"SR {sr.shape[:2]} is not {scale}x the LR {lr.shape[:2]}")
-    down = imresize(sr, 1.0 / scale, output_shape=expected)
-    error = abs_error_map(down, lr)
-    upsampled = np.repeat(np.repeat(error, scale, axis=0), scale, axis=1)
-    pad = ((0, sr.shape[0] - upsampled.shape[0]), (0, sr.shape[1] - upsampled.shape[1]))
-    return np.pad(upsampled, pad, mode="edge")
+    _check_scale(sr.shape[:2], lr.shape[:2], scale)
+    error = abs_error_map(imresize(sr, 1.0 / scale, output_shape=lr.shape[:2]), lr)
+    rows = np.minimum(((np.arange(sr.shape[0]) + 0.5) / scale).astype(int), lr.shape[0] - 1)
+    cols = np.minimum(((np.arange(sr.shape[1]) + 0.5) / scale).astype(int), lr.shape[1] - 1)
+    return error[rows[:, None], cols[None, :]]
 
 
 def spearman(uncertainty: np.ndarray, error: np.ndarray) -> float:

@@ -96,6 +96,18 @@ def test_lr_consistency_map_is_zero_for_a_consistent_sr_and_localises_an_lr_erro
     assert np.count_nonzero(blocks) == 16
 
 
+def test_lr_consistency_map_at_a_real_valued_scale():
+    hr, lr = degrade(np.random.default_rng(6).integers(0, 256, (50, 45, 3), dtype=np.uint8), 2.5)
+    assert lr.shape[:2] == (20, 18)
+    assert np.all(lr_consistency_map(hr, lr, 2.5) == 0)
+    shifted = lr.copy()
+    shifted[19, 17] = 255 - shifted[19, 17]  # the bottom-right LR pixel
+    blocks = lr_consistency_map(hr, shifted, 2.5)
+    assert blocks.shape == (50, 45) and blocks[-1, -1] > 0
+    # SR rows 47..49 and columns 42..44 (pixel centres / 2.5 >= 19 and 17) show that pixel.
+    assert np.count_nonzero(blocks) == 3 * 3
+
+
 def test_lr_consistency_map_refuses_a_wrong_scale():
     with pytest.raises(ValueError, match="not 2x"):
         lr_consistency_map(np.zeros((32, 32, 3), np.uint8), np.zeros((8, 8, 3), np.uint8), 2)
