@@ -23,7 +23,7 @@ from comparisons.cli import add_settings_arguments, settings_from_args
 from comparisons.evaluate import evaluate
 from comparisons.records import write_csv
 from sr_models.base import ModelUnavailableError, SRInputError
-from sr_models.data import SPLITS, list_images, test_pairs
+from sr_models.data import SPLITS, eval_pairs, list_images
 from sr_models.device import add_device_arguments
 from sr_models.registry import discover, get_models
 from sr_models.types import SamplingSettings
@@ -144,7 +144,7 @@ def run_benchmark(
     bar = tqdm(total=total, desc="benchmark", unit="img", dynamic_ncols=True)
     for data in datasets:
         dataset = Path(data).name
-        pairs = list(test_pairs(data, scale, limit=limit, crop=crop, split=split))
+        pairs = list(eval_pairs(data, scale, limit=limit, crop=crop, split=split))
         for model in models:
             save_dir = out / "images" / dataset / model.name if save_images else None
             evaluations = _evaluate_set(model, pairs, dataset, scale, settings, lpips_fn, save_dir, bar)

@@ -196,10 +196,10 @@ def large_rows(models: dict, names, side: int, device) -> list[dict]:
 
 def psnr_rows(models: dict, ldm: str, dtypes, device, data: str, crop: int, steps: int) -> dict:
     """Mean PSNR-Y of ``ldm`` per dtype on ``data`` (HR center crops, no back-projection)."""
-    from sr_models.data import test_pairs
+    from sr_models.data import eval_pairs
     from sr_models.metrics import psnr
 
-    pairs = list(test_pairs(data, 4, crop=crop))
+    pairs = list(eval_pairs(data, 4, crop=crop))
     settings = SamplingSettings(steps=steps, seed=0, lr_projection=0)
     out = {}
     for dtype in dtypes:

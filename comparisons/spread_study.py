@@ -25,8 +25,9 @@ import numpy as np
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
 
+from comparisons.evaluate import evaluate
 from comparisons.records import write_csv
-from sr_models.data import list_images, test_pairs
+from sr_models.data import eval_pairs, list_images
 from sr_models.metrics import detail_ratio, mse
 from sr_models.types import SamplingSettings
 
@@ -76,51 +77,15 @@ def spread_study(
     runs *= sum(len(steps_list) if m.is_diffusion else 1 for m in models)
     bar = tqdm(total=runs, desc="spread", unit="run", dynamic_ncols=True)
     for data in datasets:
-        pairs = list(test_pairs(data, scale, limit=limit, crop=crop, split=split))
+        pairs = list(eval_pairs(data, scale, limit=limit, crop=crop, split=split))
         for model in models:
             for steps in steps_list:
                 run = replace(settings, steps=steps if model.is_diffusion else None)
                 per_image = []
                 for pair in pairs:
                     bar.set_postfix_str(f"{Path(data).name}/{model.name}/{steps} steps/{pair.name}", refresh=False)
-                    samples = []
-                    for k in range(seeds):
-                        seeded = replace(run, seed=(run.seed or 0) + k)
-                        samples.append(model.upscale(pair.lr, scale=scale, settings=seeded).image)
-                        bar.update(1)
-                    mean = np.mean(np.stack(samples).astype(np.float64), axis=0)
-                    single = float(np.mean([mse(s, pair.hr, scale) for s in samples]))
-                    of_mean = mse(mean, pair.hr, scale)
-                    spread = max(single - of_mean, 0.0)  # the identity above, on the same Y pixels
-                    per_image.append(
-                        {
-                            "single": single,
-                            "of_mean": of_mean,
-                            "spread": spread,
-                            "expectation": max(of_mean - spread / (seeds - 1), 1e-10),
-                            "hf_single": float(np.mean([detail_ratio(s, pair.hr, scale) for s in samples])),
-                            "hf_mean": detail_ratio(np.round(mean).astype(np.uint8), pair.hr, scale),
-                        }
-                    )
-                resolved = model.resolve(run)
-                rows.append(
-                    {
-                        "dataset": Path(data).name,
-                        "model": model.name,
-                        "scale": scale,
-                        "steps": resolved.steps or "",
-                        "eta": "" if resolved.eta is None else resolved.eta,
-                        "seeds": seeds,
-                        "n_images": len(pairs),
-                        "psnr_y_single": float(np.mean([_db(r["single"]) for r in per_image])),
-                        "psnr_y_of_mean": float(np.mean([_db(r["of_mean"]) for r in per_image])),
-                        "psnr_y_of_expectation": float(np.mean([_db(r["expectation"]) for r in per_image])),
-                        "spread_rms": float(np.mean([np.sqrt(r["spread"]) for r in per_image])),
-                        "hf_ratio_single": float(np.mean([r["hf_single"] for r in per_image])),
-                        "hf_ratio_of_mean": float(np.mean([r["hf_mean"] for r in per_image])),
-                        "settings": resolved.describe(),
-                    }
-                )
+                    per_image.append(_image_spread(model, pair, scale, run, seeds, bar))
+                rows.append(_spread_row(Path(data).name, model, scale, seeds, model.resolve(run), per_image))
                 if not model.is_diffusion:
                     break  # one row: the step count means nothing to it
     bar.close()
@@ -129,6 +94,47 @@ def spread_study(
         write_csv(out / "spread.csv", rows, COLUMNS)
         spread_figure(rows).write_html(out / "spread.html", include_plotlyjs="cdn")
     return rows
+
+
+def _image_spread(model, pair, scale: int, run: SamplingSettings, seeds: int, bar) -> dict:
+    """The mean squared errors of one image's ``seeds`` samples: of each sample, of their mean, the spread."""
+    evaluations = []
+    for k in range(seeds):
+        seeded = replace(run, seed=(run.seed or 0) + k)
+        evaluations.append(evaluate(model, pair.lr, scale, seeded, pair.hr, name=pair.name))
+        bar.update(1)
+    samples = [e.image for e in evaluations]
+    mean = np.mean(np.stack(samples).astype(np.float64), axis=0)
+    single = float(np.mean([mse(s, pair.hr, scale) for s in samples]))
+    of_mean = mse(mean, pair.hr, scale)
+    spread = max(single - of_mean, 0.0)  # the identity in the module doc, on the same Y pixels
+    return {
+        "single": single,
+        "of_mean": of_mean,
+        "spread": spread,
+        "expectation": max(of_mean - spread / (seeds - 1), 1e-10),
+        "hf_single": float(np.mean([e.scores["hf_ratio"] for e in evaluations])),
+        "hf_mean": detail_ratio(np.round(mean).astype(np.uint8), pair.hr, scale),
+    }
+
+
+def _spread_row(dataset: str, model, scale: int, seeds: int, resolved: SamplingSettings, per_image: list[dict]) -> dict:
+    return {
+        "dataset": dataset,
+        "model": model.name,
+        "scale": scale,
+        "steps": resolved.steps or "",
+        "eta": "" if resolved.eta is None else resolved.eta,
+        "seeds": seeds,
+        "n_images": len(per_image),
+        "psnr_y_single": float(np.mean([_db(r["single"]) for r in per_image])),
+        "psnr_y_of_mean": float(np.mean([_db(r["of_mean"]) for r in per_image])),
+        "psnr_y_of_expectation": float(np.mean([_db(r["expectation"]) for r in per_image])),
+        "spread_rms": float(np.mean([np.sqrt(r["spread"]) for r in per_image])),
+        "hf_ratio_single": float(np.mean([r["hf_single"] for r in per_image])),
+        "hf_ratio_of_mean": float(np.mean([r["hf_mean"] for r in per_image])),
+        "settings": resolved.describe(),
+    }
 
 
 def spread_figure(rows: list[dict]) -> go.Figure:

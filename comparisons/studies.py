@@ -112,7 +112,7 @@ def reconstruction_study(
     from diffusers import AutoencoderKL
 
     from sr_models.cards import read_meta, write_meta
-    from sr_models.data import test_pairs
+    from sr_models.data import eval_pairs
     from sr_models.device import pick_device, pick_dtype, place
     from sr_models.diffusion_sr import to_image, to_model_range
     from sr_models.metrics import psnr, ssim
@@ -123,7 +123,7 @@ def reconstruction_study(
     rows = []
     for data in datasets:
         scores = []
-        for pair in test_pairs(data, factor, limit=limit, crop=crop):  # mod-crop to the factor
+        for pair in eval_pairs(data, factor, limit=limit, crop=crop):  # mod-crop to the factor
             with torch.inference_mode():
                 x = to_model_range(pair.hr).to(device, dtype)
                 recon = to_image(vae.decode(vae.encode(x).latent_dist.mode()).sample)

@@ -54,7 +54,7 @@ def find_images(folder: str | Path) -> list[Path]:
 
 
 @dataclass
-class TestPair:
+class EvalPair:
     name: str
     hr: np.ndarray  # mod-cropped (and center-cropped if asked) uint8 RGB
     lr: np.ndarray
@@ -71,9 +71,9 @@ def list_images(folder: str | Path, split: str = "all") -> list[Path]:
     return files
 
 
-def test_pairs(
+def eval_pairs(
     folder: str | Path, scale: int, limit: int | None = None, crop: int | None = None, split: str = "all"
-) -> Iterator[TestPair]:
+) -> Iterator[EvalPair]:
     """HR/LR pairs of a test folder with the benchmark degradation.
 
     ``crop``: evaluate on the HR center crop of that size (a multiple of the scale), for slow models.
@@ -83,4 +83,4 @@ def test_pairs(
         if crop:
             hr = center_crop(hr, crop, multiple=scale)
         hr, lr = degrade(hr, scale)
-        yield TestPair(path.stem, hr, lr)
+        yield EvalPair(path.stem, hr, lr)

@@ -175,7 +175,7 @@ def test_steps_study_runs_each_setting(image_folder, tmp_path):
 
 def test_spread_study_splits_sample_error_into_mean_error_and_spread(image_folder, tmp_path):
     from comparisons.studies import main as study_main
-    from sr_models.data import test_pairs
+    from sr_models.data import eval_pairs
     from sr_models.metrics import mse
     from sr_models.registry import discover
     from sr_models.types import SamplingSettings
@@ -215,7 +215,7 @@ def test_spread_study_splits_sample_error_into_mean_error_and_spread(image_folde
     assert [r["steps"] for r in sr3] == ["1", "2"]
     # recompute the 2-step row's first image by hand: MSE of the samples = MSE of their mean + spread
     model = discover(model_dirs=[tmp_path / "models"])["tiny-sr3-x4"]
-    pair = next(test_pairs(image_folder, 4, crop=32))
+    pair = next(eval_pairs(image_folder, 4, crop=32))
     samples = [
         model.upscale(pair.lr, settings=SamplingSettings(steps=2, eta=1.0, seed=k, lr_projection=0)).image
         for k in range(3)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sr_models.data import SPLITS, test_pairs
+from sr_models.data import SPLITS, eval_pairs
 from sr_models.metrics import score
 from sr_models.regression import to_tensor, to_uint8
 from sr_models.training.patches import PatchSampler
@@ -76,7 +76,7 @@ def make_validator(args, upscale_tensor):
     """Validation PSNR-Y / SSIM-Y / LR-PSNR on --val-data with the benchmark's protocol."""
     if not args.val_data:
         return None
-    pairs = list(test_pairs(args.val_data, args.scale, limit=args.val_images, crop=args.val_crop or None))
+    pairs = list(eval_pairs(args.val_data, args.scale, limit=args.val_images, crop=args.val_crop or None))
 
     def validate(model):
         device = next(model.parameters()).device
