@@ -196,8 +196,8 @@ def large_rows(models: dict, names, side: int, device) -> list[dict]:
 
 def psnr_rows(models: dict, ldm: str, dtypes, device, data: str, crop: int, steps: int) -> dict:
     """Mean PSNR-Y of ``ldm`` per dtype on ``data`` (HR center crops, no back-projection)."""
+    from comparisons.evaluate import evaluate
     from sr_models.data import eval_pairs
-    from sr_models.metrics import psnr
 
     pairs = list(eval_pairs(data, 4, crop=crop))
     settings = SamplingSettings(steps=steps, seed=0, lr_projection=0)
@@ -205,7 +205,7 @@ def psnr_rows(models: dict, ldm: str, dtypes, device, data: str, crop: int, step
     for dtype in dtypes:
         model = models[ldm].to(device, dtype)
         out[dtype_name(pick_dtype(dtype))] = float(
-            np.mean([psnr(model.upscale(p.lr, settings=settings).image, p.hr, 4) for p in pairs])
+            np.mean([evaluate(model, p.lr, 4, settings, p.hr).scores["psnr_y"] for p in pairs])
         )
     models[ldm].to(device, torch.float32)
     return out

@@ -29,3 +29,23 @@ def test_speed_rows_time_every_case_and_summarize(tmp_path):
 def test_speed_command_refuses_unknown_models(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--ldm", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_psnr_rows_score_each_dtype_like_the_benchmark(tmp_path, image_folder):
+    import numpy as np
+    import pytest
+
+    from comparisons.speed import psnr_rows
+    from sr_models.data import eval_pairs
+    from sr_models.metrics import psnr
+    from sr_models.types import SamplingSettings
+
+    tiny_ldm_folder(tmp_path / "ldm")
+    models = discover(model_dirs=[tmp_path], device="cpu")
+    out = psnr_rows(models, "tiny-ldm-x4", ["float32"], "cpu", str(image_folder), 32, 2)
+    settings = SamplingSettings(steps=2, seed=0, lr_projection=0)
+    model = models["tiny-ldm-x4"]
+    expected = np.mean(
+        [psnr(model.upscale(p.lr, settings=settings).image, p.hr, 4) for p in eval_pairs(image_folder, 4, crop=32)]
+    )
+    assert list(out) == ["float32"] and out["float32"] == pytest.approx(expected, abs=1e-9)
