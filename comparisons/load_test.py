@@ -22,7 +22,9 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
@@ -41,24 +43,45 @@ def _proc_stat(pid: int) -> tuple[float, float]:
     return (int(fields[11]) + int(fields[12])) / ticks, rss / 2**20
 
 
-def _start(port: int, log: Path) -> subprocess.Popen:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=open(log, "w"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+@contextmanager
+def app_process(log_path: Path, port: int, env: dict | None = None, timeout: float = 180):
+    """``python app.py`` as a real server process (its output in ``log_path``): yields its URL once it
+    answers, stops it (SIGTERM, then kill) afterwards. The load test and the server tests start it so."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        _wait_until_up(proc, url, log_path, timeout)
+        yield SimpleNamespace(url=url, pid=proc.pid, log=log_path)
+    finally:
+        proc.terminate()
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return proc
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_until_up(proc: subprocess.Popen, url: str, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
         except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"the app did not start; see {log}")
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the app did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.5)
 
 
 def _image(folder: Path, side: int, name: str) -> str:
@@ -69,84 +92,92 @@ def _image(folder: Path, side: int, name: str) -> str:
     return str(path)
 
 
-def load_test(out: Path, port: int = 7871, heavy: str = "sr3-x4", heavy_steps: int = 10) -> dict:
+def _upscale(url: str, model: str, steps: int, image: str, scale: int = 4):
     from gradio_client import Client, handle_file
 
+    client = Client(url, verbose=False)
+    return client.predict(handle_file(image), model, scale, steps, "ddim", 0, "", api_name="/upscale")
+
+
+def _under_load(url: str, image: str, heavy: str, heavy_steps: int, alone: float) -> dict:
+    """8 bicubic clients and 2 heavy jobs at once: every request answered, heavy seconds vs alone."""
+    results, errors = {}, []
+
+    def client_job(key, model, steps):
+        try:
+            results[key] = _upscale(url, model, steps, image)[1]["seconds"]
+        except Exception as err:  # noqa: BLE001 (a load test records every failure)
+            errors.append(f"{key}: {err}")
+
+    threads = [threading.Thread(target=client_job, args=(f"light{i}", "bicubic", 1)) for i in range(8)]
+    threads += [threading.Thread(target=client_job, args=(f"heavy{i}", heavy, heavy_steps)) for i in range(2)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    heavy_seconds = [results.get(f"heavy{i}") for i in range(2)]
+    return {
+        "load_wall_seconds": time.perf_counter() - t0,
+        "answered": len(results),
+        "errors": errors,
+        "heavy_under_load_seconds": heavy_seconds,
+        "heavy_ratio": max(s / alone for s in heavy_seconds if s),
+    }
+
+
+def _cancel(url: str, pid: int, image: str, heavy: str) -> float | None:
+    """A long run cancelled by its client after 3 s: seconds until the server's CPU use falls."""
+    from gradio_client import Client, handle_file
+
+    job = Client(url, verbose=False).submit(handle_file(image), heavy, 4, 200, "ddim", 0, "", api_name="/upscale")
+    time.sleep(3)
+    cpu0, _ = _proc_stat(pid)
+    job.cancel()
+    t_cancel, last = time.perf_counter(), (cpu0, time.perf_counter())
+    while time.perf_counter() - t_cancel < 10:
+        time.sleep(0.1)
+        cpu, now = _proc_stat(pid)[0], time.perf_counter()
+        if (cpu - last[0]) / (now - last[1]) < 0.2:  # under a fifth of a core
+            return now - t_cancel
+        last = (cpu, now)
+    return None
+
+
+def _large_16x(url: str, pid: int, image: str) -> dict:
+    """16x on the largest allowed input: refused before the server's memory grows."""
+    _, rss0 = _proc_stat(pid)
+    peak, stop = [rss0], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak.append(_proc_stat(pid)[1])
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        _upscale(url, "bicubic", 1, image, 16)
+        outcome = "ran (not refused)"
+    except Exception as err:  # noqa: BLE001 (the refusal is the expected outcome)
+        outcome = f"refused: {err}"
+    stop.set()
+    watcher.join()
+    return {"large_16x": outcome, "large_16x_memory_growth_mb": max(peak) - rss0}
+
+
+def load_test(out: Path, port: int = 7871, heavy: str = "sr3-x4", heavy_steps: int = 10) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp())
     small, large = _image(tmp, 64, "lr64"), _image(tmp, 1000, "lr1000")
-    proc = _start(port, out / "server.log")
     report: dict = {"heavy_model": heavy, "heavy_steps": heavy_steps, "input": "64x64 -> 256x256"}
-    try:
-        url = f"http://127.0.0.1:{port}/"
-
-        def upscale(model, steps, image=small, scale=4):
-            client = Client(url, verbose=False)
-            return client.predict(handle_file(image), model, scale, steps, "ddim", 0, "", api_name="/upscale")
-
-        upscale(heavy, heavy_steps)  # warm-up: loading weights is not the job's time
-        report["alone_seconds"] = upscale(heavy, heavy_steps)[1]["seconds"]
-
-        results, errors = {}, []
-
-        def client_job(key, model, steps):
-            try:
-                results[key] = upscale(model, steps)[1]["seconds"]
-            except Exception as err:  # noqa: BLE001 (a load test records every failure)
-                errors.append(f"{key}: {err}")
-
-        threads = [threading.Thread(target=client_job, args=(f"light{i}", "bicubic", 1)) for i in range(8)]
-        threads += [threading.Thread(target=client_job, args=(f"heavy{i}", heavy, heavy_steps)) for i in range(2)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=600)
-        report["load_wall_seconds"] = time.perf_counter() - t0
-        report["answered"] = len(results)
-        report["errors"] = errors
-        report["heavy_under_load_seconds"] = [results.get(f"heavy{i}") for i in range(2)]
-        report["heavy_ratio"] = max(s / report["alone_seconds"] for s in report["heavy_under_load_seconds"] if s)
-
-        # cancel: a long run, cancelled by its client after 3 s; CPU use sampled every 0.1 s
-        client = Client(url, verbose=False)
-        job = client.submit(handle_file(small), heavy, 4, 200, "ddim", 0, "", api_name="/upscale")
-        time.sleep(3)
-        cpu0, _ = _proc_stat(proc.pid)
-        job.cancel()
-        t_cancel, last, quiet_after = time.perf_counter(), (cpu0, time.perf_counter()), None
-        while time.perf_counter() - t_cancel < 10:
-            time.sleep(0.1)
-            cpu, now = _proc_stat(proc.pid)[0], time.perf_counter()
-            if (cpu - last[0]) / (now - last[1]) < 0.2:  # under a fifth of a core
-                quiet_after = now - t_cancel
-                break
-            last = (cpu, now)
-        report["cancel_cpu_quiet_after_seconds"] = quiet_after
-
-        # 16x on the largest allowed input: refused before memory grows
-        _, rss0 = _proc_stat(proc.pid)
-        peak, stop = [rss0], threading.Event()
-
-        def watch():
-            while not stop.is_set():
-                peak.append(_proc_stat(proc.pid)[1])
-                time.sleep(0.02)
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            upscale("bicubic", 1, large, 16)
-            report["large_16x"] = "ran (not refused)"
-        except Exception as err:  # noqa: BLE001 (the refusal is the expected outcome)
-            report["large_16x"] = f"refused: {err}"
-        stop.set()
-        watcher.join()
-        report["large_16x_memory_growth_mb"] = max(peak) - rss0
+    with app_process(out / "server.log", port) as server:
+        _upscale(server.url, heavy, heavy_steps, small)  # warm-up: loading weights is not the job's time
+        report["alone_seconds"] = _upscale(server.url, heavy, heavy_steps, small)[1]["seconds"]
+        report.update(_under_load(server.url, small, heavy, heavy_steps, report["alone_seconds"]))
+        report["cancel_cpu_quiet_after_seconds"] = _cancel(server.url, server.pid, small, heavy)
+        report.update(_large_16x(server.url, server.pid, large))
         report["tracebacks_in_log"] = (out / "server.log").read_text().count("Traceback")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     (out / "load.json").write_text(json.dumps(report, indent=2))
     return report
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +13,6 @@ from PIL import Image
 
 from sr_models.cards import write_meta
 from sr_models.degradation import center_crop
-from sr_models.diffusion import SAMPLERS, TRAIN_SCHEDULER
 from sr_models.diffusion_sr import (
     build_unet,
     condition_channels,
@@ -18,6 +21,7 @@ from sr_models.diffusion_sr import (
 )
 from sr_models.first_stage import build_autoencoder
 from sr_models.regression import EDSRLite
+from sr_models.sampling import SAMPLERS, TRAIN_SCHEDULER
 
 
 def sample_images() -> dict[str, np.ndarray]:
@@ -87,3 +91,106 @@ def tiny_models_dir(tmp_path_factory):
     save_tiny_regression(root / "tiny-x4", scale=4)
     tiny_ldm_folder(root / "tiny-ldm-x4", scale=4)
     return root
+
+
+# --- the app: one way to serve it in-process, one to start it as a process ------------------------
+NO_CASCADE = ["", "", "", 0, 0, 0]  # the cascade builder's stage dropdowns and step boxes, unused
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_models(folder) -> dict:
+    """Fresh model objects (nothing loaded yet) for the tiny test models and bicubic."""
+    from sr_models.registry import discover
+
+    return {k: v for k, v in discover(model_dirs=[folder]).items() if k.startswith(("bicubic", "tiny"))}
+
+
+@contextmanager
+def served(models: dict, example_dir, downloads=None):
+    """``build_app(models)`` served in this process on a free port: (demo, gradio_client.Client)."""
+    from gradio_client import Client
+
+    from ui.layout import build_app
+
+    demo = build_app(models, example_dir=example_dir)
+    demo.queue()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    kwargs = {} if downloads is None else {"download_files": downloads}
+    try:
+        yield demo, Client(f"http://127.0.0.1:{port}/", verbose=False, **kwargs)
+    finally:
+        demo.close()
+        demo.lab.scratch.close()
+
+
+@contextmanager
+def started_app(log_path, env: dict | None = None):
+    """``python app.py`` as its own process on a free port (``comparisons.load_test.app_process``)."""
+    from comparisons.load_test import app_process
+
+    with app_process(log_path, free_port(), env) as server:
+        yield server
+
+
+def compare_output(result, name: str):
+    """One output of /compare by name (``CompareOutputs.api_names``)."""
+    from ui.handlers import CompareOutputs
+
+    return result[CompareOutputs.api_names().index(name)]
+
+
+def shown(result, name: str):
+    """What an output shows: the value of a component update (None when hidden), else the value."""
+    value = compare_output(result, name)
+    if isinstance(value, dict) and value.get("__type__") == "update":
+        return value.get("value") if value.get("visible", True) else None
+    return value
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll ``condition`` until true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+class SlowUNet:
+    """Counts the UNet calls of a loaded diffusion model and makes each take ``delay`` seconds."""
+
+    def __init__(self, deferred, delay: float = 0.03):
+        self.calls = 0
+        self.unet = deferred.load().unet
+        self._forward = self.unet.forward
+
+        def forward(*args, **kwargs):
+            self.calls += 1
+            time.sleep(delay)
+            return self._forward(*args, **kwargs)
+
+        self.unet.forward = forward
+
+
+@pytest.fixture(scope="session")
+def lr_png(tmp_path_factory):
+    """A 24x20 random LR image."""
+    path = tmp_path_factory.mktemp("lr") / "lr.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def hr_png(tmp_path_factory):
+    """A 64x64 crop of scikit-image's astronaut: a reference with structure to score against."""
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("hr") / "astronaut.png"
+    Image.fromarray(data.astronaut()[100:164, 180:244]).save(path)
+    return path

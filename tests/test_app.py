@@ -1,53 +1,27 @@
 """The app answers through gradio_client: the same path a browser or a script takes."""
 
-import socket
-
 import numpy as np
 import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-import app as app_module  # noqa: E402
-from sr_models.registry import discover  # noqa: E402
+from tests.conftest import NO_CASCADE, app_models, compare_output, served  # noqa: E402
+from ui.parse import MODES  # noqa: E402
+from ui.studies import STUDIES, studies_tab  # noqa: E402
 
-NO_CASCADE = ["", "", "", 0, 0, 0]  # the cascade builder's stage dropdowns and step boxes, unused
-
-
-def out(result, name):
-    """One output of /compare by name (``app.COMPARE_OUTPUTS``)."""
-    return result[app_module.COMPARE_OUTPUTS.index(name)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+HR_MODE, LR_MODE = list(MODES)
 
 
 @pytest.fixture(scope="module")
 def client(tiny_models_dir, tmp_path_factory):
-    models = {k: v for k, v in discover(model_dirs=[tiny_models_dir]).items() if k.startswith(("bicubic", "tiny"))}
-    demo = app_module.build_app(models, example_dir=tmp_path_factory.mktemp("examples"))
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield Client(f"http://127.0.0.1:{port}/", verbose=False)
-    finally:
-        demo.close()
+    with served(app_models(tiny_models_dir), tmp_path_factory.mktemp("examples")) as (_, client):
+        yield client
 
 
-@pytest.fixture(scope="module")
-def lr_png(tmp_path_factory):
-    path = tmp_path_factory.mktemp("in") / "lr.png"
-    arr = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
-    Image.fromarray(arr).save(path)
-    return path
-
-
+@pytest.mark.server
 def test_upscale_endpoint(client, lr_png):
     path, info = client.predict(handle_file(str(lr_png)), "tiny-regression-x2", 2, 0, "", 0, api_name="/upscale")
     out = np.asarray(Image.open(path))
@@ -55,10 +29,11 @@ def test_upscale_endpoint(client, lr_png):
     assert info["model"] == "tiny-regression-x2" and info["nfe"] == 1 and info["lr_psnr"] > 10
 
 
+@pytest.mark.server
 def test_compare_endpoint_scores_against_the_reference(client, lr_png):
     result = client.predict(
         handle_file(str(lr_png)),
-        list(app_module.MODES)[0],
+        HR_MODE,
         2,
         ["bicubic", "tiny-regression-x2"],
         0,
@@ -70,7 +45,7 @@ def test_compare_endpoint_scores_against_the_reference(client, lr_png):
         *NO_CASCADE,
         api_name="/compare",
     )
-    status, table = out(result, "status"), out(result, "table")
+    status, table = compare_output(result, "status"), compare_output(result, "table")
     assert "→" in status
     assert table["headers"][:3] == ["model", "PSNR-Y (dB)", "SSIM-Y"]
     assert [row[0] for row in table["value"]["data"]] == ["bicubic", "tiny-regression-x2"]
@@ -78,6 +53,7 @@ def test_compare_endpoint_scores_against_the_reference(client, lr_png):
         assert column in table["headers"]
 
 
+@pytest.mark.server
 def test_bad_inputs_get_a_message_not_a_stack_trace(client, lr_png, tmp_path):
     bogus = tmp_path / "bogus.png"
     bogus.write_text("not an image at all")
@@ -89,10 +65,11 @@ def test_bad_inputs_get_a_message_not_a_stack_trace(client, lr_png, tmp_path):
         client.predict(handle_file(str(lr_png)), "nope", 4, 0, "", 0, api_name="/upscale")
 
 
+@pytest.mark.server
 def test_diffusion_model_in_the_app_gives_a_trajectory(client, lr_png):
     result = client.predict(
         handle_file(str(lr_png)),
-        list(app_module.MODES)[1],
+        LR_MODE,
         4,
         ["bicubic", "tiny-ldm-x4"],
         3,
@@ -104,17 +81,18 @@ def test_diffusion_model_in_the_app_gives_a_trajectory(client, lr_png):
         *NO_CASCADE,
         api_name="/compare",
     )
-    table = out(result, "table")["value"]
+    table = compare_output(result, "table")["value"]
     assert [row[0] for row in table["data"]] == ["bicubic", "tiny-ldm-x4"]
     assert "PSNR-Y (dB)" not in table["headers"]  # no reference in LR mode
     row = dict(zip(table["headers"], table["data"][1]))
     assert (row["steps"], row["sampler"], row["eta"], row["seed"], row["back-proj."]) == ("3", "ddim", "0", 1, "0")
-    gallery = out(result, "gifs")
+    gallery = compare_output(result, "gifs")
     assert len(gallery) == 1 and gallery[0]["image"].endswith(".gif")
     frames = Image.open(gallery[0]["image"])
     assert frames.n_frames == 3  # 3 steps, 8 frames asked: one per step
 
 
+@pytest.mark.server
 def test_cascade_through_the_api_returns_per_stage_facts(client, lr_png):
     path, info = client.predict(
         handle_file(str(lr_png)), "tiny-regression-x2>tiny-ldm-x4", 8, 0, "", 3, "0,2", api_name="/upscale"
@@ -132,10 +110,11 @@ def test_cascade_through_the_api_returns_per_stage_facts(client, lr_png):
         client.predict(handle_file(str(lr_png)), "bicubic", 2, 0, "", 2**63, "", api_name="/upscale")
 
 
+@pytest.mark.server
 def test_cascade_builder_runs_next_to_single_models(client, lr_png):
     result = client.predict(
         handle_file(str(lr_png)),
-        list(app_module.MODES)[1],
+        LR_MODE,
         8,
         ["bicubic"],
         0,
@@ -152,11 +131,11 @@ def test_cascade_builder_runs_next_to_single_models(client, lr_png):
         0,
         api_name="/compare",
     )
-    table = out(result, "table")["value"]
+    table = compare_output(result, "table")["value"]
     names = [row[0] for row in table["data"]]
     assert names[:2] == ["bicubic", "tiny-regression-x2>tiny-ldm-x4"]
     assert "stage 1: tiny-regression-x2" in names[2] and "stage 2: tiny-ldm-x4" in names[3]
-    gallery = out(result, "gifs")
+    gallery = compare_output(result, "gifs")
     assert len(gallery) == 1 and Image.open(gallery[0]["image"]).n_frames == 2  # stage 2's two steps
 
 
@@ -164,20 +143,20 @@ def test_studies_tab_shows_the_shipped_cascade_study(tmp_path):
     import gradio as gr
 
     with gr.Blocks() as empty:
-        app_module.studies_tab(tmp_path)  # no results: a plain message, no error
+        studies_tab(tmp_path)  # no results: a plain message, no error
     assert any(isinstance(b, gr.Markdown) and "No shipped study" in b.value for b in empty.blocks.values())
-    if not (app_module.STUDIES / "cascade" / "cascade.csv").exists():
+    if not (STUDIES / "cascade" / "cascade.csv").exists():
         pytest.skip("no shipped cascade study")
     with gr.Blocks() as shipped:
-        app_module.studies_tab()
+        studies_tab()
     plots = [b for b in shipped.blocks.values() if isinstance(b, gr.Plot)]
     assert "Pareto front" in str(plots[0].value)
     labels = [p.label for p in plots]
     assert labels[:2] == ["quality vs cost", "the split of steps between the stages"]
-    if (app_module.STUDIES / "steps" / "steps.csv").exists():
+    if (STUDIES / "steps" / "steps.csv").exists():
         assert "quality vs steps" in labels and "ldm-x4" in str(plots[labels.index("quality vs steps")].value)
-    if (app_module.STUDIES / "speed" / "speed.csv").exists():
+    if (STUDIES / "speed" / "speed.csv").exists():
         assert "seconds per image" in labels and "stock" in str(plots[labels.index("seconds per image")].value)
-    if (app_module.STUDIES / "spread" / "spread.csv").exists():
+    if (STUDIES / "spread" / "spread.csv").exists():
         spread = str(plots[labels.index("one sample vs the mean of seeds")].value)
         assert "mean of seeds" in spread and "sr3-x4" in spread

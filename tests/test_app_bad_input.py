@@ -18,12 +18,11 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from tests.app_process import app_process  # noqa: E402
-from tests.test_app import free_port  # noqa: E402
+from tests.conftest import NO_CASCADE, started_app  # noqa: E402
+from ui.parse import MODES  # noqa: E402
 
-HR = "High-resolution image: degrade it, then compare against it"
-LR = "My low-resolution image: just upscale it"
-NO_CASCADE = ("", "", "", 0, 0, 0)
+HR, LR = list(MODES)
+pytestmark = pytest.mark.server
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +45,8 @@ def server(tmp_path_factory):
     """``python app.py`` on a free port, stdout and stderr in a log file."""
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     env = {"SR_MAX_INPUT_PIXELS": str(200 * 200), "SR_MAX_OUTPUT_PIXELS": str(500 * 500)}
-    with app_process(log_path, free_port(), env) as url:
-        yield {"url": url, "client": Client(url, verbose=False, download_files=False), "log": log_path}
+    with started_app(log_path, env) as app:
+        yield {"url": app.url, "client": Client(app.url, verbose=False, download_files=False), "log": log_path}
 
 
 def upscale(image="ok.png", model="bicubic", scale=2, steps=0, sampler="", seed=0, stage_steps=""):
@@ -65,7 +64,7 @@ def compare(
     seed=0,
     record=True,
     projection=-1,
-    builder=NO_CASCADE,
+    builder=tuple(NO_CASCADE),
 ):
     return "/compare", [
         image,
@@ -118,10 +117,10 @@ CASES = [
     ("fractional seed", upscale(seed=1.5), "seed must be a whole number"),
     ("list for the seed", compare(seed=[1]), r"seed must be a whole number, got \[1\]"),
     # eta, back-projection, sampler, flags
-    ("NaN eta", compare(eta="nan"), "DDIM eta must be a number from 0 to 1, got 'nan'"),
-    ("infinite eta", compare(eta="-inf"), "DDIM eta must be a number from 0 to 1"),
-    ("eta above 1", compare(eta=1.5), "DDIM eta must be a number from 0 to 1, got 1.5"),
-    ("negative eta", compare(eta=-0.1), "DDIM eta must be a number from 0 to 1"),
+    ("NaN eta", compare(eta="nan"), "eta must be a number from 0 to 1, got nan"),
+    ("infinite eta", compare(eta="-inf"), "eta must be a number from 0 to 1"),
+    ("eta above 1", compare(eta=1.5), "eta must be a number from 0 to 1, got 1.5"),
+    ("negative eta", compare(eta=-0.1), "eta must be a number from 0 to 1"),
     ("fractional back-projection", compare(projection=4.5), "back-projection iterations must be a whole number"),
     ("too much back-projection", compare(projection=99), "back-projection iterations must be at most 10"),
     ("unknown sampler", upscale(sampler="euler"), "unknown sampler 'euler'"),
@@ -220,7 +219,7 @@ def _raw_call(url: str, endpoint: str, body: str) -> str:
             "NaN eta as raw JSON",
             "/compare",
             f'[null, "{LR}", 2, ["bicubic"], 0, "", NaN, 0, true, -1, "", "", "", 0, 0, 0]',
-            "DDIM eta must be a number from 0 to 1, got nan",
+            "eta must be a number from 0 to 1, got nan",
         ),
         ("too few values", "/upscale", '["bicubic", 2]', "this endpoint takes 7 values, got 2"),
         ("a bare path, not a file", "/upscale", '["/work/x.png", "bicubic", 2, 0, "", 0, ""]', "send an image file"),

@@ -16,7 +16,6 @@ import time
 import types
 import weakref
 import zipfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,103 +23,29 @@ import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-import app as app_module  # noqa: E402
+import ui.lab  # noqa: E402
 from comparisons.animation import frame_pair, frames_to_keep  # noqa: E402
-from comparisons.compare import (  # noqa: E402
-    MODE_HR,
-    MODE_LR,
-    Comparison,
-    LoadedModels,
-    RunStopped,
-    TimeEstimator,
-    check_output_size,
-    run_comparison,
-    zoom_crops,
-)
+from comparisons.compare import Comparison, RunStopped, run_comparison  # noqa: E402
 from comparisons.run_record import safe_name  # noqa: E402
-from sr_models.registry import discover  # noqa: E402
+from comparisons.serving import MODE_HR, MODE_LR, LoadedModels, TimeEstimator, check_output_size  # noqa: E402
+from comparisons.views import INPUT_VIEW, zoom_crops  # noqa: E402
+from sr_models.registry import discover, get_models  # noqa: E402
 from sr_models.types import SamplingSettings  # noqa: E402
-from tests.test_app import NO_CASCADE, free_port, out  # noqa: E402
+from tests.conftest import NO_CASCADE, SlowUNet, compare_output, served, shown, wait_for  # noqa: E402
+from tests.conftest import app_models as tiny  # noqa: E402
+from ui.layout import build_app  # noqa: E402
+from ui.parse import MAX_VIEWS, MODES, Job  # noqa: E402
 
-LR_MODE = list(app_module.MODES)[1]
-HR_MODE = list(app_module.MODES)[0]
-
-
-def shown(result, name):
-    """What an output shows: the value of a component update (None when hidden), else the value."""
-    value = out(result, name)
-    if isinstance(value, dict) and value.get("__type__") == "update":
-        return value.get("value") if value.get("visible", True) else None
-    return value
+HR_MODE, LR_MODE = list(MODES)
 
 
 def view_path(result, file_name: str) -> str:
     """The grid's image file whose name is ``file_name``."""
-    views = [shown(result, f"view{i}") for i in range(app_module.MAX_VIEWS)]
+    views = [shown(result, f"view{i}") for i in range(MAX_VIEWS)]
     return next(v for v in views if v and Path(v).name == file_name)
-
-
-def tiny(tiny_models_dir) -> dict:
-    """Fresh model objects (nothing loaded yet) for the tiny test models and bicubic."""
-    return {k: v for k, v in discover(model_dirs=[tiny_models_dir]).items() if k.startswith(("bicubic", "tiny"))}
-
-
-@contextmanager
-def served(models, example_dir, downloads=None):
-    demo = app_module.build_app(models, example_dir=example_dir)
-    demo.queue()
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    kwargs = {} if downloads is None else {"download_files": downloads}
-    try:
-        yield demo, Client(f"http://127.0.0.1:{port}/", verbose=False, **kwargs)
-    finally:
-        demo.close()
-        demo.lab.scratch.close()
-
-
-def wait_for(condition, timeout: float, what: str):
-    """Poll ``condition`` until true; fail with ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
-
-
-class SlowUNet:
-    """Counts the UNet calls of a loaded diffusion model and makes each take ``delay`` seconds."""
-
-    def __init__(self, deferred, delay: float = 0.03):
-        self.calls = 0
-        self.unet = deferred.load().unet
-        self._forward = self.unet.forward
-
-        def forward(*args, **kwargs):
-            self.calls += 1
-            time.sleep(delay)
-            return self._forward(*args, **kwargs)
-
-        self.unet.forward = forward
-
-
-@pytest.fixture(scope="module")
-def lr_png(tmp_path_factory):
-    path = tmp_path_factory.mktemp("serve") / "lr.png"
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def hr_png(tmp_path_factory):
-    from skimage import data
-
-    path = tmp_path_factory.mktemp("serve_hr") / "astronaut.png"
-    Image.fromarray(data.astronaut()[100:164, 180:244]).save(path)
-    return path
 
 
 # --- 1. Stop ----------------------------------------------------------------------------------------
@@ -148,6 +73,7 @@ def test_stop_event_ends_the_sampler_between_steps(tiny_models_dir, lr_png):
     assert slow.calls <= calls_when_stopped + 1  # at most the step under way finishes
 
 
+@pytest.mark.server
 def test_cancelling_a_request_stops_the_unet_within_two_seconds(tiny_models_dir, lr_png, tmp_path):
     models = tiny(tiny_models_dir)
     slow = SlowUNet(models["tiny-ldm-x4"])
@@ -166,6 +92,7 @@ def test_cancelling_a_request_stops_the_unet_within_two_seconds(tiny_models_dir,
         assert info["model"] == "bicubic" and slow.calls == calls
 
 
+@pytest.mark.server
 def test_stop_endpoint_stops_the_sessions_run_with_a_plain_message(tiny_models_dir, lr_png, tmp_path):
     models = tiny(tiny_models_dir)
     slow = SlowUNet(models["tiny-ldm-x4"])
@@ -208,6 +135,7 @@ def test_output_pixel_limit(monkeypatch):
         check_output_size(30, 30, MODE_LR, 4)
 
 
+@pytest.mark.server
 def test_too_large_output_is_refused_before_any_model_loads(tiny_models_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SR_MAX_OUTPUT_PIXELS", str(200 * 200))
     big = tmp_path / "big.png"
@@ -245,7 +173,7 @@ def test_time_estimate_grows_with_pixels_and_steps_and_learns_from_the_last_run(
     )
     seconds = comparison.results[0].stages[0].seconds  # the stage's own time, loading excluded
     assert estimator.predict(ldm, 24, 20, 4, SamplingSettings(steps=3)) == pytest.approx(seconds, rel=1e-6)
-    cascade = app_module.get_models(["tiny-regression-x2>tiny-ldm-x4"], models)[0]
+    cascade = get_models(["tiny-regression-x2>tiny-ldm-x4"], models)[0]
     assert estimator.predict(cascade, 24, 20, 8) > estimator.predict(ldm, 48, 40, 4, SamplingSettings(steps=2))
 
 
@@ -303,8 +231,9 @@ def compared(tiny_models_dir, hr_png, tmp_path_factory):
         yield types.SimpleNamespace(result=result, record=record, demo=demo, client=client, models=models)
 
 
+@pytest.mark.server
 def test_grid_shows_the_reference_the_input_and_every_output(compared):
-    visible = [v for v in (shown(compared.result, f"view{i}") for i in range(app_module.MAX_VIEWS)) if v]
+    visible = [v for v in (shown(compared.result, f"view{i}") for i in range(MAX_VIEWS)) if v]
     assert len(visible) == 6  # reference, input, bicubic, regression, ldm, cascade
     names = [Path(v).name for v in visible]
     assert names[:2] == ["reference.png", "input.png"]
@@ -313,9 +242,10 @@ def test_grid_shows_the_reference_the_input_and_every_output(compared):
     assert sizes == {(64, 64)}  # every view at the output size: a click means the same pixel in all
 
 
+@pytest.mark.server
 def test_slider_sides_are_any_two_views(compared):
     left, right = shown(compared.result, "left"), shown(compared.result, "right")
-    assert left == app_module.INPUT_VIEW and right == "bicubic"
+    assert left == INPUT_VIEW and right == "bicubic"
     slider = shown(compared.result, "slider")
     assert len(slider) == 2 and all(Path(p).suffix == ".png" for p in slider)
 
@@ -335,6 +265,7 @@ def test_zoom_crops_take_the_same_region_of_every_view():
     assert edge[0][0].shape == (32, 32, 3)
 
 
+@pytest.mark.server
 def test_run_record_zip(compared):
     path = compared.record
     assert path and path.endswith(".zip")
@@ -376,9 +307,10 @@ def test_run_record_zip(compared):
     assert safe_name("a>b@4") == "a_then_b_at_4" and safe_name("../x y") == "x_y"
 
 
+@pytest.mark.server
 def test_trajectory_frame_slider_ends_on_the_returned_image(compared):
     assert shown(compared.result, "trajectory_model") == "tiny-ldm-x4"
-    frame = out(compared.result, "frame")
+    frame = compare_output(compared.result, "frame")
     assert frame["value"] == 4 and frame["maximum"] == 4  # 4 steps, then the back-projected image
     last = np.asarray(Image.open(shown(compared.result, "frame_image")).convert("RGB"))
     output = np.asarray(Image.open(view_path(compared.result, "tiny-ldm-x4_x4_seed7.png")))
@@ -410,6 +342,7 @@ def test_last_frame_is_the_output_for_ldm_x4_with_back_projection():
 
 
 # --- 8. temp files -------------------------------------------------------------------------------------
+@pytest.mark.server
 def test_runs_leave_no_temp_folders_behind(tiny_models_dir, lr_png, tmp_path, monkeypatch):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -457,20 +390,20 @@ def test_zerogpu_wraps_the_heavy_function_when_spaces_is_importable(tiny_models_
 
         return wrap
 
-    monkeypatch.setattr(app_module, "spaces", types.SimpleNamespace(GPU=gpu))
-    demo = app_module.build_app(tiny(tiny_models_dir), example_dir=tmp_path / "examples")
-    job = app_module.Job(source=str(lr_png), mode=MODE_LR, scale=2, names=["bicubic"], settings=SamplingSettings())
+    monkeypatch.setattr(ui.lab, "spaces", types.SimpleNamespace(GPU=gpu))
+    demo = build_app(tiny(tiny_models_dir), example_dir=tmp_path / "examples")
+    job = Job(source=str(lr_png), mode=MODE_LR, scale=2, names=["bicubic"], settings=SamplingSettings())
     comparison = demo.lab.compare_work(threading.Event(), job)
-    assert comparison.results[0].image.shape == (40, 48, 3) and calls == [app_module.GPU_SECONDS]
+    assert comparison.results[0].image.shape == (40, 48, 3) and calls == [ui.lab.GPU_SECONDS]
     demo.lab.scratch.close()
-    monkeypatch.setattr(app_module, "spaces", None)
-    assert app_module.on_gpu(len) is len  # no `spaces`: unchanged
+    monkeypatch.setattr(ui.lab, "spaces", None)
+    assert ui.lab.on_gpu(len) is len  # no `spaces`: unchanged
 
 
 def test_readme_front_matter_is_a_valid_space_config():
     import yaml
 
-    root = Path(app_module.__file__).parent
+    root = Path(__file__).resolve().parent.parent
     text = (root / "README.md").read_text()
     assert text.startswith("---\n")
     meta = yaml.safe_load(text.split("---\n")[1])

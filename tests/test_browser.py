@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.app_process import app_process
-from tests.test_app import free_port
+from tests.conftest import started_app
 
 CHROMIUM_ENV = "SR_CHROMIUM"  # path of the browser; default: chromium on PATH
 REQUIRE_ENV = "SR_REQUIRE_BROWSER"
 WANTED = ("bicubic", "regression-x4")
+pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 
 def _browser_or_reason() -> tuple[str | None, str]:
@@ -50,8 +50,8 @@ def chromium():
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     log = tmp_path_factory.mktemp("browser") / "server.log"
-    with app_process(log, free_port()) as url:
-        yield url
+    with started_app(log) as app:
+        yield app.url
     assert "Traceback" not in log.read_text()
 
 

@@ -1,0 +1,320 @@
+"""Every event of the page as a method of one object, so each can be called (and tested) without a
+server: parse the request into a ``Job``, check it, run it in the ``Lab``'s slot, lay out the result.
+
+Each input check runs here, before a job waits for the single run slot: a bad request is answered at
+once, even while a long run holds the slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from comparisons.animation import frame_pair
+from comparisons.plots import benchmark_figure
+from comparisons.run_record import write_run_record
+from comparisons.serving import format_seconds, max_output_pixels
+from comparisons.views import INPUT_VIEW, zoom_box, zoom_crops
+from sr_models.base import ModelUnavailableError, SRInputError
+from sr_models.cascade import parse_cascade
+from ui.lab import STOPPED, Lab
+from ui.parse import (
+    MAX_MODELS,
+    MAX_STAGES,
+    MAX_VIEWS,
+    SCALES,
+    cascade_from_builder,
+    compare_job,
+    is_empty,
+    upscale_job,
+    whole_in,
+)
+
+USER_ERRORS = (SRInputError, ModelUnavailableError, KeyError)
+STOPPED_MESSAGE = "Stopped: the run was cancelled before it finished"
+
+
+@dataclass
+class CompareOutputs:
+    """The outputs of /compare in the API's order: the layout fills one with components, ``compare``
+    one with values, and ``flat()`` lines both up (``views`` stands for the grid's MAX_VIEWS images)."""
+
+    status: Any
+    views: list
+    left: Any
+    right: Any
+    slider: Any
+    table: Any
+    plot: Any
+    trajectory_model: Any
+    frame: Any
+    frame_image: Any
+    gifs: Any
+    state: Any  # a gr.State: not part of the API
+
+    def flat(self) -> list:
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out += list(value) if f.name == "views" else [value]
+        return out
+
+    @staticmethod
+    def api_names() -> tuple[str, ...]:
+        """The API's output names, in order (the State is not one)."""
+        names = []
+        for f in fields(CompareOutputs):
+            names += [f"view{i}" for i in range(MAX_VIEWS)] if f.name == "views" else [f.name]
+        return tuple(n for n in names if n != "state")
+
+
+def user_error(err: Exception) -> gr.Error:
+    return gr.Error(str(err.args[0] if err.args else err), print_exception=False)
+
+
+def session_of(request) -> str:
+    return getattr(request, "session_hash", None) or ""
+
+
+def trajectory_view(comparison, model: str | None, index: int | None):
+    """(frame image or None, slider update, caption) for a model's kept frame ``index`` (None: the last)."""
+    result = None
+    if comparison:
+        result = next((r for r in comparison.results if r.model == model and r.stages and r.frames), None)
+    if result is None:
+        return None, gr.Slider(minimum=0, maximum=1, value=0, interactive=False), "No trajectory kept for this model."
+    n = sum(len(s.trajectory) for s in result.stages)
+    index = n - 1 if index is None else max(0, min(int(index), n - 1))
+    image, label = frame_pair(result, index)
+    return (
+        image,
+        gr.Slider(minimum=0, maximum=max(1, n - 1), value=index, step=1, interactive=n > 1),
+        f"{result.model} · frame {index + 1}/{n}: {label} · x_t left, x̂0 right",
+    )
+
+
+def metrics_table(comparison) -> gr.Dataframe:
+    """The comparison's rows (``Comparison.table``: every key ``facts()`` gives) as one table."""
+    table = comparison.table()
+    headers = list(dict.fromkeys(h for row in table for h in row)) or ["model"]
+    return gr.Dataframe(value=[[row.get(h, "") for h in headers] for row in table], headers=headers)
+
+
+def quality_plot(comparison):
+    """Quality against time, when there is a reference to score against (else None)."""
+    if comparison.hr is None or not comparison.results:
+        return None
+    rows = [
+        {**r.facts(), "dataset": "this image", "seconds_per_image": r.seconds, **s}
+        for r, s in zip(comparison.results, comparison.scores)
+    ]
+    return benchmark_figure(rows, title="quality vs time on this image")
+
+
+def status_text(comparison) -> str:
+    lr, scale = comparison.lr, comparison.scale
+    lines = [
+        f"**Input** {lr.shape[1]}x{lr.shape[0]} → **output** {lr.shape[1] * scale}x{lr.shape[0] * scale} "
+        f"({scale}x). Click any image to zoom into that spot in all of them."
+    ]
+    lines += [f"- note: {n}" for n in comparison.notes]
+    lines += [f"- **{name} did not run**: {msg}" for name, msg in comparison.errors.items()]
+    return "\n".join(lines)
+
+
+class Handlers:
+    """The page's events. ``lab`` holds what they share (models, the run slot, scratch files)."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.models = lab.models
+
+    def models_for(self, scale) -> list[str]:
+        """Every available model that runs at this scale: the natural comparison to start from."""
+        return [n for n, m in self.models.items() if int(scale) in m.scales and m.availability().ok][:MAX_MODELS]
+
+    def tick_for_scale(self, scale):
+        return gr.CheckboxGroup(value=self.models_for(scale) if scale in SCALES else [])
+
+    # checking and estimating ------------------------------------------------------------------------
+    def describe_cascade(self, *builder) -> str:
+        try:
+            spec, _ = cascade_from_builder(builder[:MAX_STAGES], builder[MAX_STAGES:])
+            if spec is None:
+                return "Pick two or more stages; the cascade runs next to the ticked models."
+            cascade = parse_cascade(spec, self.models)
+        except USER_ERRORS as err:
+            return f"⚠ {err.args[0] if err.args else err}"
+        return f"**{cascade.name}** = {cascade.scales[0]}x: set the Scale to {cascade.scales[0]} to run it."
+
+    def estimate(self, image, mode, scale, names, steps, sampler, *builder) -> str:
+        """The output size against the limit and the expected run time, before running."""
+        if image is None:
+            return f"Upload an image or pick an example. Outputs up to {max_output_pixels() / 1e6:.1f} MP."
+        try:
+            job = compare_job(image, mode, scale, names, steps, sampler, None, None, True, None, builder)
+            size = self.lab.check(job)
+            per_model = self.lab.estimate(job)
+        except USER_ERRORS as err:
+            return f"⚠ {err.args[0] if err.args else err}"
+        if size is None:
+            return "⚠ the file is not an image the server can read."
+        total = sum(s for _, s in per_model)
+        parts = ", ".join(f"{n} {format_seconds(s).removeprefix('about ')}" for n, s in per_model)
+        return (
+            f"**Output** {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.2f} of {max_output_pixels() / 1e6:.1f} MP "
+            f"allowed) · **estimated time** {format_seconds(total)} ({parts}); weights load once, on first use."
+        )
+
+    # running ----------------------------------------------------------------------------------------
+    async def compare(
+        self,
+        image,
+        mode,
+        scale,
+        names,
+        steps,
+        sampler,
+        eta,
+        seed,
+        record,
+        projection,
+        stage1,
+        stage2,
+        stage3,
+        stage1_steps,
+        stage2_steps,
+        stage3_steps,
+        progress=gr.Progress(),
+        request: gr.Request = None,
+    ) -> list:
+        # the builder's boxes are named (not *args): Gradio passes ``request`` only to named signatures
+        builder = (stage1, stage2, stage3, stage1_steps, stage2_steps, stage3_steps)
+        try:
+            job = compare_job(image, mode, scale, names, steps, sampler, eta, seed, record, projection, builder)
+            self.lab.check(job)
+            comparison = await self.lab.run(session_of(request), self.lab.compare_work, job, progress)
+            if comparison is STOPPED:
+                raise gr.Error(f"{STOPPED_MESSAGE}; nothing was kept.", print_exception=False)
+            files = await asyncio.to_thread(self.lab.files, comparison)
+        except USER_ERRORS as err:
+            raise user_error(err) from None
+        for note in comparison.notes:
+            gr.Info(note)
+        return self.compare_outputs(job, comparison, files).flat()
+
+    def compare_outputs(self, job, comparison, files: dict) -> CompareOutputs:
+        """What the page shows of a finished comparison (``files``: ``Lab.files``)."""
+        named = files["views"]
+        height = 190 if len(named) <= 8 else 130  # two rows of four, or three smaller ones: one 720p screen
+        grid = [gr.Image(value=path, label=caption, visible=True, height=height) for caption, path in named]
+        grid += [gr.Image(value=None, visible=False) for _ in range(MAX_VIEWS - len(named))]
+        captions, paths = [c for c, _ in named], dict(named)
+        right = comparison.results[0].model if comparison.results else captions[-1]
+        with_frames = [r.model for r in comparison.results if r.frames]
+        first = with_frames[0] if with_frames else None
+        frame_image, frame_slider, frame_caption = trajectory_view(comparison, first, None)
+        state = {
+            "comparison": comparison,
+            "names": job.names,
+            "mode": job.mode,
+            "settings": job.settings,
+            "source_name": job.source_name,
+            "views": named,
+            "folder": str(files["folder"]),
+        }
+        return CompareOutputs(
+            status=status_text(comparison),
+            views=grid,
+            left=gr.Dropdown(choices=captions, value=INPUT_VIEW),
+            right=gr.Dropdown(choices=captions, value=right),
+            slider=gr.ImageSlider(value=(paths[INPUT_VIEW], paths[right]), label=f"{INPUT_VIEW} ◀ ▶ {right}"),
+            table=metrics_table(comparison),
+            plot=quality_plot(comparison),
+            trajectory_model=gr.Dropdown(choices=with_frames, value=first),
+            frame=frame_slider,
+            frame_image=gr.Image(value=frame_image, label=frame_caption),
+            gifs=files["gifs"],
+            state=state,
+        )
+
+    async def upscale(self, image, model, scale, steps, sampler, seed, stage_steps="", request: gr.Request = None):
+        """Plain API: one model or cascade ("a>b"), the image is the LR input; returns the PNG path and
+        the run's facts with one record per stage. ``stage_steps``: "10,5" for a cascade's stages."""
+        try:
+            job = upscale_job(image, model, scale, steps, sampler, seed, stage_steps)
+            self.lab.check(job)
+            out = await self.lab.run(session_of(request), self.lab.upscale_work, job)
+        except USER_ERRORS as err:
+            raise user_error(err) from None
+        if out is STOPPED:
+            raise gr.Error(f"{STOPPED_MESSAGE}.", print_exception=False)
+        return out
+
+    def stop(self, request: gr.Request = None) -> str:
+        return "**Stopped.**" if self.lab.stop(session_of(request)) else "Nothing was running."
+
+    def closed_tab(self, request: gr.Request = None):
+        """A closed or reloaded tab: Gradio does not cancel its running job, so stop it here."""
+        self.lab.stop(session_of(request))
+
+    # looking at a result ------------------------------------------------------------------------------
+    def show_pair(self, state, left, right):
+        if not state:
+            return gr.ImageSlider(value=None)
+        paths = dict(state["views"])
+        if not all(isinstance(n, str) and n in paths for n in (left, right)):
+            return gr.ImageSlider()
+        return gr.ImageSlider(value=(paths[left], paths[right]), label=f"{left} ◀ ▶ {right}")
+
+    def zoom(self, state, x, y, size, magnify):
+        if not state:
+            return [], x, y
+        comparison = state["comparison"]
+        try:
+            out_h, out_w = comparison.lr.shape[0] * comparison.scale, comparison.lr.shape[1] * comparison.scale
+            x = out_w // 2 if is_empty(x) else whole_in(x, "x", 0, out_w - 1)
+            y = out_h // 2 if is_empty(y) else whole_in(y, "y", 0, out_h - 1)
+            size, magnify = whole_in(size, "region size", 1, 4096), whole_in(magnify, "magnification", 1, 16)
+        except SRInputError as err:
+            raise user_error(err) from None
+        left, top, side = zoom_box(comparison, x, y, size)
+        crops = [
+            (image, f"{caption} [{left}:{left + side}, {top}:{top + side}]")
+            for image, caption in zoom_crops(comparison, x, y, size, magnify)
+        ]
+        return crops, x, y
+
+    def zoom_at(self, state, size, magnify, evt: gr.SelectData):
+        x, y = evt.index if isinstance(evt.index, (list, tuple)) and len(evt.index) == 2 else (None, None)
+        return self.zoom(state, x, y, size, magnify)
+
+    def zoom_centre(self, state, size, magnify):
+        return self.zoom(state, None, None, size, magnify)
+
+    def show_frame(self, state, model, index):
+        try:
+            index = None if is_empty(index) else whole_in(index, "frame", 0)
+        except SRInputError as err:
+            raise user_error(err) from None
+        image, slider, caption = trajectory_view(state and state["comparison"], model, index)
+        return gr.Image(value=image, label=caption), slider
+
+    def show_last_frame(self, state, model):
+        return self.show_frame(state, model, None)
+
+    def run_record(self, state):
+        if not state:
+            return gr.DownloadButton(visible=False)
+        comparison = state["comparison"]
+        chosen = {m.name: m for m in self.lab.chosen(state["names"])}
+        path = Path(state["folder"]) / f"sr_lab_run_x{comparison.scale}_{time.strftime('%Y%m%d-%H%M%S')}.zip"
+        write_run_record(
+            comparison, chosen, path, mode=state["mode"], settings=state["settings"], source_name=state["source_name"]
+        )
+        return gr.DownloadButton(value=str(path), visible=True, label=f"Download the run record ({path.name})")

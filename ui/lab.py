@@ -1,0 +1,307 @@
+"""What the handlers share: one heavy run at a time, Stop per browser session, the loaded-model bound,
+the time estimator, the scratch folder, and the ZeroGPU decorator.
+
+Requests are checked by the handlers before they reach ``Lab.run``; only checked jobs wait here for
+the run slot, so a bad request is answered at once even while a long run holds the slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+
+from PIL import Image
+
+from comparisons.animation import frames_to_keep, trajectory_gif
+from comparisons.compare import RunStopped, run_comparison
+from comparisons.run_record import output_name, safe_name
+from comparisons.serving import MODE_HR, MODE_LR, LoadedModels, TimeEstimator, check_output_size, image_size
+from comparisons.views import INPUT_VIEW, views
+from sr_models.base import SRInputError
+from sr_models.cascade import MAX_STAGES as MAX_CASCADE_STAGES
+from sr_models.cascade import CascadeSR
+from sr_models.registry import get_models
+from ui.parse import MAX_MODELS, Job
+
+try:  # Hugging Face ZeroGPU Spaces ship the `spaces` package: runs then get a GPU for their duration
+    import spaces
+except ImportError:
+    spaces = None
+
+GPU_SECONDS = 120  # ZeroGPU duration of one comparison
+GIF_FRAMES = 8  # frames of the animated GIF; the frame slider shows every kept step
+MAX_WAITING = 32  # checked runs waiting for the run slot; more are refused (a class, not a crowd)
+
+
+class Stopped:
+    """What a run that was stopped returns instead of a comparison."""
+
+
+STOPPED = Stopped()
+
+
+class Scratch:
+    """Files the app hands to Gradio (PNGs, GIFs, zips), one folder per run under one root. Gradio
+    copies what it serves into its own cache (cleaned by ``delete_cache``), so only the newest
+    ``keep`` run folders stay, and the root is removed when the app closes or the process exits."""
+
+    def __init__(self, keep: int = 8):
+        self.root = Path(tempfile.mkdtemp(prefix="sr_lab_"))
+        self.keep = keep
+        self._lock = threading.Lock()
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.root), True)  # at exit too
+
+    def run_folder(self) -> Path:
+        with self._lock:
+            folder = Path(tempfile.mkdtemp(prefix=f"{time.time_ns():020d}_", dir=self.root))
+            for old in sorted(p for p in self.root.iterdir() if p.is_dir())[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        return folder
+
+    def close(self):
+        self._cleanup()
+
+
+def on_gpu(fn, duration: int = GPU_SECONDS):
+    """``spaces.GPU`` around the heavy function on a ZeroGPU Space; unchanged everywhere else."""
+    if spaces is None:
+        return fn
+    return spaces.GPU(duration=duration)(fn)
+
+
+def save_png(image, path: Path) -> str:
+    Image.fromarray(image).save(path, compress_level=3)
+    return str(path)
+
+
+def every(items: list, n: int) -> list:
+    """At most ``n`` items evenly spread, first and last included."""
+    if len(items) <= n:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
+
+
+def cascade_scale_problem(model, scale: int) -> str | None:
+    """Why a cascade cannot run at ``scale`` (its stages' scales multiply), naming what it reaches."""
+    if not isinstance(model, CascadeSR) or scale in model.scales:
+        return None
+    factors = [s for _, s in model.stages]
+    reach, total = [], 1
+    for factor in factors:
+        total *= factor
+        reach.append(f"{total}x")
+    return (
+        f"{model.name} upscales {'·'.join(f'{f}x' for f in factors)} = {model.scales[0]}x, not {scale}x; "
+        f"its first stages reach {', '.join(reach)} (a cascade has at most {MAX_CASCADE_STAGES} stages): "
+        f"choose Scale {model.scales[0]}, or change the stages"
+    )
+
+
+class Lab:
+    """One heavy run at a time (a lock: a stopped run's last step still finishes before the next run
+    starts), Stop per browser session, the loaded-model bound, estimates and scratch files."""
+
+    def __init__(self, models: dict):
+        self.models = models
+        self.run_lock = threading.Lock()
+        self.loaded = LoadedModels()
+        self.estimator = TimeEstimator()
+        self.scratch = Scratch()
+        self._stops: dict[str, set[threading.Event]] = {}
+        self._guard = threading.Lock()
+        self._running = 0
+        self._idle = threading.Condition(self._guard)
+        self._ahead: dict[int, float] = {}  # id of a job running or waiting -> its estimated seconds
+        self._gpu_compare = on_gpu(self._compare_on_gpu)
+
+    # runs and Stop ---------------------------------------------------------------------------------
+    async def run(self, session: str, fn, job: Job, progress=None):
+        """``fn(stop, job, progress)`` in a worker thread once the run slot is free; a cancelled request
+        (Stop button, a client's ``job.cancel()``, a closed tab) sets ``stop``, and the run ends before
+        its next step. While it waits, ``progress`` says how much runs ahead of it."""
+        stop = threading.Event()
+        ticket = id(stop)
+        with self._guard:
+            if len(self._ahead) >= MAX_WAITING:
+                raise SRInputError(f"the server is busy ({len(self._ahead)} runs waiting): try again in a minute")
+            self._stops.setdefault(session, set()).add(stop)
+            self._ahead[ticket] = self._predict_total(job)
+        try:
+            if not await self._wait_for_slot(stop, ticket, progress):
+                return STOPPED
+            return await asyncio.to_thread(self._worker, fn, stop, job, progress)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+        finally:
+            with self._guard:
+                self._stops.get(session, set()).discard(stop)
+                self._ahead.pop(ticket, None)
+
+    async def _wait_for_slot(self, stop: threading.Event, ticket: int, progress) -> bool:
+        """Poll the run lock without holding a thread (waiting jobs must not fill the thread pool)."""
+        while not self.run_lock.acquire(blocking=False):
+            if stop.is_set():
+                return False
+            if progress is not None:
+                waiting, seconds = self.queue_ahead(ticket)
+                progress(None, desc=f"waiting for the server: {waiting} run(s) ahead, about {seconds:.0f} s")
+            await asyncio.sleep(0.05)
+        return True
+
+    def _worker(self, fn, stop: threading.Event, job: Job, progress):
+        """Runs with the run lock held (taken by ``_wait_for_slot``) and releases it when done."""
+        with self._guard:
+            self._running += 1
+        try:
+            return fn(stop, job, progress)
+        except RunStopped:
+            return STOPPED
+        finally:
+            self.run_lock.release()
+            with self._guard:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def queue_ahead(self, ticket: int | None = None) -> tuple[int, float]:
+        """(runs, estimated seconds) running or waiting before ``ticket`` (None: before a new request)."""
+        with self._guard:
+            tickets = list(self._ahead)  # in arrival order
+            if ticket in self._ahead:
+                tickets = tickets[: tickets.index(ticket)]
+            seconds = [self._ahead[t] for t in tickets]
+        return len(seconds), sum(seconds)
+
+    def stop(self, session: str) -> int:
+        """Stop every run of this session; returns how many were running or waiting."""
+        with self._guard:
+            events = list(self._stops.get(session, ()))
+        for event in events:
+            event.set()
+        return len(events)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no run is in a worker thread (within ``timeout`` seconds)."""
+        with self._guard:
+            return self._idle.wait_for(lambda: self._running == 0, timeout)
+
+    # checking (before a job waits for the slot) ------------------------------------------------------
+    def chosen(self, names: list[str]):
+        if not names:
+            raise SRInputError("choose at least one model (tick one, or build a cascade)")
+        if len(names) > MAX_MODELS:
+            raise SRInputError(f"at most {MAX_MODELS} models per run, got {len(names)}")
+        return get_models(names, self.models)
+
+    def check_size(self, job: Job) -> tuple[int, int] | None:
+        """The output size from the file header (the limit refuses before anything runs); None if unknown."""
+        size = image_size(job.source)  # (the input limit is the loader's: it reads the same header)
+        return None if size is None else check_output_size(*size, job.mode, job.scale)
+
+    def check(self, job: Job) -> tuple[int, int] | None:
+        """Every check a job can have before it runs: the models (names, cascades and their scale) and
+        the output size. Returns the output size (None when the header does not say)."""
+        for model in self.chosen(job.names):
+            problem = cascade_scale_problem(model, job.scale)
+            if problem:
+                raise SRInputError(problem)
+        return self.check_size(job)
+
+    def estimate(self, job: Job) -> list[tuple[str, float]]:
+        """(model, estimated seconds) per model, from the file header and each model's defaults."""
+        size = image_size(job.source)
+        if size is None:
+            return []
+        lr_w, lr_h = (size[0] // job.scale, size[1] // job.scale) if job.mode == MODE_HR else size
+        out = []
+        for model in self.chosen(job.names):
+            if job.scale in model.scales:
+                out.append((model.name, self.estimator.predict(model, lr_w, lr_h, job.scale, job.settings)))
+        return out
+
+    def _predict_total(self, job: Job) -> float:
+        try:
+            return sum(seconds for _, seconds in self.estimate(job))
+        except (SRInputError, KeyError, RuntimeError):
+            return 0.0
+
+    # the heavy part --------------------------------------------------------------------------------
+    def compare_work(self, stop, job: Job, progress=None):
+        if spaces is not None:  # ZeroGPU: the run happens in its GPU worker (no Stop between steps there)
+            return self._gpu_compare(job)
+        return self._compare(job, stop, progress)
+
+    def _compare_on_gpu(self, job: Job):
+        return self._compare(job, None, None)
+
+    def _compare(self, job: Job, stop=None, progress=None):
+        models = self.chosen(job.names)
+        size = self.check_size(job)
+        keep = frames_to_keep(size[0] * size[1] if size else 1_000_000) if job.record else 0
+        on_model = on_step = None
+        if progress is not None:
+            on_model = lambda i, n, name: progress((i, n), desc=f"{name} ({i + 1}/{n})")  # noqa: E731
+            on_step = lambda info: progress((info.step + 1, info.total), desc=f"{info.stage}: step")  # noqa: E731
+        return run_comparison(
+            job.source,
+            job.mode,
+            job.scale,
+            models,
+            settings=job.settings,
+            keep_frames=keep,
+            on_model=on_model,
+            on_step=on_step,
+            stop=stop,
+            loaded=self.loaded,
+            on_result=self.estimator.observe,
+        )
+
+    def upscale_work(self, stop, job: Job, progress=None) -> tuple[str, dict]:
+        """One model (or cascade) on an LR image: the PNG's path and the run's facts."""
+        comparison = run_comparison(
+            job.source,
+            MODE_LR,
+            job.scale,
+            self.chosen(job.names)[:1],
+            settings=job.settings,
+            stop=stop,
+            loaded=self.loaded,
+            on_result=self.estimator.observe,
+        )
+        if comparison.errors:
+            raise SRInputError(next(iter(comparison.errors.values())))
+        r = comparison.results[0]
+        path = save_png(r.image, self.scratch.run_folder() / output_name(r))
+        info = {
+            **r.facts(),
+            "lr_psnr": comparison.scores[0]["lr_psnr"],
+            "settings": r.settings.as_dict(),
+            "stages": [st.facts() for st in r.stages],
+            "notes": comparison.notes,
+        }
+        return path, info
+
+    def files(self, comparison) -> dict:
+        """PNGs of every view and GIFs of every trajectory, written once into a fresh run folder."""
+        folder = self.scratch.run_folder()
+        named = []
+        for caption, image in views(comparison):
+            name = {INPUT_VIEW: "input.png"}.get(caption, "reference.png")
+            result = next((r for r in comparison.results if r.model == caption), None)
+            if result is not None:
+                name = output_name(result)
+            named.append((caption, save_png(image, folder / name)))
+        gifs = []
+        for r in comparison.results:
+            if r.frames:
+                frames, noisy = every(r.frames, GIF_FRAMES), every(r.noisy_frames, GIF_FRAMES)
+                gif = trajectory_gif(
+                    frames, every(r.frame_labels, GIF_FRAMES), folder / f"{safe_name(r.model)}.gif", noisy=noisy
+                )
+                gifs.append((str(gif), f"{r.model}: x_t (left) and x̂0 (right) per step ({r.facts()['settings']})"))
+        return {"folder": folder, "views": named, "gifs": gifs}

@@ -1,0 +1,307 @@
+"""The page: its components and which handler each event calls. The handlers themselves are in
+``ui.handlers``; nothing here computes anything."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+
+from comparisons.examples import example_images
+from sr_models.device import dtype_name
+from sr_models.registry import discover
+from sr_models.sampling import SAMPLERS
+from ui.handlers import CompareOutputs, Handlers
+from ui.inputs import (
+    CheckboxGroupIn,
+    CheckboxIn,
+    DropdownIn,
+    LabBlocks,
+    NumberIn,
+    RadioIn,
+    SliderIn,
+    TextboxIn,
+    UploadImage,
+)
+from ui.lab import Lab
+from ui.parse import MAX_PROJECTION, MAX_STAGES, MAX_STEPS, MAX_VIEWS, MODES, SCALES
+from ui.studies import studies_tab
+
+HEAVY = "heavy"  # the concurrency group of every model run
+TABLE_HEADERS = ["model", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "steps", "sampler", "eta", "seed"]
+TABLE_HEADERS += ["back-proj.", "NFE", "seconds"]
+NO_CASCADE_TEXT = "Pick two or more stages; the cascade runs next to the ticked models."
+
+
+def model_choices(models) -> list[tuple[str, str]]:
+    choices = []
+    for name, model in models.items():
+        available = model.availability()
+        scales = "/".join(f"{s}x" for s in model.scales)
+        reason = available.reason.split(":")[0].split(";")[0]  # the gist; the estimate box gives the rest
+        label = f"{name} ({model.family}, {scales})" + ("" if available.ok else f" - unavailable: {reason}")
+        choices.append((label, name))
+    return choices
+
+
+def stage_choices(models) -> list[str]:
+    """What a cascade stage can be: single-scale models, and multi-scale ones at each scale."""
+    out = []
+    for name, model in models.items():
+        out += [name] if len(model.scales) == 1 else [f"{name}@{s}" for s in model.scales]
+    return out
+
+
+def device_note(models: dict) -> str:
+    """Where this server runs the models: one device for every visitor (set with --device / --dtype
+    or SR_DEVICE / SR_DTYPE), since switching per request would reload weights under a class."""
+    model = next(iter(models.values()), None)
+    return f"Models run on **{model.device}** in **{dtype_name(model.dtype)}**." if model else ""
+
+
+def _sampling_inputs(page: SimpleNamespace) -> None:
+    with gr.Accordion("Diffusion sampling", open=False):
+        page.steps = SliderIn(0, MAX_STEPS, value=0, step=1, label="Steps (0 = model default)")
+        page.sampler = DropdownIn(["", *SAMPLERS], value="", label="Sampler (empty = model default)")
+        page.eta = SliderIn(0, 1, value=0, step=0.05, label="DDIM eta")
+        page.seed = NumberIn(0, precision=0, minimum=0, label="Seed")
+        page.record = CheckboxIn(True, label="Record the denoising trajectory (every step up to 25)")
+
+
+def _cascade_builder(page: SimpleNamespace, models: dict) -> None:
+    page.stage_models, page.stage_steps = [], []
+    with gr.Accordion("Cascade: chain models (stage 2 upscales stage 1's output)", open=False):
+        for i in range(MAX_STAGES):
+            with gr.Row():
+                label = f"stage {i + 1}" + (" (optional)" if i > 1 else "")
+                page.stage_models.append(DropdownIn(["", *stage_choices(models)], value="", label=label))
+                page.stage_steps.append(NumberIn(0, precision=0, minimum=0, label="steps (0 = default)"))
+        page.cascade_info = gr.Markdown(NO_CASCADE_TEXT)
+
+
+def _input_column(page: SimpleNamespace, handlers: Handlers, examples: list[str]) -> None:
+    with gr.Column(scale=1, min_width=320):
+        page.image = UploadImage(
+            label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"], height=220
+        )
+        gr.Examples(examples=examples, inputs=page.image, label="Examples (scikit-image samples, a test chart)")
+        page.mode = RadioIn(list(MODES), value=list(MODES)[0], label="What is this image?")
+        page.scale = DropdownIn(SCALES, value=4, label="Scale")
+        with gr.Row():
+            page.run = gr.Button("Upscale", variant="primary", elem_id="run")
+            page.stop = gr.Button("Stop", variant="stop", elem_id="stop")
+        page.estimate = gr.Markdown(elem_id="estimate")
+        page.names = CheckboxGroupIn(
+            model_choices(handlers.models),
+            value=handlers.models_for(4),
+            label="Models (all that run at the chosen scale are ticked)",
+        )
+        _sampling_inputs(page)
+        _cascade_builder(page, handlers.models)
+        page.projection = SliderIn(
+            -1,
+            MAX_PROJECTION,
+            value=-1,
+            step=1,
+            label="LR back-projection iterations (-1 = each model's default, 0 = off)",
+        )
+
+
+def _grid() -> list:
+    views = []
+    for row in range(MAX_VIEWS // 4):
+        with gr.Row(equal_height=True):
+            for i in range(4):
+                views.append(
+                    gr.Image(
+                        visible=False,
+                        type="filepath",
+                        format="png",
+                        interactive=False,
+                        height=190,
+                        min_width=150,
+                        buttons=["fullscreen"],
+                        elem_classes=["view"],
+                        elem_id=f"view{4 * row + i}",
+                    )
+                )
+    return views
+
+
+def _slider_and_zoom_tabs(page: SimpleNamespace) -> None:
+    with gr.Tab("Slider"):
+        with gr.Row():
+            page.left = DropdownIn([], label="left side", allow_custom_value=True)
+            page.right = DropdownIn([], label="right side", allow_custom_value=True)
+        page.slider = gr.ImageSlider(
+            type="filepath", format="png", label="compare two images", max_height=420, elem_id="pair"
+        )
+    with gr.Tab("Zoom"):
+        with gr.Row():
+            page.zx = NumberIn(None, precision=0, label="centre x (output px)", minimum=0)
+            page.zy = NumberIn(None, precision=0, label="centre y (output px)", minimum=0)
+            page.zsize = SliderIn(8, 256, value=64, step=8, label="region (output px)")
+            page.zmag = SliderIn(1, 8, value=4, step=1, label="magnify (nearest)")
+            page.zgo = gr.Button("Zoom", size="sm")
+        page.crops = gr.Gallery(
+            label="The same region of every image",
+            columns=4,
+            format="png",
+            object_fit="contain",
+            height=420,
+            elem_id="crops",
+        )
+
+
+def _metrics_and_trajectory_tabs(page: SimpleNamespace) -> None:
+    with gr.Tab("Metrics"):
+        page.table = gr.Dataframe(value=[], headers=TABLE_HEADERS, label="Metrics", interactive=False, wrap=True)
+        page.plot = gr.Plot(label="Quality vs time")
+    with gr.Tab("Trajectories"):
+        with gr.Row():
+            page.trajectory_model = DropdownIn([], label="model", allow_custom_value=True)
+            page.frame = SliderIn(0, 1, value=0, step=1, label="frame (step)", interactive=False, elem_id="frame")
+        with gr.Row():
+            page.frame_image = gr.Image(
+                type="numpy", format="png", interactive=False, height=320, label="x_t (left) and x̂0 (right)"
+            )
+            page.gifs = gr.Gallery(label="Animated: x_t and x̂0 per step", columns=1, height=320, object_fit="contain")
+
+
+def _result_column(page: SimpleNamespace) -> None:
+    with gr.Column(scale=3):
+        page.status = gr.Markdown(elem_id="status")
+        page.grid = _grid()
+        _slider_and_zoom_tabs(page)
+        _metrics_and_trajectory_tabs(page)
+        with gr.Tab("Run record"):
+            gr.Markdown(
+                "A zip of the whole run: every output as PNG, the metrics CSV and a run card "
+                "(git commit, weight hashes, device, seeds and settings)."
+            )
+            page.download = gr.DownloadButton("Download the run record", visible=False, elem_id="download")
+
+
+def _api_endpoint(handlers: Handlers):
+    """The plain /upscale endpoint, for gradio_client and scripts (hidden on the page)."""
+    with gr.Row(visible=False):
+        inputs = [UploadImage(type="filepath", image_mode=None), TextboxIn(), NumberIn(), NumberIn()]
+        inputs += [TextboxIn(), NumberIn(), TextboxIn(value="")]
+        outputs = [gr.Image(type="filepath", format="png"), gr.JSON()]
+        button = gr.Button()
+    # One heavy job at a time across every endpoint (the app and the API share one queue slot):
+    # concurrent runs would only slow each other down and make the reported seconds wrong.
+    return button.click(
+        handlers.upscale, inputs, outputs, api_name="upscale", concurrency_id=HEAVY, concurrency_limit=1
+    )
+
+
+def compare_outputs(page: SimpleNamespace) -> list:
+    """The /compare output components, in the order ``CompareOutputs`` names them."""
+    return CompareOutputs(
+        status=page.status,
+        views=page.grid,
+        left=page.left,
+        right=page.right,
+        slider=page.slider,
+        table=page.table,
+        plot=page.plot,
+        trajectory_model=page.trajectory_model,
+        frame=page.frame,
+        frame_image=page.frame_image,
+        gifs=page.gifs,
+        state=page.state,
+    ).flat()
+
+
+def _wire_inputs(page: SimpleNamespace, handlers: Handlers, demo: gr.Blocks) -> None:
+    """What changes while the user fills in the form: ticks per scale, the cascade text, the estimate."""
+    page.scale.change(handlers.tick_for_scale, page.scale, page.names, api_name=False)
+    builder = [*page.stage_models, *page.stage_steps]
+    for control in builder:
+        control.change(handlers.describe_cascade, builder, page.cascade_info, api_name=False)
+    estimate_inputs = [page.image, page.mode, page.scale, page.names, page.steps, page.sampler, *builder]
+    for control in estimate_inputs:
+        control.change(
+            handlers.estimate,
+            estimate_inputs,
+            page.estimate,
+            api_name=False,
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
+    demo.load(handlers.estimate, estimate_inputs, page.estimate, api_name=False, show_progress="hidden")
+
+
+def _wire_run(page: SimpleNamespace, handlers: Handlers, api_event, demo: gr.Blocks) -> None:
+    inputs = [page.image, page.mode, page.scale, page.names, page.steps, page.sampler, page.eta, page.seed]
+    inputs += [page.record, page.projection, *page.stage_models, *page.stage_steps]
+    run_event = page.run.click(
+        handlers.compare,
+        inputs,
+        compare_outputs(page),
+        api_name="compare",
+        concurrency_id=HEAVY,
+        concurrency_limit=1,
+    )
+    zoomed = [page.crops, page.zx, page.zy]
+    run_event.success(handlers.zoom_centre, [page.state, page.zsize, page.zmag], zoomed, api_name=False).success(
+        handlers.run_record, page.state, page.download, api_name="run_record"
+    )
+    page.stop.click(
+        handlers.stop, None, page.status, api_name="stop", cancels=[run_event, api_event], concurrency_limit=None
+    )
+    demo.unload(handlers.closed_tab)
+
+
+def _wire_views(page: SimpleNamespace, handlers: Handlers) -> None:
+    """Looking at a result: zoom, the slider's two sides, the trajectory frames."""
+    zoomed = [page.crops, page.zx, page.zy]
+    for view in page.grid:
+        view.select(handlers.zoom_at, [page.state, page.zsize, page.zmag], zoomed, api_name=False)
+    zoom_inputs = [page.state, page.zx, page.zy, page.zsize, page.zmag]
+    page.zgo.click(handlers.zoom, zoom_inputs, zoomed, api_name=False)
+    for box in (page.zx, page.zy):
+        box.submit(handlers.zoom, zoom_inputs, zoomed, api_name=False)
+    for control in (page.zsize, page.zmag):
+        control.release(handlers.zoom, zoom_inputs, zoomed, api_name=False)
+    for side in (page.left, page.right):
+        side.change(handlers.show_pair, [page.state, page.left, page.right], page.slider, api_name=False)
+    frame_outputs = [page.frame_image, page.frame]
+    page.trajectory_model.input(
+        handlers.show_last_frame, [page.state, page.trajectory_model], frame_outputs, api_name=False
+    )
+    page.frame.release(
+        handlers.show_frame, [page.state, page.trajectory_model, page.frame], frame_outputs, api_name=False
+    )
+
+
+def build_app(models: dict | None = None, example_dir: str | Path | None = None) -> gr.Blocks:
+    models = models if models is not None else discover()
+    handlers = Handlers(Lab(models))
+    example_dir = Path(example_dir or Path(tempfile.gettempdir()) / "sr_lab_examples")
+    examples = [str(p) for p in example_images(example_dir)]
+    page = SimpleNamespace()
+    # delete_cache: outputs and uploads older than an hour are removed every 10 minutes
+    with LabBlocks(title="Diffusion SR lab", delete_cache=(600, 3600)) as demo:
+        gr.Markdown(
+            "## Diffusion SR lab\nCompare super-resolution models on one image: bicubic, regression CNNs and "
+            "diffusion models. *High-resolution* mode degrades the image (MATLAB bicubic) and scores every output "
+            "against it (PSNR/SSIM on Y, border = scale). " + device_note(models)
+        )
+        page.state = gr.State(None, time_to_live=3600)
+        with gr.Tab("Compare"):
+            with gr.Row():
+                _input_column(page, handlers, examples)
+                _result_column(page)
+        with gr.Tab("Studies (shipped results)"):
+            studies_tab()
+        api_event = _api_endpoint(handlers)
+        _wire_inputs(page, handlers, demo)
+        _wire_run(page, handlers, api_event, demo)
+        _wire_views(page, handlers)
+    demo.lab = handlers.lab  # for tests and scripts: the run lock, Stop, loaded models, scratch folder
+    demo.handlers = handlers
+    return demo
