@@ -36,9 +36,9 @@ from sr_models.device import (
     pick_dtype,
     rss_bytes,
 )
-from sr_models.diffusion import make_scheduler
 from sr_models.diffusion_sr import to_model_range
 from sr_models.registry import discover
+from sr_models.sampling import make_scheduler
 from sr_models.types import SamplingSettings, SRInputError
 
 COLUMNS = [

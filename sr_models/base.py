@@ -19,6 +19,7 @@ import torch
 from sr_models.consistency import back_project
 from sr_models.device import PeakMemory, dtype_name, pick_device, pick_dtype
 from sr_models.types import (  # noqa: F401  (re-exported: the interface's vocabulary)
+    DEFAULT_SEED,
     ModelUnavailableError,
     OnStep,
     SamplingSettings,
@@ -118,7 +119,12 @@ class SRModel:
         else:
             diffusion = dict(steps=None, sampler=None, eta=None, strength=None, spacing=None)
         projection = self.lr_projection_default if settings.lr_projection is None else settings.lr_projection
-        return SamplingSettings(**diffusion, seed=settings.seed or 0, tile=settings.tile, lr_projection=projection)
+        return SamplingSettings(
+            **diffusion,
+            seed=DEFAULT_SEED if settings.seed is None else settings.seed,
+            tile=settings.tile,
+            lr_projection=projection,
+        )
 
     def upscale(
         self,

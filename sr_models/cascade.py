@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from sr_models.base import Availability, PeakMemory, SRModel, as_rgb_uint8
-from sr_models.types import SamplingSettings, SRInputError, UpscaleResult, derive_seed
+from sr_models.types import DEFAULT_SEED, SamplingSettings, SRInputError, UpscaleResult, derive_seed
 
 SEPARATOR = ">"
 MAX_STAGES = 4
@@ -91,7 +91,7 @@ class CascadeSR(SRModel):
         given = settings.stages or ()
         if len(given) > len(self.stages):
             raise SRInputError(f"{len(given)} stage settings given for a cascade of {len(self.stages)} stages")
-        run_seed = settings.seed or 0
+        run_seed = DEFAULT_SEED if settings.seed is None else settings.seed
         resolved = []
         for i, (model, _) in enumerate(self.stages):
             own_seed = given[i].seed if i < len(given) else None

@@ -4,7 +4,7 @@ Every command takes ``--device`` / ``--dtype`` (environment: ``SR_DEVICE`` / ``S
 unset, the best device present is used (CUDA, then Apple MPS, then the CPU) in float32, the
 precision every published number here was measured in (half precision is one flag away, and
 ``python -m comparisons.speed`` measures what it gains). Noise is always drawn from a CPU
-``torch.Generator`` (see ``sr_models.diffusion.start_state``), so a seed gives the same image on
+``torch.Generator`` (see ``sr_models.sampling.start_state``), so a seed gives the same image on
 every device up to float error.
 """
 

@@ -27,8 +27,9 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 
 from sr_models.base import SamplingSettings, SRModel, StepInfo, Trajectory
 from sr_models.device import place
-from sr_models.diffusion import SAMPLERS, make_scheduler, sample, schedule, start_state
+from sr_models.sampling import make_scheduler, sample, schedule, start_state
 from sr_models.tiling import tiled
+from sr_models.types import SAMPLERS
 
 FIRST_STAGE_FACTOR = 4
 

@@ -20,10 +20,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sr_models.types import ModelUnavailableError
+from sr_models.types import SAMPLERS, ModelUnavailableError
 
 PIPELINE_INDEX = "model_index.json"  # diffusers' pipeline folder marker
-SAMPLERS = ("ddim", "ddpm", "dpmsolver++")  # sr_models.diffusion.SAMPLERS (a test checks they agree)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-SAMPLERS = ("ddim", "ddpm", "dpmsolver++")
+from sr_models.types import SAMPLERS
 
 # Training noise schedule of every diffusion model here. x0-prediction ("sample") learns far
 # faster than epsilon-prediction on a CPU budget (see the model cards).

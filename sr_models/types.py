@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
+SAMPLERS = ("ddim", "ddpm", "dpmsolver++")  # the diffusion samplers: cards, command choices and checks use this
 SPACINGS = ("leading", "trailing", "linspace")  # diffusers' timestep_spacing values
+DEFAULT_SEED = 0  # what a run without a seed uses (resolved in SRModel.resolve / Cascade.resolve only)
 MAX_SEED = 2**63  # seeds are 0 <= seed < 2**63 (what torch.Generator.manual_seed accepts)
 
 

@@ -9,9 +9,9 @@ import torch
 
 from sr_models.cascade import CascadeSR, parse_cascade
 from sr_models.consistency import back_project
-from sr_models.diffusion import make_scheduler, sample, schedule, start_state
 from sr_models.metrics import lr_consistency
 from sr_models.registry import discover, get_models
+from sr_models.sampling import make_scheduler, sample, schedule, start_state
 from sr_models.types import SamplingSettings as S
 from sr_models.types import SRInputError, derive_seed
 
@@ -189,7 +189,7 @@ def test_cli_stage_options_become_one_settings_value():
 
 
 def test_sdedit_starts_from_the_noised_guess_at_the_right_step():
-    from sr_models.diffusion import TRAIN_SCHEDULER
+    from sr_models.sampling import TRAIN_SCHEDULER
 
     scheduler = make_scheduler("ddim", TRAIN_SCHEDULER)
     full = schedule(scheduler, 10).clone()

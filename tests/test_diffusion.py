@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sr_models.diffusion import SAMPLERS, make_scheduler
 from sr_models.diffusion_sr import condition_channels, latent_condition, to_model_range
 from sr_models.first_stage import build_autoencoder, fold_latent_scale
 from sr_models.registry import discover, load_model
+from sr_models.sampling import SAMPLERS, make_scheduler
 from sr_models.tiling import tiled
 from sr_models.types import SamplingSettings as S
 from tests.conftest import tiny_ldm_folder, tiny_sr3_folder
@@ -161,31 +161,31 @@ def test_sr3_residual_formulation_starts_from_bicubic(sr3):
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 def test_banded_ddim_step_is_the_whole_step(eta):
     # Large states step in bands of rows (bounded memory): the same numbers, the same noise.
-    from sr_models import diffusion
+    from sr_models import sampling
 
-    scheduler = make_scheduler("ddim", diffusion.TRAIN_SCHEDULER, "trailing")
+    scheduler = make_scheduler("ddim", sampling.TRAIN_SCHEDULER, "trailing")
     scheduler.set_timesteps(4)
     gen = torch.Generator().manual_seed(0)
     x, out = torch.randn(1, 3, 37, 20, generator=gen), torch.randn(1, 3, 37, 20, generator=gen)
     t = scheduler.timesteps[1]
     whole = scheduler.step(out, t, x, eta=eta, generator=torch.Generator().manual_seed(5)).prev_sample
-    old = diffusion.BAND_ELEMENTS
+    old = sampling.BAND_ELEMENTS
     try:
-        diffusion.BAND_ELEMENTS = 3 * 20 * 8  # 8 rows a band: 5 bands, the last one short
-        banded = diffusion.step(scheduler, out, t, x, eta=eta, generator=torch.Generator().manual_seed(5))
+        sampling.BAND_ELEMENTS = 3 * 20 * 8  # 8 rows a band: 5 bands, the last one short
+        banded = sampling.step(scheduler, out, t, x, eta=eta, generator=torch.Generator().manual_seed(5))
     finally:
-        diffusion.BAND_ELEMENTS = old
+        sampling.BAND_ELEMENTS = old
     assert torch.equal(banded, whole)
 
 
 def test_banded_runs_give_the_same_image(sr3, monkeypatch):
-    from sr_models import diffusion
+    from sr_models import sampling
     from sr_models.diffusion_sr import to_image
 
     model = load_model(sr3)
     settings = S(steps=3, eta=1.0, seed=4, lr_projection=0)
     whole = model.upscale(LR, settings=settings).image
-    monkeypatch.setattr(diffusion, "BAND_ELEMENTS", 3 * 48 * 5)
+    monkeypatch.setattr(sampling, "BAND_ELEMENTS", 3 * 48 * 5)
     assert np.array_equal(model.upscale(LR, settings=settings).image, whole)
     x = torch.rand(1, 3, 37, 11) * 2.2 - 1.1  # out of range too: clamped
     assert np.array_equal(to_image(x, rows=4), to_image(x, rows=100))
@@ -289,8 +289,8 @@ def test_latent_residual_model_starts_as_the_decoded_upsample(tmp_path):
 def test_folders_the_stock_pipeline_cannot_run_are_marked(tmp_path):
     import json
 
-    from sr_models.diffusion import TRAIN_SCHEDULER
     from sr_models.diffusion_sr import build_unet, save_ldm_folder
+    from sr_models.sampling import TRAIN_SCHEDULER
 
     vae = build_autoencoder((8, 8, 8), latent_channels=4)
     save_ldm_folder(

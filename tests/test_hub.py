@@ -24,9 +24,9 @@ from diffusers import (
 
 from sr_models.base import ModelUnavailableError
 from sr_models.bicubic import BicubicSR
-from sr_models.diffusion import make_scheduler
 from sr_models.diffusion_sr import to_model_range
 from sr_models.registry import discover, get_models, load_model
+from sr_models.sampling import make_scheduler
 from sr_models.types import SamplingSettings as S
 
 LR = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
@@ -389,10 +389,15 @@ def test_prefetch_command(monkeypatch, capsys, empty_hub_cache):
     assert prefetch.main(["--check"]) == 1 and "not in the local Hub cache" in capsys.readouterr().out
 
 
-def test_sampler_names_agree():
-    from sr_models import diffusion, hub
+def test_sampler_names_are_written_once():
+    from sr_models import diffusion_sr, hub, sampling, types
+    from sr_models.training.cli import build_parser
 
-    assert hub.SAMPLERS == diffusion.SAMPLERS
+    stock_card = hub.PIPELINES["LDMSuperResolutionPipeline"].meta()
+    assert stock_card["samplers"] == list(types.SAMPLERS)
+    assert sampling.SAMPLERS is types.SAMPLERS and diffusion_sr.DiffusionSR.samplers is types.SAMPLERS
+    sub = next(a for a in build_parser()._actions if a.dest == "family").choices["ldm"]
+    assert tuple(next(a for a in sub._actions if a.dest == "default_sampler").choices) == types.SAMPLERS
 
 
 @pytest.mark.parametrize("which", ["ldm_folder", "sd_folder"])

@@ -14,6 +14,8 @@ import torch
 from sr_models.training.autoencoder import autoencoder_parser
 from sr_models.training.diffusion import ldm_parser, sr3_parser
 from sr_models.training.gan import gan_parser
+from sr_models.training.idm import idm_parser
+from sr_models.training.liif import liif_parser
 from sr_models.training.regression import regression_parser
 from sr_models.training.trainer import NonFiniteLossError
 from sr_models.training.zoo import run_zoo, zoo_parser
@@ -30,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     autoencoder_parser(sub)
     ldm_parser(sub)
     sr3_parser(sub)
+    liif_parser(sub)
+    idm_parser(sub)
     zoo_parser(sub).set_defaults(run=lambda args: run_zoo(args, train=main))  # the zoo calls back into main
     return parser
 
@@ -38,6 +42,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    if args.device == "gpu":  # the old name of cuda
+        args.device = "cuda"
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

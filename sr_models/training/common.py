@@ -11,11 +11,13 @@ import numpy as np
 import torch
 
 from sr_models.data import SPLITS, eval_pairs
+from sr_models.device import DEVICES
 from sr_models.metrics import score
 from sr_models.regression import to_tensor, to_uint8
 from sr_models.training.patches import PatchSampler
 from sr_models.training.trainer import TrainConfig, Trainer, world
 
+TRAIN_DEVICES = (*DEVICES, "gpu")  # every command's device names; "gpu" kept for old training commands
 MIXED_PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}  # --dtype -> accelerate's name
 
 
@@ -39,9 +41,10 @@ def add_common_arguments(p: argparse.ArgumentParser, batch: int, lr: float, patc
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
         "--device",
-        choices=["auto", "cpu", "gpu"],
+        choices=TRAIN_DEVICES,
         default="auto",
-        help="'auto': the GPU accelerate finds (one per process under `accelerate launch`), else the CPU",
+        help="'auto': the GPU accelerate finds (one per process under `accelerate launch`), else the CPU; "
+        "'gpu' is an alias of 'cuda'",
     )
     p.add_argument(
         "--dtype",

@@ -19,7 +19,7 @@ from sr_models.training.common import (
 )
 from sr_models.training.patches import PatchSampler, augment_condition
 from sr_models.training.trainer import local, world
-from sr_models.types import SamplingSettings
+from sr_models.types import SAMPLERS, SamplingSettings
 
 
 def diffusion_arguments(p):
@@ -32,7 +32,7 @@ def diffusion_arguments(p):
         default=5,
         help="default back-projection iterations of the model's outputs (0: off)",
     )
-    p.add_argument("--default-sampler", default="ddim", choices=["ddim", "ddpm", "dpmsolver++"])
+    p.add_argument("--default-sampler", default="ddim", choices=SAMPLERS)
     p.add_argument("--val-steps", type=int, default=10, help="DDIM steps of the validation samples")
     p.add_argument("--name", help="model name in the registry")
     p.add_argument(
@@ -76,7 +76,7 @@ def _diffusion_loss(unet, x0, cond, key, seed):
     batch (the same draws whatever the process count) and sliced like the data."""
     from diffusers import DDPMScheduler
 
-    from sr_models.diffusion import TRAIN_SCHEDULER
+    from sr_models.sampling import TRAIN_SCHEDULER
 
     g = torch.Generator().manual_seed(seed * 1_000_003 + key)
     sched = _diffusion_loss.scheduler = getattr(_diffusion_loss, "scheduler", None) or DDPMScheduler(**TRAIN_SCHEDULER)
@@ -90,7 +90,6 @@ def _diffusion_loss(unet, x0, cond, key, seed):
 def _run_diffusion(args, family: str) -> dict:
     from diffusers import AutoencoderKL
 
-    from sr_models.diffusion import TRAIN_SCHEDULER
     from sr_models.diffusion_sr import (
         LatentSR,
         PixelSR,
@@ -101,6 +100,7 @@ def _run_diffusion(args, family: str) -> dict:
         save_sr3_folder,
         torch_bicubic_up,
     )
+    from sr_models.sampling import TRAIN_SCHEDULER
 
     torch.manual_seed(args.seed)
     name = args.name or f"{family}-x{args.scale}"
@@ -120,7 +120,7 @@ def _run_diffusion(args, family: str) -> dict:
         "scales": [args.scale],
         "default_steps": args.default_steps,
         "default_sampler": args.default_sampler,
-        "samplers": ["ddim", "ddpm", "dpmsolver++"],
+        "samplers": list(SAMPLERS),
         "lr_projection": args.lr_projection,
         "data": data_note(args, sampler) + f", random {args.hr_patch}px HR crops, flips/rot90, "
         "LR by MATLAB-bicubic imresize",

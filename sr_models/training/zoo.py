@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sr_models.training.common import TRAIN_DEVICES
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -115,7 +117,7 @@ def zoo_parser(sub):
         help="multiply every recipe's batch size (a GPU has room for far larger batches than a CPU)",
     )
     p.add_argument("--split", default="train", choices=["train", "all"], help="'train' holds the validation split out")
-    p.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    p.add_argument("--device", choices=TRAIN_DEVICES, default="auto", help="as the training commands' --device")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--dry-run", action="store_true", help="one tiny step per model: checks the whole pipeline fast")
