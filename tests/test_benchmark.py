@@ -144,7 +144,7 @@ def test_update_cards_writes_measured_rows(image_folder, tmp_path):
 
 
 def test_steps_study_runs_each_setting(image_folder, tmp_path):
-    from comparisons.studies import main as study_main
+    from comparisons.studies.cli import main as study_main
     from tests.conftest import tiny_ldm_folder
 
     tiny_ldm_folder(tmp_path / "models" / "ldm")
@@ -174,7 +174,7 @@ def test_steps_study_runs_each_setting(image_folder, tmp_path):
 
 
 def test_spread_study_splits_sample_error_into_mean_error_and_spread(image_folder, tmp_path):
-    from comparisons.studies import main as study_main
+    from comparisons.studies.cli import main as study_main
     from sr_models.data import eval_pairs
     from sr_models.metrics import mse
     from sr_models.registry import discover
@@ -231,7 +231,7 @@ def test_spread_study_splits_sample_error_into_mean_error_and_spread(image_folde
 def test_reconstruction_study_updates_the_first_stage_card(image_folder, tmp_path):
     import torch
 
-    from comparisons.studies import main as study_main
+    from comparisons.studies.cli import main as study_main
     from sr_models.cards import read_meta, write_meta
     from sr_models.first_stage import build_autoencoder
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from comparisons.cascade_study import answer, cascade_study, load_rows, pareto_front
+from comparisons.studies.cascade import answer, cascade_study, load_rows, pareto_front
 from sr_models.bicubic import BicubicSR
 from sr_models.registry import load_model
 from tests.conftest import save_tiny_regression, tiny_ldm_folder
@@ -101,8 +101,8 @@ def test_cascade_study_writes_its_reports(study_models, image_folder, tmp_path):
 
 
 def test_load_rows_reads_numbers_and_empty_cells_back(tmp_path):
-    from comparisons.cascade_study import COLUMNS
     from comparisons.records import write_csv
+    from comparisons.studies.cascade import COLUMNS
 
     row = {c: "" for c in COLUMNS} | {"scale": 16, "config": "bicubic", "model": "bicubic", "dataset": "1"}
     row |= {"psnr_y": 21.57251, "n_images": 5, "settings": "bicubic: seed 0"}

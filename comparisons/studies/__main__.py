@@ -1,0 +1,5 @@
+import sys
+
+from comparisons.studies.cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""The studies command: every sub-command parses, and the examples in the studies' docs are accepted."""
+
+import importlib
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from comparisons.studies.cli import SUB_COMMANDS, build_parser
+
+STUDY_MODULES = ["steps", "spread", "cascade", "reconstruction"]
+
+
+def doc_examples(module_name: str) -> list[str]:
+    """The ``python -m comparisons.studies ...`` commands of a module's docstring (continuation lines joined)."""
+    doc = importlib.import_module(f"comparisons.studies.{module_name}").__doc__
+    joined = re.sub(r"\\\n\s*", " ", doc)
+    return [m.strip() for m in re.findall(r"python -m comparisons\.studies [^\n]+", joined)]
+
+
+@pytest.mark.parametrize("module_name", STUDY_MODULES)
+def test_the_documented_example_parses(module_name):
+    (example,) = doc_examples(module_name)
+    args = build_parser().parse_args(shlex.split(example)[3:])  # argparse exits on a flag it rejects
+    assert args.study == module_name
+
+
+def test_a_rejected_flag_is_caught(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(
+            ["steps", "--models", "a", "--scale", "4", "--steps", "1,2", "--data", "d", "--out", "o"]
+        )
+    assert "invalid int value" in capsys.readouterr().err  # --steps is the run-wide count, not a list
+
+
+def test_python_m_lists_every_sub_command():
+    out = subprocess.run(
+        [sys.executable, "-m", "comparisons.studies", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert all(name in out for name in SUB_COMMANDS) and set(SUB_COMMANDS) == set(STUDY_MODULES)
