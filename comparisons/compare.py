@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from comparisons.evaluate import evaluate
 from comparisons.serving import MODE_HR, MODE_LR, LoadedModels, check_output_size, image_size
 from comparisons.serving import stage_models as stage_models  # re-exported: run_record imports it from here
 from sr_models.base import SRInputError, StepInfo, UpscaleResult
 from sr_models.degradation import degrade
 from sr_models.image_io import load_image
-from sr_models.metrics import detail_ratio, lr_consistency, score
 from sr_models.types import SamplingSettings
 
 
@@ -162,21 +162,12 @@ def run_comparison(
         if loaded is not None:
             loaded.before_run(model)
         try:
-            result = model.upscale(lr, scale=scale, settings=settings, on_step=step, keep_frames=keep_frames)
+            evaluation = evaluate(model, lr, scale, settings, hr, on_step=step, keep_frames=keep_frames)
         except (SRInputError, RuntimeError) as err:  # unsupported scale, unavailable weights, ...
             comparison.errors[model.name] = str(err)
             continue
-        comparison.results.append(result)
+        comparison.results.append(evaluation.result)
+        comparison.scores.append(evaluation.scores)
         if on_result is not None:
-            on_result(model, result)
-        if hr is not None:
-            comparison.scores.append(
-                {**score(result.image, hr, lr, scale), "hf_ratio": detail_ratio(result.image, hr, scale)}
-            )
-        else:
-            comparison.scores.append(_lr_only(result, lr, scale))
+            on_result(model, evaluation.result)
     return comparison
-
-
-def _lr_only(result: UpscaleResult, lr: np.ndarray, scale: int) -> dict:
-    return {"psnr_y": None, "ssim_y": None, "lr_psnr": lr_consistency(result.image, lr, scale)}
