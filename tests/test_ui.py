@@ -1,0 +1,111 @@
+"""The app's parts without a server: request parsing, the handlers called as plain methods."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sr_models.types import SamplingSettings, SRInputError
+from tests.conftest import NO_CASCADE, app_models
+from ui.handlers import CompareOutputs, Handlers
+from ui.lab import Lab
+from ui.parse import MODES, compare_job, parse_settings, upscale_job
+
+HR_MODE, LR_MODE = list(MODES)
+
+
+@pytest.fixture
+def handlers(tiny_models_dir):
+    handlers = Handlers(Lab(app_models(tiny_models_dir)))
+    yield handlers
+    handlers.lab.scratch.close()
+
+
+def test_parsing_leaves_defaults_and_ranges_to_the_settings():
+    settings = parse_settings("", "", "", "", "")
+    assert settings == SamplingSettings()  # an empty seed stays None: resolve picks the default
+    assert parse_settings("12", "ddim", "0.5", "7", 3) == SamplingSettings(
+        steps=12, sampler="ddim", eta=0.5, seed=7, lr_projection=3
+    )
+    assert parse_settings(0, "", 0, 4.0, -1).seed == 4  # a whole float is a whole number
+    with pytest.raises(SRInputError, match="eta must be a number from 0 to 1, got 2"):  # check_settings' message
+        parse_settings(0, "", 2, 0, -1)
+    with pytest.raises(SRInputError, match="seed must be at least 0, got -1"):
+        parse_settings(0, "", 0, -1, -1)
+    with pytest.raises(SRInputError, match="steps must be at most 200, got 1000000000"):
+        parse_settings("1e9", "", 0, 0, -1)
+    with pytest.raises(SRInputError, match="steps must be at least 0, got -3"):
+        parse_settings(-3, "", 0, 0, -1)
+
+
+def test_a_long_model_name_is_not_echoed_whole():
+    name = "x" * 10_000
+    with pytest.raises(SRInputError) as caught:
+        upscale_job("a.png", name, 4, 0, "", 0, "")
+    message = str(caught.value)
+    assert "10000 characters" in message and len(message) < 200
+    with pytest.raises(SRInputError, match="10000 characters"):
+        compare_job("a.png", LR_MODE, 4, [name], 0, "", 0, 0, True, -1, NO_CASCADE)
+
+
+def test_compare_outputs_name_every_api_output_once():
+    names = CompareOutputs.api_names()
+    assert names[0] == "status" and names[1:13] == tuple(f"view{i}" for i in range(12))
+    assert names[13:] == (
+        "left",
+        "right",
+        "slider",
+        "table",
+        "plot",
+        "trajectory_model",
+        "frame",
+        "frame_image",
+        "gifs",
+    )
+    filled = CompareOutputs(*range(1, 2), [0] * 12, *range(2, 12))
+    assert len(filled.flat()) == len(names) + 1  # and the State last
+
+
+def test_handlers_run_without_a_server(handlers, hr_png):
+    outputs = asyncio.run(
+        handlers.compare(
+            str(hr_png),
+            HR_MODE,
+            4,
+            ["bicubic", "tiny-regression-x4"],
+            0,
+            "",
+            0,
+            3,
+            False,
+            -1,
+            *NO_CASCADE,
+            progress=None,
+        )
+    )
+    shown = dict(zip(CompareOutputs.api_names(), outputs))
+    assert "64x64 (4x)" in shown["status"]
+    table = shown["table"].value
+    assert [row[0] for row in table["data"]] == ["bicubic", "tiny-regression-x4"]
+    state = outputs[-1]
+    assert state["comparison"].results[1].model == "tiny-regression-x4"
+    crops, x, y = handlers.zoom_centre(state, 16, 2)
+    assert (x, y) == (32, 32) and len(crops) == 4
+    record = handlers.run_record(state)
+    assert record.visible and record.label.startswith("Download the run record (sr_lab_run_x4_")
+
+
+def test_upscale_estimate_and_stop_without_a_server(handlers, lr_png):
+    path, info = asyncio.run(handlers.upscale(str(lr_png), "tiny-regression-x2", 2, 0, "", 5))
+    assert path.endswith(".png") and info["model"] == "tiny-regression-x2" and info["seed"] == 5
+    text = handlers.estimate(str(lr_png), LR_MODE, 4, ["tiny-ldm-x4"], 0, "", *NO_CASCADE)
+    assert "**Output** 96x80" in text and "estimated time" in text and "tiny-ldm-x4" in text
+    assert handlers.estimate(str(lr_png), LR_MODE, 4, [], 0, "", *NO_CASCADE).startswith("⚠ choose at least one")
+    assert handlers.stop() == "Nothing was running."
+
+
+def test_a_cascade_at_a_scale_it_does_not_reach_names_the_scales_it_does(handlers, lr_png):
+    spec = "tiny-regression-x2>tiny-regression-x2>tiny-ldm-x4"
+    with pytest.raises(Exception, match=r"= 16x, not 8x; its first stages reach 2x, 4x, 16x \(a cascade has at most 4"):
+        asyncio.run(handlers.upscale(str(lr_png), spec, 8, 0, "", 0))
