@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from sr_models.consistency import back_project
+from sr_models.degradation import MAX_SCALE, protocol_scale, scaled_size
 from sr_models.device import PeakMemory, dtype_name, pick_device, pick_dtype
 from sr_models.types import (  # noqa: F401  (re-exported: the interface's vocabulary)
     DEFAULT_SEED,
@@ -63,6 +64,8 @@ class SRModel:
     default_spacing: str = "leading"  # diffusers' default timestep spacing
     samplers: tuple[str, ...] = ()
     lr_projection_default: int = 0  # back-projection iterations applied to outputs unless asked otherwise
+    continuous: bool = False  # True: any real scale from 1 to max_scale (``scales``: its nominal whole ones)
+    max_scale: float = MAX_SCALE
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
 
@@ -85,7 +88,12 @@ class SRModel:
     def is_diffusion(self) -> bool:
         return self.default_steps is not None
 
-    def check_scale(self, scale: int | None) -> int:
+    def check_scale(self, scale: int | float | None) -> int | float:
+        if self.continuous and scale is not None:  # whole values come back as int: the fixed-scale paths
+            try:
+                return protocol_scale(scale, self.max_scale)
+            except ValueError as err:
+                raise SRInputError(f"{self.name}: {err}") from None
         if scale is None:
             if len(self.scales) != 1:
                 raise SRInputError(f"{self.name} supports scales {list(self.scales)}: choose one")
@@ -178,12 +186,12 @@ class SRModel:
                 lr, scale=scale, settings=settings, on_step=report, keep_frames=keep_frames
             )
             trajectory = trajectory or Trajectory()
-            expected = (lr.shape[0] * scale, lr.shape[1] * scale, 3)
+            expected = (*scaled_size(lr.shape[0], lr.shape[1], scale), 3)  # (h * s, w * s) for whole s
             if image.shape != expected or image.dtype != np.uint8:  # a family bug, not user input
                 raise RuntimeError(f"{self.name} returned {image.shape} {image.dtype}, expected {expected} uint8")
             t1 = time.perf_counter()
             if settings.lr_projection:
-                total = image.shape[0] // original_lr.shape[0]
+                total = scale if original_lr is lr else image.shape[0] // original_lr.shape[0]
                 image = back_project(image, original_lr, total, settings.lr_projection, self.device)
                 if len(trajectory):  # end the animation on the image actually returned
                     trajectory.add(image, image, f"back-projected onto the LR ({settings.lr_projection} iterations)")

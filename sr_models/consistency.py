@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from sr_models.degradation import imresize
+from sr_models.degradation import imresize, scaled_size
 
 
 def back_project(sr: np.ndarray, lr: np.ndarray, scale: int, iterations: int = 3, device=None) -> np.ndarray:
     """uint8 SR (H x W x 3) made consistent with the uint8 LR (H/scale x W/scale x 3); the resizes run
     on ``device`` (default CPU)."""
-    if sr.shape[0] != lr.shape[0] * scale or sr.shape[1] != lr.shape[1] * scale:
+    if sr.shape[:2] != scaled_size(lr.shape[0], lr.shape[1], scale):  # round(s * size): s may be real-valued
         raise ValueError(f"SR {sr.shape[:2]} is not {scale}x the LR {lr.shape[:2]}")
     x = sr.astype(np.float32)
     target = lr.astype(np.float32)

@@ -49,12 +49,26 @@ def _load_sr3(folder: Path, meta: dict) -> SRModel:
     return PixelSR.from_folder(folder, meta["name"], meta)
 
 
+def _load_liif(folder: Path, meta: dict) -> SRModel:
+    from sr_models.liif import LIIFSR
+
+    return LIIFSR.from_folder(folder, meta["name"], meta)
+
+
+def _load_idm(folder: Path, meta: dict) -> SRModel:
+    from sr_models.idm import ImplicitDiffusionSR
+
+    return ImplicitDiffusionSR.from_folder(folder, meta["name"], meta)
+
+
 # family name -> loader(folder, meta) -> SRModel. A new family adds itself here.
 FAMILY_LOADERS: dict[str, Callable[[Path, dict], SRModel]] = {
     "regression": _load_regression,
     "gan": _load_gan,
     "ldm": _load_ldm,
     "sr3": _load_sr3,
+    "liif": _load_liif,
+    "idm": _load_idm,
 }
 NOT_SR_FAMILIES = {"first-stage"}  # model folders that are parts of other models (the LDMs' autoencoder)
 
