@@ -20,8 +20,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from comparisons.cli import add_settings_arguments, settings_from_args
-from comparisons.evaluate import evaluate
-from comparisons.records import write_csv
+from comparisons.evaluate import SCORE_COLUMNS, evaluate
+from comparisons.records import STAGE_COST_COLUMNS, STAGE_SETTING_COLUMNS, write_csv
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.data import SPLITS, eval_pairs, list_images
 from sr_models.device import add_device_arguments
@@ -34,11 +34,7 @@ SUMMARY_COLUMNS = [
     "family",
     "scale",
     "n_images",
-    "psnr_y",
-    "ssim_y",
-    "lr_psnr",
-    "hf_ratio",
-    "lpips",
+    *SCORE_COLUMNS,
     "fid",
     "is_mean",
     "seconds_per_image",
@@ -59,11 +55,7 @@ PER_IMAGE_COLUMNS = [
     "image",
     "height",
     "width",
-    "psnr_y",
-    "ssim_y",
-    "lr_psnr",
-    "hf_ratio",
-    "lpips",
+    *SCORE_COLUMNS,
     "seconds",
     "nfe",
     "peak_memory_mb",
@@ -77,19 +69,9 @@ STAGE_COLUMNS = [
     "image",
     "stage",
     "stage_model",
-    "scale",
-    "input",
-    "output",
-    "steps",
-    "sampler",
-    "eta",
-    "seed",
-    "strength",
+    *STAGE_SETTING_COLUMNS,
     "lr_projection",
-    "nfe",
-    "seconds",
-    "projection_seconds",
-    "peak_memory_mb",
+    *STAGE_COST_COLUMNS,
 ]
 METRIC_KEYS = ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio")
 

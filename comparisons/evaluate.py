@@ -15,6 +15,7 @@ import numpy as np
 from sr_models.metrics import LR_PSNR_CAP, detail_ratio, lr_consistency, score
 from sr_models.types import OnStep, SamplingSettings, UpscaleResult
 
+SCORE_COLUMNS = ["psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "lpips"]  # the scores' columns in every CSV
 LpipsFn = Callable[[np.ndarray, np.ndarray], float]  # (SR, HR) -> distance, see comparisons.perceptual
 
 

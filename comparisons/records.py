@@ -5,6 +5,10 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+# The columns of a stage's ``StageResult.facts()`` every stage table shares, in their order.
+STAGE_SETTING_COLUMNS = ["scale", "input", "output", "steps", "sampler", "eta", "seed", "strength"]
+STAGE_COST_COLUMNS = ["nfe", "seconds", "projection_seconds", "peak_memory_mb"]
+
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     """Columns in the given order (extra keys dropped, missing ones empty); floats to 4 decimals."""

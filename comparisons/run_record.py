@@ -26,7 +26,7 @@ from PIL import Image
 from comparisons import provenance
 from comparisons.compare import Comparison, stage_models
 from comparisons.provenance import git_state, machine, versions
-from comparisons.records import write_csv
+from comparisons.records import STAGE_COST_COLUMNS, STAGE_SETTING_COLUMNS, write_csv
 from sr_models.types import SamplingSettings
 
 METRIC_COLUMNS = [
@@ -55,20 +55,10 @@ STAGE_COLUMNS = [
     "model",
     "stage",
     "stage_model",
-    "scale",
-    "input",
-    "output",
-    "steps",
-    "sampler",
-    "eta",
-    "seed",
-    "strength",
+    *STAGE_SETTING_COLUMNS,
     "spacing",
     "lr_projection",
-    "nfe",
-    "seconds",
-    "projection_seconds",
-    "peak_memory_mb",
+    *STAGE_COST_COLUMNS,
     "device",
     "dtype",
 ]

@@ -38,7 +38,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
-from comparisons.evaluate import evaluate
+from comparisons.evaluate import SCORE_COLUMNS, evaluate
 from comparisons.provenance import folder_digest, git_state, machine_description
 from comparisons.records import read_csv, write_csv
 from sr_models.data import eval_pairs
@@ -46,7 +46,6 @@ from sr_models.registry import get_models
 from sr_models.types import SamplingSettings, StageResult
 
 PROJECTIONS = {"bp": None, "raw": 0}  # None: each model's default back-projection
-METRICS = ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "lpips")
 COLUMNS = [
     "scale",
     "group",
@@ -58,11 +57,7 @@ COLUMNS = [
     "projection",
     "dataset",
     "n_images",
-    "psnr_y",
-    "ssim_y",
-    "lr_psnr",
-    "hf_ratio",
-    "lpips",
+    *SCORE_COLUMNS,
     "nfe",
     "seconds",
     "peak_memory_mb",
@@ -228,7 +223,7 @@ def summarize(per_image: list[dict]) -> list[dict]:
         row.update({"dataset": dataset, "n_images": len(sel)})
         for key in ("peak_memory_mb", "stage1_peak_mb", "stage2_peak_mb"):  # the worst image
             row[key] = max(r[key] for r in sel)
-        for key in (*METRICS, "nfe", "seconds", "stage1_nfe", "stage2_nfe", "stage1_seconds", "stage2_seconds"):
+        for key in (*SCORE_COLUMNS, "nfe", "seconds", "stage1_nfe", "stage2_nfe", "stage1_seconds", "stage2_seconds"):
             values = [r[key] for r in sel if r[key] is not None]
             row[key] = float(np.nanmean(values)) if values else None
         rows.append(row)

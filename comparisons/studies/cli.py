@@ -44,25 +44,23 @@ def _models(args) -> list:
     return get_models(args.models.split(","), discover(model_dirs=args.model_dir, device=args.device, dtype=args.dtype))
 
 
-def _steps_list(args) -> list[int]:
-    return [int(s) for s in args.steps_list.split(",")]
+def _model_study_inputs(args) -> tuple[tuple, dict]:
+    """The (positional, keyword) arguments the steps and spread studies share, from their common options."""
+    positional = (_models(args), args.scale, args.data, Path(args.out), [int(s) for s in args.steps_list.split(",")])
+    return positional, {
+        "settings": settings_from_args(args),
+        "crop": args.crop,
+        "limit": args.limit,
+        "split": args.split,
+    }
 
 
 def run_steps(args, parser, argv) -> int:
     from comparisons.studies.steps import steps_study
 
     try:
-        rows = steps_study(
-            _models(args),
-            args.scale,
-            args.data,
-            Path(args.out),
-            _steps_list(args),
-            settings_from_args(args),
-            args.crop,
-            args.limit,
-            args.split,
-        )
+        positional, keywords = _model_study_inputs(args)
+        rows = steps_study(*positional, **keywords)
     except MODEL_ERRORS as err:
         return _error(err)
     for r in rows:
@@ -82,18 +80,8 @@ def run_spread(args, parser, argv) -> int:
     from comparisons.studies.spread import spread_study
 
     try:
-        rows = spread_study(
-            _models(args),
-            args.scale,
-            args.data,
-            Path(args.out),
-            _steps_list(args),
-            args.seeds,
-            settings_from_args(args),
-            args.crop,
-            args.limit,
-            args.split,
-        )
+        positional, keywords = _model_study_inputs(args)
+        rows = spread_study(*positional, seeds=args.seeds, **keywords)
     except (ValueError, *MODEL_ERRORS) as err:
         return _error(err)
     for r in rows:
