@@ -213,6 +213,26 @@ def _protocol(patch: int, n_images: int, n_patches: int, splits: int, extractor:
     )
 
 
+def _fid_and_is(feature_extractor: torch.nn.Module | None, patch: int, is_splits: int):
+    """(FID metric, Inception Score metric, a sentence naming their features) on the default or a given extractor."""
+    if feature_extractor is None:
+        require_weights("fid")
+        fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(WEIGHTS["inception"].path))
+        is_extractor: torch.nn.Module = _inception_logits()
+        extractor = (
+            "torch-fidelity Inception-v3 (TF FID weights) via torchmetrics, patches upsampled "
+            "bilinearly to 299x299, pool3 2048-d for FID, unbiased logits for IS"
+        )
+    else:
+        fid = FrechetInceptionDistance(feature=feature_extractor)
+        is_extractor = feature_extractor
+        extractor = f"custom {type(feature_extractor).__name__} on raw {patch}x{patch} uint8 patches"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        inception_score = InceptionScore(feature=is_extractor, splits=is_splits)
+    return fid, inception_score, extractor
+
+
 def distribution_metrics(
     sr_images: Sequence[np.ndarray],
     hr_images: Sequence[np.ndarray],
@@ -238,22 +258,7 @@ def distribution_metrics(
         if sr.shape != hr.shape:
             raise ValueError(f"image {i}: SR {sr.shape} and HR {hr.shape} differ in shape")
 
-    if feature_extractor is None:
-        require_weights("fid")
-        fid = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(WEIGHTS["inception"].path))
-        is_extractor: torch.nn.Module = _inception_logits()
-        extractor = (
-            "torch-fidelity Inception-v3 (TF FID weights) via torchmetrics, patches upsampled "
-            "bilinearly to 299x299, pool3 2048-d for FID, unbiased logits for IS"
-        )
-    else:
-        fid = FrechetInceptionDistance(feature=feature_extractor)
-        is_extractor = feature_extractor
-        extractor = f"custom {type(feature_extractor).__name__} on raw {patch}x{patch} uint8 patches"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        inception_score = InceptionScore(feature=is_extractor, splits=is_splits)
-
+    fid, inception_score, extractor = _fid_and_is(feature_extractor, patch, is_splits)
     sr_patches, hr_patches = _patch_set(sr_images, patch), _patch_set(hr_images, patch)
     n = len(sr_patches)
     if n < 2:

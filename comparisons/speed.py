@@ -93,13 +93,42 @@ def speed_rows(
     """The timed cases at output ``size`` x ``size`` (see the module doc)."""
     lr = test_image(size // 4)
     settings = SamplingSettings(steps=steps, sampler="ddim", eta=0.0, seed=0, lr_projection=0, spacing="leading")
-    output = f"{size}x{size}"
     model = models[ldm]
     t0 = time.perf_counter()
     model.to(device, torch.float32).load_weights()
     load = time.perf_counter() - t0
+    cases = _cases(models, ldm, sr3, lr, settings, dtypes, device, stock)
+    times, peaks = _time_cases(cases, repeats)
+    model.to(device, torch.float32)
+    return [
+        _row(
+            case,
+            name,
+            device,
+            dtype_name(pick_dtype(dtype)),
+            steps,
+            f"{size}x{size}",
+            times[(case, name, dtype)],
+            peaks[(case, name, dtype)],
+            load if case != "sr3" else 0.0,
+        )
+        for case, name, dtype in cases
+    ]
+
+
+def _timed(fn, device) -> tuple[float, float]:
+    with PeakMemory(device) as mem:
+        t0 = time.perf_counter()
+        fn()
+        seconds = time.perf_counter() - t0
+    return seconds, mem.peak_mb
+
+
+def _cases(models: dict, ldm: str, sr3: str | None, lr, settings: SamplingSettings, dtypes, device, stock: bool):
+    """(case, model, dtype) -> a run returning (seconds, peak MB), loading excluded."""
+    model, steps = models[ldm], settings.steps
     inner = model.load()  # the float32 LatentSR behind the entry; a dtype change reloads, so it stays float32
-    cases = {}  # (case, model, dtype) -> a run returning (seconds, peak MB), loading excluded
+    cases = {}
 
     def run(sr_model, dtype):
         result = sr_model.to(device, dtype).upscale(lr, settings=settings)
@@ -109,13 +138,6 @@ def speed_rows(
         cases[("ours", ldm, dtype)] = lambda d=dtype: run(model, d)
     x = to_model_range(lr).to(device)
 
-    def timed(fn):
-        with PeakMemory(device) as mem:
-            t0 = time.perf_counter()
-            fn()
-            seconds = time.perf_counter() - t0
-        return seconds, mem.peak_mb
-
     def bare():  # the network evaluations alone: ``steps`` UNet calls and one decode
         with torch.inference_mode():
             z = torch.randn(1, inner.vae.config.latent_channels, *x.shape[-2:], device=device)
@@ -124,24 +146,35 @@ def speed_rows(
                 inner.unet(torch.cat([z, x], dim=1), t)
             inner.vae.decode(z)
 
-    cases[("bare", ldm, "float32")] = lambda: timed(bare)
+    cases[("bare", ldm, "float32")] = lambda: _timed(bare, device)
     if stock:
-        from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
-            LDMSuperResolutionPipeline,
-        )
+        pipe = _stock_pipeline(inner)
 
-        pipe = LDMSuperResolutionPipeline(
-            vqvae=inner.vae, unet=inner.unet, scheduler=make_scheduler("ddim", inner.scheduler_config, "leading")
-        )
-        pipe.set_progress_bar_config(disable=True)
-        cases[("stock", ldm, "float32")] = lambda: timed(
-            lambda: pipe(
-                x, num_inference_steps=steps, eta=0.0, generator=torch.Generator().manual_seed(0), output_type="np"
-            )
-        )
+        def stock_run():
+            pipe(x, num_inference_steps=steps, eta=0.0, generator=torch.Generator().manual_seed(0), output_type="np")
+
+        cases[("stock", ldm, "float32")] = lambda: _timed(stock_run, device)
     if sr3:
         for dtype in dtypes:
             cases[("sr3", sr3, dtype)] = lambda d=dtype: run(models[sr3], d)
+    return cases
+
+
+def _stock_pipeline(inner):
+    """diffusers' own LDM super-resolution pipeline on the same networks (leading spacing, as diffusers)."""
+    from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
+        LDMSuperResolutionPipeline,
+    )
+
+    pipe = LDMSuperResolutionPipeline(
+        vqvae=inner.vae, unet=inner.unet, scheduler=make_scheduler("ddim", inner.scheduler_config, "leading")
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _time_cases(cases: dict, repeats: int) -> tuple[dict, dict]:
+    """Every case's seconds per repeat and its highest peak memory, after one untimed warm-up each."""
     for fn in cases.values():  # warm-up: first-call costs (allocator, kernels) are not the method's
         fn()
     times: dict = {key: [] for key in cases}
@@ -151,21 +184,7 @@ def speed_rows(
             seconds, peak = fn()
             times[key].append(seconds)
             peaks[key] = max(peaks[key], peak)
-    model.to(device, torch.float32)
-    return [
-        _row(
-            case,
-            name,
-            device,
-            dtype_name(pick_dtype(dtype)),
-            steps,
-            output,
-            times[(case, name, dtype)],
-            peaks[(case, name, dtype)],
-            load if case != "sr3" else 0.0,
-        )
-        for case, name, dtype in cases
-    ]
+    return times, peaks
 
 
 def large_rows(models: dict, names, side: int, device) -> list[dict]:

@@ -190,3 +190,11 @@ def test_cli_check_and_failed_prefetch(empty_cache, monkeypatch, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     failed = [line for line in lines if line.startswith("FAILED")]
     assert len(failed) == 2 and all("network unreachable" in line for line in failed)
+
+
+def test_lpips_function_uses_the_given_model_or_says_why_not(random_lpips, empty_cache):
+    fn, missing = perceptual.lpips_function(random_lpips)
+    a, b = _gradient(), _gradient(phase=1.0)
+    assert missing is None and fn(a, b) == lpips_distance(a, b, random_lpips) > 0
+    fn, missing = perceptual.lpips_function()  # the pretrained AlexNet is not in the empty cache
+    assert fn is None and "lpips unavailable" in missing and PREFETCH_COMMAND in missing
