@@ -1,0 +1,290 @@
+"""The perception-distortion study: where each family sits on both axes of quality.
+
+    python -m comparisons.studies perception --data ../shared/data/test/Set14 --data ../shared/data/test/BSD100 \
+        --scale 4 --crop 128 --out results/perception-x4
+
+Every 4x model (bicubic, regression, gan, the diffusion models; Hub models when cached) is scored on
+distortion (PSNR-Y, SSIM-Y, LR-PSNR) and on the distribution of its outputs against the references
+(SWD on Laplacian-pyramid patches, ``sr_models.swd``: no pretrained weights), with detail (HF ratio)
+and diversity (mean pairwise RMS of two seeds, ``sr_models.uncertainty.diversity``). Diffusion models
+run over a grid of steps x DDIM eta, plus the pixel mean of K seeds (the posterior mean estimate) at
+chosen points. Blau & Michaeli (2018): no method can be best on both axes; the Pareto front shows the
+trade-off each family offers. Writes ``perception.csv`` (one row per dataset x model x setting, and the
+datasets pooled as ``all``), ``perception.html`` (the P-D plane per dataset with its Pareto front) and a
+run card.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+
+from comparisons.evaluate import evaluate, image_scores
+from comparisons.provenance import git_state, machine_description
+from comparisons.records import write_csv
+from sr_models.data import eval_pairs
+from sr_models.swd import SWDProtocol, swd
+from sr_models.types import SamplingSettings
+from sr_models.uncertainty import diversity, pixel_mean
+
+COLUMNS = [
+    "dataset",
+    "model",
+    "family",
+    "scale",
+    "steps",
+    "eta",
+    "seeds",
+    "nfe",
+    "n_images",
+    "psnr_y",
+    "ssim_y",
+    "lr_psnr",
+    "hf_ratio",
+    "swd",
+    "swd_l1",
+    "swd_l2",
+    "swd_l3",
+    "swd_l4",
+    "diversity",
+    "seconds_per_image",
+    "pareto",
+]
+SCORES = ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One place on the plane: a model at a setting; ``seeds`` > 1 is the pixel mean of that many seeds."""
+
+    model: object
+    steps: int | None = None
+    eta: float | None = None
+    seeds: int = 1
+
+    @property
+    def label(self) -> str:
+        if self.steps is None:
+            return self.model.name
+        mean = f", mean of {self.seeds}" if self.seeds > 1 else ""
+        return f"{self.model.name} [{self.steps} steps, eta {self.eta:g}{mean}]"
+
+
+def study_points(models, steps_list, etas, mean_seeds: int, mean_at) -> list[Point]:
+    """Deterministic models once; diffusion models over steps x eta (eta is moot at 1 step: run once),
+    and the mean of ``mean_seeds`` seeds at each (steps, eta) of ``mean_at``."""
+    points = []
+    for model in models:
+        if not model.is_diffusion:
+            points.append(Point(model))
+            continue
+        grid = [(s, e) for s in steps_list for e in etas if s > 1 or e == etas[0]]
+        points += [Point(model, s, e) for s, e in grid]
+        if mean_seeds > 1:
+            points += [Point(model, s, e, mean_seeds) for s, e in mean_at]
+    return points
+
+
+def _settings(point: Point, base: SamplingSettings, seed: int) -> SamplingSettings:
+    if point.steps is None:
+        return replace(base, seed=seed)
+    return replace(base, steps=point.steps, eta=point.eta, sampler="ddim", seed=seed)
+
+
+def run_point(point: Point, pairs, scale: int, base: SamplingSettings, diversity_images: int) -> dict:
+    """Output images and per-image numbers of one point over one dataset. A single-sample diffusion
+    point also runs seed 1 on its first ``diversity_images`` images, for diversity only (not timed)."""
+    images, rows, spreads = [], [], []
+    for i, pair in enumerate(pairs):
+        count = point.seeds if point.seeds > 1 else (2 if point.model.is_diffusion and i < diversity_images else 1)
+        runs = [evaluate(point.model, pair.lr, scale, _settings(point, base, s), pair.hr) for s in range(count)]
+        samples = [r.image for r in runs]
+        counted = runs if point.seeds > 1 else runs[:1]  # what the point costs: one sample, or all K
+        if point.seeds > 1:
+            image = np.round(pixel_mean(samples)).astype(np.uint8)
+            scores = image_scores(image, pair.lr, scale, pair.hr)
+        else:
+            image, scores = samples[0], runs[0].scores
+        images.append(image)
+        rows.append(
+            {
+                **scores,
+                "nfe": sum(r.result.nfe for r in counted),
+                "seconds": sum(r.result.seconds for r in counted),
+            }
+        )
+        if count > 1:
+            spreads.append(diversity(samples))
+    return {"images": images, "rows": rows, "diversity": spreads}
+
+
+def summarize(point: Point, dataset: str, scale: int, runs: list[dict], refs: list, protocol: SWDProtocol) -> dict:
+    """One CSV row: mean scores over the images, SWD of the output set against the reference set."""
+    rows = [r for run in runs for r in run["rows"]]
+    spreads = [d for run in runs for d in run["diversity"]]
+    return {
+        "dataset": dataset,
+        "model": point.label,
+        "family": point.model.family,
+        "scale": scale,
+        "steps": "" if point.steps is None else point.steps,
+        "eta": "" if point.eta is None else point.eta,
+        "seeds": point.seeds,
+        "nfe": float(np.mean([r["nfe"] for r in rows])),
+        "n_images": len(rows),
+        **{k: float(np.mean([r[k] for r in rows])) for k in SCORES},
+        **swd([im for run in runs for im in run["images"]], refs, protocol),
+        "diversity": 0.0 if not point.model.is_diffusion else (float(np.mean(spreads)) if spreads else ""),
+        "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
+    }
+
+
+def mark_pareto(rows: list[dict]) -> None:
+    """``pareto`` = 1 where no other row of the same dataset has PSNR-Y >= and SWD <= with one strict."""
+    for row in rows:
+        rivals = [r for r in rows if r["dataset"] == row["dataset"] and r is not row]
+        row["pareto"] = int(not any(_dominates(r, row) for r in rivals))
+
+
+def _dominates(a: dict, b: dict) -> bool:
+    better_or_equal = a["psnr_y"] >= b["psnr_y"] and a["swd"] <= b["swd"]
+    return better_or_equal and (a["psnr_y"] > b["psnr_y"] or a["swd"] < b["swd"])
+
+
+def dominating(rows: list[dict], rival_family: str = "gan", dataset: str = "all") -> list[str]:
+    """The answer to "does any diffusion setting dominate the GAN": one line per GAN row of ``dataset``."""
+    lines = []
+    for rival in [r for r in rows if r["family"] == rival_family and r["dataset"] == dataset]:
+        wins = [
+            r
+            for r in rows
+            if r["dataset"] == dataset
+            and r["family"] not in (rival_family, "bicubic", "regression")
+            and r["psnr_y"] >= rival["psnr_y"]
+            and r["swd"] < rival["swd"]
+        ]
+        if not wins:
+            lines.append(
+                f"{dataset}: no diffusion setting has lower SWD than {rival['model']} "
+                f"(PSNR-Y {rival['psnr_y']:.2f}, SWD {rival['swd']:.1f}) at equal or higher PSNR-Y"
+            )
+            continue
+        best = min(wins, key=lambda r: r["nfe"])
+        lines.append(
+            f"{dataset}: {len(wins)} diffusion settings dominate {rival['model']} (PSNR-Y "
+            f"{rival['psnr_y']:.2f}, SWD {rival['swd']:.1f}); the cheapest is {best['model']} at NFE "
+            f"{best['nfe']:g} (PSNR-Y {best['psnr_y']:.2f}, SWD {best['swd']:.1f})"
+        )
+    return lines
+
+
+def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
+    """The P-D plane: PSNR-Y (right is better) against SWD (down is better), one colour per model."""
+    sel = [r for r in rows if r["dataset"] == dataset]
+    fig = go.Figure()
+    for base in dict.fromkeys(r["model"].split(" [")[0] for r in sel):
+        for seeds in sorted({r["seeds"] for r in sel if r["model"].split(" [")[0] == base}):
+            pts = [r for r in sel if r["model"].split(" [")[0] == base and r["seeds"] == seeds]
+            name = base if seeds == 1 else f"{base}, mean of {seeds} seeds"
+            fig.add_trace(
+                go.Scatter(
+                    x=[r["psnr_y"] for r in pts],
+                    y=[r["swd"] for r in pts],
+                    mode="markers",
+                    name=name,
+                    text=[r["model"] + f"<br>NFE {r['nfe']:g}, HF {r['hf_ratio']:.2f}" for r in pts],
+                    hoverinfo="text",
+                    marker={"size": 9, "symbol": "diamond" if seeds > 1 else "circle"},
+                )
+            )
+    front = sorted((r for r in sel if r.get("pareto")), key=lambda r: r["psnr_y"])
+    fig.add_trace(
+        go.Scatter(
+            x=[r["psnr_y"] for r in front],
+            y=[r["swd"] for r in front],
+            mode="lines",
+            name="Pareto front",
+            line={"dash": "dot", "color": "grey"},
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(
+        template="plotly_white",
+        title=f"Perception-distortion plane ({dataset})",
+        xaxis_title="PSNR-Y (dB), higher is better",
+        yaxis_title="SWD x 1e3, lower is better",
+    )
+    return fig
+
+
+def perception_study(
+    models,
+    scale: int,
+    datasets,
+    out: Path,
+    steps_list=(1, 2, 5, 10, 20, 50),
+    etas=(0.0, 1.0),
+    *,
+    mean_seeds: int = 4,
+    mean_at=((20, 1.0),),
+    crop=None,
+    limit=None,
+    split="all",
+    settings: SamplingSettings | None = None,
+    protocol: SWDProtocol = SWDProtocol(),
+    diversity_images: int = 8,
+    progress=print,
+    command: str = "",
+) -> list[dict]:
+    """Run every point over every dataset; write the CSV, the page and the run card; return the rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    base = settings or SamplingSettings(lr_projection=0)
+    data = {Path(d).name: list(eval_pairs(d, scale, limit=limit, crop=crop, split=split)) for d in datasets}
+    points, rows, started = study_points(models, steps_list, etas, mean_seeds, mean_at), [], time.perf_counter()
+    for n, point in enumerate(points, 1):
+        runs = {name: run_point(point, pairs, scale, base, diversity_images) for name, pairs in data.items()}
+        for name, pairs in data.items():
+            rows.append(summarize(point, name, scale, [runs[name]], [p.hr for p in pairs], protocol))
+        all_refs = [p.hr for pairs in data.values() for p in pairs]
+        rows.append(summarize(point, "all", scale, list(runs.values()), all_refs, protocol))
+        progress(
+            f"[{n}/{len(points)}] {point.label}: "
+            + ", ".join(f"{r['dataset']} {r['psnr_y']:.2f} dB / SWD {r['swd']:.1f}" for r in rows[-len(data) - 1 :])
+        )
+    mark_pareto(rows)
+    write_csv(out / "perception.csv", rows, COLUMNS)
+    write_page(rows, out / "perception.html")
+    write_card(out, rows, protocol, command, data, crop, base, time.perf_counter() - started)
+    return rows
+
+
+def write_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
+    figures = [figure(rows, d) for d in dict.fromkeys(r["dataset"] for r in rows)]
+    html = [f.to_html(full_html=False, include_plotlyjs=plotly_js if i == 0 else False) for i, f in enumerate(figures)]
+    page.write_text("<html><body><h1>Perception-distortion study</h1>" + "".join(html) + "</body></html>")
+
+
+def write_card(out: Path, rows, protocol: SWDProtocol, command: str, data: dict, crop, base, seconds: float) -> None:
+    answer = [line for d in dict.fromkeys(r["dataset"] for r in rows) for line in dominating(rows, dataset=d)]
+    card = {
+        "command": command,
+        "commit": git_state()["commit"] or "unknown",
+        "machine": machine_description(),
+        "seconds": round(seconds, 1),
+        "data": {name: len(pairs) for name, pairs in data.items()},
+        "crop": crop,
+        "sampling": f"DDIM, timestep spacing {base.spacing or 'each model default'}, back-projection "
+        f"{base.lr_projection if base.lr_projection is not None else 'model default'}; sample seeds 0 (and 1 for "
+        "diversity); a mean of K uses seeds 0..K-1",
+        "swd": protocol.describe(),
+        "diversity": "mean pairwise RMS difference (grey levels) of the seeds' outputs per image, averaged",
+        "answer": answer,
+    }
+    (out / "run_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    md = ["# Perception-distortion study run card", "", *[f"- **{k}**: {v}" for k, v in card.items() if k != "answer"]]
+    (out / "run_card.md").write_text("\n".join(md + ["", "## Answer", "", *[f"- {a}" for a in answer]]) + "\n")
