@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sr_models.degradation import center_crop, degrade
+from sr_models.degradation import center_crop, degrade, hr_multiple
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -81,6 +81,6 @@ def eval_pairs(
     for path in list_images(folder, split)[:limit]:
         hr = np.asarray(Image.open(path).convert("RGB"))
         if crop:
-            hr = center_crop(hr, crop, multiple=scale)
+            hr = center_crop(hr, crop, multiple=hr_multiple(scale))  # HR / scale whole, also for 2.5x
         hr, lr = degrade(hr, scale)
         yield EvalPair(path.stem, hr, lr)

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from sr_models import degradation
+from sr_models.data import eval_pairs
 from sr_models.degradation import (
     _contributions,
     _float32_margin,
@@ -254,3 +255,13 @@ def test_metrics_shave_ceil_of_the_scale():
     assert score(sr, hr, lr, 2.5)["psnr_y"] == float("inf")
     assert score(sr, hr, lr, 2.5, crop_border=2)["psnr_y"] < 30
     assert score(hr, hr, lr, 2.5)["lr_psnr"] > 40  # the LR-consistency check takes a real-valued scale
+
+
+def test_evaluation_pairs_at_a_real_valued_scale_with_a_crop(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(random_image((90, 83, 3), seed=9)).save(tmp_path / "a.png")
+    (pair,) = eval_pairs(tmp_path, 2.5, crop=64)
+    assert pair.hr.shape == (60, 60, 3) and pair.lr.shape == (24, 24, 3)
+    (pair,) = eval_pairs(tmp_path, 4, crop=64)
+    assert pair.hr.shape == (64, 64, 3) and pair.lr.shape == (16, 16, 3)

@@ -22,7 +22,7 @@ def add_scale_arguments(p):
     p.add_argument("--min-scale", type=float, default=1.0, help="smallest training scale (drawn uniformly)")
     p.add_argument("--max-scale", type=float, default=4.0, help="largest training scale")
     p.add_argument(
-        "--val-scale", type=int, default=4, help="the scale of the validation PSNR-Y on --val-data (a whole number)"
+        "--val-scale", type=float, default=4, help="the scale of the validation PSNR-Y on --val-data (e.g. 4 or 2.5)"
     )
 
 
