@@ -40,3 +40,15 @@ def test_python_m_lists_every_sub_command():
         [sys.executable, "-m", "comparisons.studies", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert all(name in out for name in SUB_COMMANDS) and set(SUB_COMMANDS) == set(STUDY_MODULES)
+
+
+def test_the_shipped_steps_table_has_only_columns_the_study_writes():
+    from pathlib import Path
+
+    from comparisons.records import read_csv
+    from comparisons.studies.steps import COLUMNS
+
+    path = Path(__file__).resolve().parent.parent / "assets" / "studies" / "steps" / "steps.csv"
+    rows = read_csv(path)
+    assert list(rows[0]) == [c for c in COLUMNS if c in rows[0]]  # a subset, in the writer's order
+    assert {"steps", "dataset", "model", "psnr_y"} <= set(rows[0]) and all(r["steps"] >= 1 for r in rows)
