@@ -27,7 +27,6 @@ def reconstruction_study(
     import torch
     from diffusers import AutoencoderKL
 
-    from sr_models.cards import read_meta, write_meta
     from sr_models.data import eval_pairs
     from sr_models.device import pick_device, pick_dtype, place
     from sr_models.diffusion_sr import to_image, to_model_range
@@ -61,14 +60,21 @@ def reconstruction_study(
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "reconstruction.csv", rows, list(rows[0]))
     if update_card:
-        meta = read_meta(folder)
-        meta["metrics"] = [
-            {k: round(v, 4) if isinstance(v, float) else v for k, v in {**r, "scale": 1}.items()} for r in rows
-        ]
-        meta["metrics_protocol"] = (
-            f"Reconstruction (encode, posterior mode, decode) of each HR test image mod-cropped "
-            f"to {factor}; PSNR/SSIM on BT.601 Y with {factor} px shaved: the ceiling of any "
-            "LDM on this first stage. `python -m comparisons.studies reconstruction`."
-        )
-        write_meta(folder, meta)
+        _update_card(folder, rows, factor)
     return rows
+
+
+def _update_card(folder: Path, rows: list[dict], factor: int) -> None:
+    """The rows as the first stage's measured metrics (scale 1), with the protocol in words."""
+    from sr_models.cards import read_meta, write_meta
+
+    meta = read_meta(folder)
+    meta["metrics"] = [
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in {**r, "scale": 1}.items()} for r in rows
+    ]
+    meta["metrics_protocol"] = (
+        f"Reconstruction (encode, posterior mode, decode) of each HR test image mod-cropped "
+        f"to {factor}; PSNR/SSIM on BT.601 Y with {factor} px shaved: the ceiling of any "
+        "LDM on this first stage. `python -m comparisons.studies reconstruction`."
+    )
+    write_meta(folder, meta)
