@@ -66,7 +66,9 @@ def test_eta_trajectory_and_tiles(idm_folder):
     assert result.noisy_frames[0].shape == (42, 50, 3)
     tiled = model.upscale(LR, 2.5, SamplingSettings(steps=2, seed=2, tile=32))
     whole = model.upscale(LR, 2.5, SamplingSettings(steps=2, seed=2))
-    assert tiled.nfe > whole.nfe == 2 and tiled.image.shape == whole.image.shape
+    assert tiled.image.shape == whole.image.shape and whole.nfe == 2
+    difference = np.abs(tiled.image.astype(int) - whole.image)
+    assert 0 < difference.mean() < 10  # the UNet ran on blended tiles: close to, not equal to, one pass
 
 
 def test_back_projection_at_a_real_valued_scale(idm_folder):
