@@ -114,3 +114,13 @@ def test_idm_recipe_trains_two_steps_on_a_liif_model_and_exports_one_folder(imag
     for s in SCALES:
         assert model.upscale(LR, s, SamplingSettings(steps=2)).image.shape == (*scaled_size(17, 20, s), 3)
     assert main(["idm", "--liif", str(tmp_path / "nothing"), "--out", str(tmp_path / "x"), *common]) == 2
+
+
+def test_the_posterior_explorer_runs_on_idm_at_a_real_valued_scale(idm_folder):
+    from comparisons.posterior import explore_posterior
+
+    hr, lr = degrade(np.random.default_rng(2).integers(0, 256, (50, 45, 3), dtype=np.uint8), 2.5)
+    posterior = explore_posterior(load_model(idm_folder), lr, 2.5, SamplingSettings(steps=2, eta=1.0), k=3, hr=hr)
+    assert posterior.scale == 2.5 and posterior.mean.shape == hr.shape and len(posterior.samples) == 3
+    assert not np.array_equal(posterior.samples[0], posterior.samples[1])  # seeds differ, so do samples
+    assert posterior.std_map.shape == hr.shape[:2] and posterior.std_map.max() > 0
