@@ -22,6 +22,7 @@ from sr_models.device import PeakMemory, dtype_name, pick_device, pick_dtype
 from sr_models.types import (  # noqa: F401  (re-exported: the interface's vocabulary)
     DEFAULT_SEED,
     ModelUnavailableError,
+    NetworkCalls,
     OnStep,
     SamplingSettings,
     SRInputError,
@@ -182,10 +183,10 @@ class SRModel:
             report = lambda info: on_step(replace(info, stage=self.name, stage_index=stage_index))  # noqa: E731
         with PeakMemory(self.device) as mem:
             t0 = time.perf_counter()
-            image, nfe, trajectory = self._upscale(
+            image, calls, trajectory = self._upscale(
                 lr, scale=scale, settings=settings, on_step=report, keep_frames=keep_frames
             )
-            trajectory = trajectory or Trajectory()
+            trajectory, calls = trajectory or Trajectory(), NetworkCalls.of(calls)
             expected = (*scaled_size(lr.shape[0], lr.shape[1], scale), 3)  # (h * s, w * s) for whole s
             if image.shape != expected or image.dtype != np.uint8:  # a family bug, not user input
                 raise RuntimeError(f"{self.name} returned {image.shape} {image.dtype}, expected {expected} uint8")
@@ -202,7 +203,8 @@ class SRModel:
             settings=settings,
             image=image,
             input_shape=lr.shape[:2],
-            nfe=nfe,
+            nfe=calls.nfe,
+            tiles=calls.tiles,
             seconds=t2 - t0,
             peak_memory_mb=mem.peak_mb,
             projection_seconds=t2 - t1,
@@ -216,5 +218,6 @@ class SRModel:
         """Load what the model needs before it runs (no-op for models built in memory)."""
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
-        """Return (sr uint8 HxWx3, nfe, Trajectory or None); ``settings`` are resolved."""
+        """Return (sr uint8 HxWx3, NFE as an int or NetworkCalls (NFE and tiles), Trajectory or None);
+        ``settings`` are resolved."""
         raise NotImplementedError

@@ -29,7 +29,7 @@ from sr_models.base import SamplingSettings, SRModel, StepInfo, Trajectory
 from sr_models.device import place
 from sr_models.sampling import make_scheduler, sample, schedule, start_state
 from sr_models.tiling import tiled
-from sr_models.types import SAMPLERS
+from sr_models.types import SAMPLERS, NetworkCalls
 
 FIRST_STAGE_FACTOR = 4
 
@@ -133,26 +133,25 @@ class DiffusionSR(SRModel):
 
     # the run -------------------------------------------------------------------------------------
     def run(self, lr: torch.Tensor, scale: int, settings: SamplingSettings, on_step=None, keep_frames=0):
-        """LR in [-1, 1] (1x3xhxw), resolved settings -> (SR in [-1, 1], nfe, Trajectory)."""
+        """LR in [-1, 1] (1x3xhxw), resolved settings -> (SR in [-1, 1], NetworkCalls, Trajectory).
+
+        NFE is the number of denoiser evaluations (one per step run); the tiles of each evaluation are
+        counted apart (``NetworkCalls.tiles``)."""
         tile = settings.tile or self.tile
         scheduler = make_scheduler(settings.sampler, self.scheduler_config, settings.spacing)
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         lr = lr.to(self.device)
         cond, shape = self._prepare(lr, scale, generator)
         trajectory = Trajectory()
-        nfe = 0
+        tile_calls = 0
 
         def denoise(x_t, t):
-            nonlocal nfe
-            calls = []
-
             def unet(x_part, cond_part):  # concatenated per tile: no full-size copy of both
-                calls.append(1)
+                nonlocal tile_calls
+                tile_calls += 1
                 return self.network(self.unet, torch.cat([x_part, cond_part], dim=1), t)
 
-            out = tiled(unet, (x_t, cond), tile, self.tile_overlap, multiple=self._pad_multiple)
-            nfe += len(calls)
-            return out
+            return tiled(unet, (x_t, cond), tile, self.tile_overlap, multiple=self._pad_multiple)
 
         with torch.inference_mode():
             timesteps = schedule(scheduler, settings.steps, settings.strength, self.device)
@@ -171,20 +170,22 @@ class DiffusionSR(SRModel):
                 if on_step is not None:
                     on_step(StepInfo(step=i, total=n, timestep=float(t), x_t=x_t, x0=decoded, stage=self.name))
 
-            x0, _ = sample(denoise, x, scheduler, timesteps, generator, eta=settings.eta, on_step=step_callback)
+            x0, evaluations = sample(
+                denoise, x, scheduler, timesteps, generator, eta=settings.eta, on_step=step_callback
+            )
             del x  # the start state: only x0 is needed now (a 4096² pixel state is 200 MB)
             image = self._finish(x0, lr, scale, cond)
-        return image, nfe, trajectory
+        return image, NetworkCalls(evaluations, tile_calls), trajectory
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
         x = to_model_range(lr)
         x, h, w = _pad_to(x, self._lr_multiple(scale))
-        sr, nfe, padded = self.run(x, scale, settings, on_step, keep_frames)
+        sr, calls, padded = self.run(x, scale, settings, on_step, keep_frames)
         crop = (slice(None), slice(None), slice(0, h * scale), slice(0, w * scale))
         trajectory = Trajectory()
         for x_t, x0, label in zip(padded.x_t, padded.x0, padded.labels):
             trajectory.add(x_t[: h * scale, : w * scale], x0[: h * scale, : w * scale], label)
-        return to_image(sr[crop]), nfe, trajectory
+        return to_image(sr[crop]), calls, trajectory
 
     def _lr_multiple(self, scale: int) -> int:
         return self._pad_multiple

@@ -19,6 +19,7 @@ from torch import nn
 from sr_models.base import SRModel
 from sr_models.device import place
 from sr_models.tiling import tiled
+from sr_models.types import NetworkCalls
 
 
 class ResBlock(nn.Module):
@@ -90,12 +91,13 @@ class RegressionSR(SRModel):
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
         tile = settings.tile or 256  # LR pixels per tile: bounds memory on large images
-        calls = []
+        tile_calls = 0
 
         def net(part):
-            calls.append(1)
+            nonlocal tile_calls
+            tile_calls += 1
             return self.network(part.to(self.device, self.dtype))
 
         with torch.inference_mode():
             sr = tiled(net, to_tensor(lr), tile, overlap=16, scale=scale)
-        return to_uint8(sr), len(calls), None
+        return to_uint8(sr), NetworkCalls(nfe=1, tiles=tile_calls), None  # one forward pass, however tiled

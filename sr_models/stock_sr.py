@@ -27,7 +27,7 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from sr_models.diffusion_sr import LatentSR
 from sr_models.tiling import tiled
-from sr_models.types import ModelUnavailableError, SRInputError
+from sr_models.types import ModelUnavailableError, NetworkCalls, SRInputError
 
 LR_CHANNELS = 3
 
@@ -172,8 +172,9 @@ class StableDiffusionUpscaleSR(LatentSR):
             raise SRInputError(f"noise_level must be 0 to {self.max_noise_level}, got {self.noise_level}")
         labels = torch.tensor([self.noise_level], dtype=torch.long)
         self.unet.set_condition(self.text_embeddings(), labels, self.guidance_scale)
-        image, nfe, trajectory = super().run(lr, scale, settings, on_step, keep_frames)
-        return image, nfe * self.unet.evaluations, trajectory
+        image, calls, trajectory = super().run(lr, scale, settings, on_step, keep_frames)
+        per_call = self.unet.evaluations  # guidance: two evaluations in each call, as the field counts NFE
+        return image, NetworkCalls(calls.nfe * per_call, calls.tiles * per_call), trajectory
 
     def _prepare(self, lr, scale, generator=None):
         cond, shape = super()._prepare(lr, scale)  # the LR as is: the latent is at LR resolution

@@ -126,6 +126,26 @@ def derive_seed(seed: int, stage: int) -> int:
     return int(np.random.SeedSequence([seed, stage]).generate_state(1, np.uint64)[0]) % MAX_SEED
 
 
+@dataclass(frozen=True)
+class NetworkCalls:
+    """What a run cost in network evaluations, counted two ways.
+
+    ``nfe``: evaluations of the denoiser (of the one network for a feed-forward model) per sample, as
+    the field counts NFE: one per sampling step, two with classifier-free guidance, whatever the
+    image size. ``tiles``: the network calls on tiles in total, over every evaluation (nfe x tiles
+    per image): the cost of bounded memory, which grows with the output size; equal to ``nfe`` when
+    nothing is tiled. Decoder and encoder calls count in neither. A family may return a plain int
+    from ``_upscale``: its NFE, nothing tiled.
+    """
+
+    nfe: int
+    tiles: int
+
+    @classmethod
+    def of(cls, value: int | NetworkCalls) -> NetworkCalls:
+        return value if isinstance(value, NetworkCalls) else cls(int(value), int(value))
+
+
 @dataclass
 class StepInfo:
     """What the denoising loop reports after each step: enough to animate a trajectory."""
@@ -167,9 +187,10 @@ class StageResult:
     settings: SamplingSettings  # resolved: the values actually used
     image: np.ndarray  # uint8 HxWx3, after this stage's back-projection if any
     input_shape: tuple[int, int]  # (h, w) of the image this stage received
-    nfe: int  # network evaluations (UNet / CNN forward passes on the whole image or its tiles)
+    nfe: int  # network evaluations per sample (NetworkCalls.nfe): steps, x2 with guidance; tiles not counted
     seconds: float  # model run plus back-projection
     peak_memory_mb: float
+    tiles: int = 0  # network calls on tiles in total (NetworkCalls.tiles): nfe x tiles per image
     projection_seconds: float = 0.0
     load_seconds: float = 0.0  # loading weights on first use, not part of ``seconds``
     trajectory: Trajectory = field(default_factory=Trajectory)  # kept steps, if any
@@ -198,6 +219,7 @@ class StageResult:
             "spacing": s.spacing,
             "lr_projection": s.lr_projection or 0,
             "nfe": self.nfe,
+            "tiles": self.tiles,
             "seconds": self.seconds,
             "projection_seconds": self.projection_seconds,
             "load_seconds": self.load_seconds,
@@ -222,6 +244,10 @@ class UpscaleResult:
     @property
     def nfe(self) -> int:
         return sum(s.nfe for s in self.stages)
+
+    @property
+    def tiles(self) -> int:
+        return sum(s.tiles for s in self.stages)
 
     @property
     def settings(self) -> SamplingSettings:
@@ -260,6 +286,7 @@ class UpscaleResult:
             "scale": self.scale,
             "n_stages": len(self.stages),
             "nfe": self.nfe,
+            "tiles": self.tiles,
             "seconds": self.seconds,
             "peak_memory_mb": self.peak_memory_mb,
             "load_seconds": self.load_seconds,

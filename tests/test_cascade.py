@@ -46,6 +46,15 @@ def test_per_stage_records_sum_to_the_totals(models):
     assert result.settings.stages[0].steps == 3 and result.settings.stages[1].steps is None
 
 
+def test_cascade_nfe_is_evaluations_and_tiles_are_counted_apart(models):
+    (cascade,) = get_models(["tiny-ldm-x4>tiny-ldm-x4"], models)
+    result = cascade.upscale(LR, settings=S(seed=1, tile=24, stages=(S(steps=1), S(steps=1))))
+    assert result.image.shape == (128, 160, 3)
+    assert [s.nfe for s in result.stages] == [1, 1] and result.nfe == 2 == result.facts()["nfe"]
+    assert result.stages[0].tiles == 1 and result.stages[1].tiles > 1  # stage 2's 32x40 latent needs tiles
+    assert result.tiles == sum(s.tiles for s in result.stages) == result.facts()["tiles"] > 2
+
+
 def test_seeds_reproduce_and_are_derived_per_stage(models):
     (cascade,) = get_models(["tiny-ldm-x4>tiny-ldm-x4"], models)
     run = S(seed=5, sampler="ddpm", steps=2, lr_projection=0)

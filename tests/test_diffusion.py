@@ -40,11 +40,11 @@ def test_stock_ldm_pipeline_reproduces_our_4x_output(ldm4):
     for sampler in ("ddim", "dpmsolver++"):
         pipe.scheduler = make_scheduler(sampler, ours.scheduler_config)
         stock = pipe(x, num_inference_steps=2, generator=torch.Generator().manual_seed(7), output_type="np").images[0]
-        mine, nfe, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler=sampler, seed=7)))
+        mine, calls, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler=sampler, seed=7)))
         mine = (mine.clamp(-1, 1) / 2 + 0.5)[0].permute(1, 2, 0).numpy()
         assert stock.shape == mine.shape == (32, 48, 3)
         assert np.abs(stock - mine).max() <= 1e-3, sampler
-        assert nfe == 2
+        assert calls.nfe == calls.tiles == 2
 
 
 SHIPPED_LDM4 = Path(__file__).resolve().parent.parent / "assets" / "ldm-x4-stock"
@@ -209,7 +209,18 @@ def test_tiled_diffusion_runs_on_large_inputs_without_seams(ldm4):
     lr = np.full((40, 40, 3), 128, np.uint8)
     model.tile, model.tile_overlap = 16, 8  # force several latent tiles
     result = model.upscale(lr, settings=S(steps=2, seed=0))
-    assert result.image.shape == (160, 160, 3) and result.nfe > 2  # one UNet call per tile and step
+    assert result.image.shape == (160, 160, 3) and result.nfe == 2 and result.tiles > 2  # tiles are not NFE
+
+
+def test_nfe_counts_denoiser_evaluations_whatever_the_tiling(ldm4):
+    model = load_model(ldm4)
+    lr = np.random.default_rng(3).integers(0, 256, (40, 44, 3), dtype=np.uint8)  # a 40x44 latent
+    whole = model.upscale(lr, settings=S(steps=3, seed=0, tile=64))
+    parts = model.upscale(lr, settings=S(steps=3, seed=0, tile=24))
+    assert whole.nfe == parts.nfe == 3 and whole.tiles == 3  # untiled: one call per evaluation
+    assert parts.tiles > 3 and parts.tiles % 3 == 0  # the same tiles in every step
+    facts = parts.facts()
+    assert (facts["nfe"], facts["tiles"]) == (3, parts.tiles) and parts.stages[0].facts()["tiles"] == parts.tiles
 
 
 def test_fold_latent_scale_keeps_reconstruction():
@@ -256,7 +267,7 @@ def test_regression_tiles_large_inputs(tiny_models_dir):
     big = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
     whole = model.upscale(big, settings=S(tile=512))
     parts = model.upscale(big, settings=S(tile=32))
-    assert whole.nfe == 1 and parts.nfe > 1
+    assert whole.nfe == parts.nfe == 1 and whole.tiles == 1 and parts.tiles > 1  # one forward pass, tiled
     assert np.abs(whole.image.astype(int) - parts.image).mean() < 1.0
 
 

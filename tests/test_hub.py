@@ -251,8 +251,8 @@ def test_stock_ldm_pipeline_gives_our_image(ldm_folder, sampler):
         pipe.scheduler = make_scheduler(sampler, ours.scheduler_config)
     x = to_model_range(LR)
     stock = pipe(x, num_inference_steps=2, generator=torch.Generator().manual_seed(7), output_type="np").images[0]
-    mine, nfe, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler=sampler, seed=7)))
-    assert stock.shape == (32, 48, 3) and nfe == 2
+    mine, calls, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler=sampler, seed=7)))
+    assert stock.shape == (32, 48, 3) and calls.nfe == 2
     diff = np.abs(stock - as_float_image(mine)).max()
     print(f"stock-ldm {sampler}: max abs diff vs LDMSuperResolutionPipeline {diff:.2e}")
     assert diff <= TOLERANCE
@@ -279,9 +279,10 @@ def test_stock_sd_upscale_pipeline_gives_our_image(sd_folder, prompt, nfe_per_st
         generator=torch.Generator().manual_seed(seed),
         output_type="np",
     ).images[0]
-    mine, nfe, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler="ddim", seed=seed)))
+    mine, calls, _ = ours.run(x, 4, ours.resolve(S(steps=2, sampler="ddim", seed=seed)))
     assert stock.shape == (32, 48, 3)
-    assert nfe == 2 * nfe_per_step  # guidance doubles the network evaluations; an empty prompt needs none
+    assert calls.nfe == 2 * nfe_per_step  # guidance doubles the network evaluations; an empty prompt needs none
+    assert calls.tiles == calls.nfe  # untiled: the tiles count the same evaluations
     diff = np.abs(stock - as_float_image(mine)).max()
     print(f"sd-upscale prompt={prompt!r}: max abs diff vs StableDiffusionUpscalePipeline {diff:.2e}")
     assert diff <= TOLERANCE
