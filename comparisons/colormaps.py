@@ -5,7 +5,8 @@ interpolated to 256 entries in numpy, and the bar's tick labels are drawn with P
 
 Every image :func:`map_image` returns is the colour-mapped map in its left ``W`` columns (W the map's width,
 the same height), then the bar: linked zoom can crop ``image[:, :W]`` and line it up with the samples.
-The scale runs from 0 (every map here is non-negative) to ``vmax``; larger values show as ``vmax``.
+The scale runs from 0 (every map here is non-negative) to ``vmax`` (default: the 99.5th percentile); larger
+values show in the top colour and the bar's top value then reads '>vmax'.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ TICK_LENGTH = 3
 MIN_TICK_SPACING = 28  # px between tick labels, so the default font (about 11 px) never overlaps
 BACKGROUND = (255, 255, 255)
 INK = (0, 0, 0)
+DEFAULT_PERCENTILE = 99.5  # top of the scale when none is given
 
 
 @cache
@@ -39,14 +41,24 @@ def colormap_table(name: str = "viridis") -> np.ndarray:
 
 
 def map_vmax(values: np.ndarray, vmax: float | None = None) -> float:
-    """The top of the scale: ``vmax`` if given, else the map's largest finite value (1 for an all-zero map)."""
+    """The top of the scale: ``vmax`` if given, else the map's 99.5th percentile (a few outlier pixels would
+    leave the rest of the map in the bottom colours), else its maximum, else 1 for an all-zero map."""
     if vmax is not None:
         if not (math.isfinite(vmax) and vmax > 0):
             raise ValueError(f"vmax must be a positive number, got {vmax!r}")
         return float(vmax)
     finite = np.asarray(values, dtype=np.float64)[np.isfinite(values)]
-    top = float(finite.max()) if finite.size else 0.0
+    if finite.size == 0:
+        return 1.0
+    top = float(np.percentile(finite, DEFAULT_PERCENTILE))
+    top = top if top > 0 else float(finite.max())
     return top if top > 0 else 1.0
+
+
+def is_clipped(values: np.ndarray, vmax: float) -> bool:
+    """Whether some value is above the top of the scale (the bar then reads '>vmax')."""
+    finite = np.asarray(values, dtype=np.float64)[np.isfinite(values)]
+    return bool(finite.size and finite.max() > vmax)
 
 
 def colorize(values: np.ndarray, vmax: float | None = None, cmap: str = "viridis") -> np.ndarray:
@@ -74,6 +86,14 @@ def _tick_text(value: float) -> str:
     return f"{value:.4g}"
 
 
+def bar_ticks(vmax: float, height: int, clipped: bool = False, text_height: int = 12) -> list[tuple[float, str]]:
+    """(value, text) of each tick: round values, and ``vmax`` itself at the top ('>vmax' when clipped: the
+    default font has no '≥'); round values too close below the top are left out so no two texts overlap."""
+    top = [(vmax, (">" if clipped else "") + _tick_text(vmax))]
+    room = (vmax * text_height / max(1, height - 1)) * 1.2
+    return [(t, _tick_text(t)) for t in nice_ticks(vmax, height) if t <= vmax - room] + top
+
+
 def _font() -> ImageFont.ImageFont:
     return ImageFont.load_default()
 
@@ -91,11 +111,13 @@ def _rotated_label(label: str, font) -> Image.Image:
     return text.rotate(90, expand=True)
 
 
-def colorbar(height: int, vmax: float, label: str = "grey levels", cmap: str = "viridis") -> np.ndarray:
+def colorbar(
+    height: int, vmax: float, label: str = "grey levels", cmap: str = "viridis", clipped: bool = False
+) -> np.ndarray:
     """The bar alone, ``height`` px high: the colour gradient (vmax at the top), ticks, values, the label."""
     font = _font()
-    ticks = nice_ticks(vmax, height)
-    text_width = max(_text_size(_tick_text(t), font)[0] for t in ticks)
+    ticks = bar_ticks(vmax, height, clipped, _text_size("0123456789", font)[1])
+    text_width = max(_text_size(text, font)[0] for _, text in ticks)
     rotated = _rotated_label(label, font) if label else None
     show_label = rotated is not None and rotated.height <= height
     label_width = rotated.width + 4 if show_label else 0
@@ -104,28 +126,32 @@ def colorbar(height: int, vmax: float, label: str = "grey levels", cmap: str = "
     gradient = colormap_table(cmap)[np.round(np.linspace(255, 0, height)).astype(np.intp)]
     panel.paste(Image.fromarray(np.repeat(gradient[:, None], BAR_WIDTH, axis=1)), (GAP, 0))
     draw = ImageDraw.Draw(panel)
-    for tick in ticks:
-        y = round((1 - tick / vmax) * (height - 1))
-        x = GAP + BAR_WIDTH
+    x = GAP + BAR_WIDTH
+    for value, text in ticks:
+        y = round((1 - value / vmax) * (height - 1))
         draw.line([(x, y), (x + TICK_LENGTH - 1, y)], fill=INK)
-        text = _tick_text(tick)
-        text_h = _text_size(text, font)[1]
-        top = min(max(0, y - text_h // 2), height - text_h - 1)
-        left, upper = font.getbbox(text)[:2]
+        left, upper, _, lower = font.getbbox(text)
+        top = min(max(0, y - (lower - upper) // 2), height - (lower - upper) - 1)
         draw.text((x + TICK_LENGTH + 2 - left, top - upper), text, fill=INK, font=font)
     if show_label:
         panel.paste(rotated, (width - rotated.width - 2, (height - rotated.height) // 2))
     return np.asarray(panel)
 
 
-def with_colorbar(image: np.ndarray, vmax: float, label: str = "grey levels", cmap: str = "viridis") -> np.ndarray:
+def with_colorbar(
+    image: np.ndarray, vmax: float, label: str = "grey levels", cmap: str = "viridis", clipped: bool = False
+) -> np.ndarray:
     """An already colour-mapped HxWx3 map with its bar to the right; the map stays in the left W columns."""
-    return np.concatenate([np.asarray(image, dtype=np.uint8), colorbar(image.shape[0], vmax, label, cmap)], axis=1)
+    bar = colorbar(image.shape[0], vmax, label, cmap, clipped)
+    return np.concatenate([np.asarray(image, dtype=np.uint8), bar], axis=1)
 
 
 def map_image(
     values: np.ndarray, vmax: float | None = None, label: str = "grey levels", cmap: str = "viridis"
 ) -> np.ndarray:
-    """HxW values in grey levels -> an RGB uint8 image of the map with a colour bar beside it, same height."""
+    """HxW values in grey levels -> an RGB uint8 image of the map with a colour bar beside it, same height.
+
+    ``vmax`` None: the 99.5th percentile (``map_vmax``); values above it show in the top colour and the
+    bar's top value reads '>vmax'. Give one ``vmax`` to several maps to compare them on one scale."""
     top = map_vmax(values, vmax)
-    return with_colorbar(colorize(values, top, cmap), top, label, cmap)
+    return with_colorbar(colorize(values, top, cmap), top, label, cmap, is_clipped(values, top))

@@ -35,7 +35,7 @@ from PIL import Image
 
 from comparisons import provenance
 from comparisons.cli import add_settings_arguments, settings_from_args
-from comparisons.colormaps import map_image
+from comparisons.colormaps import map_image, map_vmax
 from comparisons.compare import RunStopped, prepare_input
 from comparisons.evaluate import evaluate, image_scores
 from comparisons.records import write_csv
@@ -397,7 +397,7 @@ def map_files(posterior: Posterior) -> dict[str, np.ndarray]:
     }
     if posterior.error_map is not None:
         out["error_map.png"] = map_image(posterior.error_map, label="|error| (grey levels)", cmap="magma")
-        vmax = max(float(m.max()) for m in posterior.sample_error_maps) or 1.0
+        vmax = map_vmax(np.stack(posterior.sample_error_maps))  # one scale: the samples compare at a glance
         for result, error in zip(posterior.results, posterior.sample_error_maps):
             out[f"error_{output_name(result)}"] = map_image(error, vmax, "|error| (grey levels)", "magma")
     return out

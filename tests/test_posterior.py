@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from comparisons.colormaps import BAR_WIDTH, GAP, colorize, colormap_table, map_image
+from comparisons.colormaps import BAR_WIDTH, GAP, bar_ticks, colorize, colormap_table, is_clipped, map_image
 from comparisons.compare import RunStopped
 from comparisons.posterior import (
     MAX_SAMPLES,
@@ -175,6 +175,8 @@ def test_colorize_and_map_image_have_the_map_on_the_left_and_a_bar_beside_it():
     np.testing.assert_array_equal(gradient[-1], table[0])
     labels = image[:, 40 + GAP + BAR_WIDTH :]
     assert (labels.sum(axis=2) < 300).sum() > 20  # tick marks and their values in dark ink
+    assert bar_ticks(10.0, 64, clipped=True)[-1] == (10.0, ">10") and bar_ticks(10.0, 64)[0] == (0.0, "0")
+    assert is_clipped(values, 10.0) and not is_clipped(values, 20.0)
 
 
 def test_the_record_folder_has_every_file(posterior, tmp_path):
