@@ -193,6 +193,63 @@ def run_cascade(args, parser, argv) -> int:
     return 0
 
 
+def _add_perception_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--models",
+        default="bicubic,regression-x4,gan-x4,ldm-x4,ldm-x4-aug,ldm-x4-stock,sr3-x4",
+        help="models and cascades (Hub models too, when cached); unknown names are an error",
+    )
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--steps-list", default="1,2,5,10,20,50", help="diffusion step counts")
+    p.add_argument("--etas", default="0,1", help="DDIM eta values")
+    p.add_argument("--mean-seeds", type=int, default=4, help="K of the 'mean of K seeds' points (1: none)")
+    p.add_argument("--mean-at", default="20:1", help="steps:eta points of the mean of K seeds, comma separated")
+    p.add_argument("--diversity-images", type=int, default=8, help="images per set that also run seed 1")
+    p.add_argument("--swd-patches", type=int, default=128, help="SWD patches per image and pyramid level")
+    p.add_argument("--data", action="append", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--split", default="all", choices=SPLITS, help="'val': the training pool's held-out split")
+    p.add_argument("--model-dir", action="append", default=[])
+    add_settings_arguments(p)
+    add_device_arguments(p)
+
+
+def run_perception(args, parser, argv) -> int:
+    from dataclasses import replace
+
+    from comparisons.studies.perception import perception_study
+    from sr_models.swd import SWDProtocol
+
+    try:
+        mean_at = [(int(a), float(b)) for a, b in (x.split(":") for x in args.mean_at.split(",") if x)]
+        settings = settings_from_args(args)
+        if settings.lr_projection is None:
+            settings = replace(settings, lr_projection=0)  # raw, as every quality floor here
+        rows = perception_study(
+            _models(args),
+            args.scale,
+            args.data,
+            Path(args.out),
+            [int(s) for s in args.steps_list.split(",")],
+            [float(e) for e in args.etas.split(",")],
+            mean_seeds=args.mean_seeds,
+            mean_at=mean_at,
+            crop=args.crop or None,
+            limit=args.limit,
+            split=args.split,
+            settings=settings,
+            protocol=SWDProtocol(patches_per_image=args.swd_patches),
+            diversity_images=args.diversity_images,
+            command="python -m comparisons.studies " + " ".join(argv or sys.argv[1:]),
+        )
+    except (ValueError, *MODEL_ERRORS) as err:
+        return _error(err)
+    print(f"wrote {args.out}/perception.csv, perception.html, run_card.md ({len(rows)} rows)")
+    return 0
+
+
 # sub-command -> (help, add its arguments, run it); the order of ``--help``
 SUB_COMMANDS = {
     "steps": (
@@ -214,6 +271,11 @@ SUB_COMMANDS = {
         "cascades vs one large-scale model: quality vs total NFE and time (16x, 8x)",
         _add_cascade_arguments,
         run_cascade,
+    ),
+    "perception": (
+        "the perception-distortion plane: PSNR-Y against SWD (no pretrained weights), detail, diversity",
+        _add_perception_arguments,
+        run_perception,
     ),
 }
 
