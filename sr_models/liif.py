@@ -32,6 +32,7 @@ from sr_models.degradation import scaled_size
 from sr_models.device import place
 from sr_models.regression import ResBlock, to_tensor, to_uint8
 from sr_models.tiling import tiled
+from sr_models.types import NetworkCalls
 
 QUERY_CHUNK = 1 << 15  # output pixels decoded at once: 4 x this x hidden floats of codes in flight
 NOMINAL_SCALES = (2, 3, 4)  # the whole scales inside the training range, for menus; any real scale runs
@@ -149,7 +150,7 @@ class LIIFSR(SRModel):
         with torch.inference_mode():
             x = to_tensor(lr).to(self.device, self.dtype)
             sr, calls = upsample(self.network, x, size, tile=settings.tile or 256)
-        return to_uint8(sr), calls, None
+        return to_uint8(sr), NetworkCalls(nfe=1, tiles=calls), None  # one forward pass, however tiled
 
 
 def liif_condition(network: LIIFNet, lr: torch.Tensor, size: tuple[int, int], tile: int = 256) -> torch.Tensor:

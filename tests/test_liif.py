@@ -107,6 +107,8 @@ def test_a_liif_folder_serves_any_scale_at_round_s_times_the_size(liif_folder):
         expected = (round(s * 17), round(s * 20), 3)
         assert model.upscale(LR, s).image.shape == expected == deferred.upscale(LR, s).image.shape
     assert model.upscale(LR, 3.0).scale == 3 and isinstance(model.upscale(LR, 3.0).scale, int)
+    tiled = model.upscale(LR, 2.5, SamplingSettings(tile=17))  # the 16 px overlap needs a larger tile
+    assert tiled.nfe == 1 and tiled.stages[0].tiles > 1  # one forward pass, its encoder in several tiles
 
 
 @pytest.mark.parametrize("bad", [0, -1, 17, float("nan"), "3x", None])
