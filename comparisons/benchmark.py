@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,12 @@ from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.data import SPLITS, eval_pairs, list_images
 from sr_models.device import add_device_arguments
 from sr_models.registry import discover, get_models
+from sr_models.swd import SWDProtocol, swd
 from sr_models.types import SamplingSettings
+from sr_models.uncertainty import diversity
 
+SWD_PROTOCOL = SWDProtocol()
+DISTRIBUTION_COLUMNS = [*SWD_PROTOCOL.keys(), "diversity"]  # --perceptual, no pretrained weights needed
 SUMMARY_COLUMNS = [
     "dataset",
     "model",
@@ -37,6 +42,7 @@ SUMMARY_COLUMNS = [
     *SCORE_COLUMNS,
     "fid",
     "is_mean",
+    *DISTRIBUTION_COLUMNS,
     "seconds_per_image",
     "nfe",
     "peak_memory_mb",
@@ -138,6 +144,8 @@ def run_benchmark(
             extra = {}
             if lpips_fn is not None:
                 extra["lpips"] = float(np.mean([r["lpips"] for r in rows]))
+            if perceptual:
+                extra.update(_set_distribution(model, evaluations, pairs, scale, settings))
             if fid_on:
                 extra.update(
                     _distribution_scores(evaluations, pairs, fid_patch, feature_extractor, notes, dataset, model)
@@ -197,6 +205,20 @@ def _distribution_scores(
     return {"fid": dist["fid"], "is_mean": dist["is_mean"]}
 
 
+def _set_distribution(model, evaluations, pairs, scale: int, settings: SamplingSettings | None) -> dict:
+    """SWD of the set's outputs against its references, and diversity: the mean RMS difference between
+    each output and a second sample with the next seed (0 for a deterministic model, not run)."""
+    spread = 0.0
+    if model.is_diffusion:
+        seeds = [int(e.row["seed"]) + 1 for e in evaluations]
+        again = [
+            model.upscale(p.lr, scale=scale, settings=replace(settings or SamplingSettings(), seed=seed)).image
+            for p, seed in zip(pairs, seeds)
+        ]
+        spread = float(np.mean([diversity([e.image, a]) for e, a in zip(evaluations, again)]))
+    return {**swd([e.image for e in evaluations], [p.hr for p in pairs], SWD_PROTOCOL), "diversity": spread}
+
+
 def _summary_row(model, dataset: str, scale: int, crop: int | None, rows: list[dict], facts: dict, extra: dict) -> dict:
     """One summary row: the means of a model's per-image rows on one folder (the settings of its last run)."""
     return {
@@ -239,7 +261,7 @@ def _fmt(value) -> str:
 
 def markdown_table(summary: list[dict], protocol: str, notes: list[str] = ()) -> str:
     columns = ["dataset", "model", "scale", "n_images", "psnr_y", "ssim_y", "lr_psnr", "hf_ratio"]
-    columns += [c for c in ("lpips", "fid", "is_mean") if summary and c in summary[0]]
+    columns += [c for c in ("lpips", "fid", "is_mean", "swd", "diversity") if summary and c in summary[0]]
     columns += ["seconds_per_image", "nfe", "steps"]
     lines = [f"Protocol: {protocol}", *[f"Note: {n}" for n in notes], ""]
     lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -292,7 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--perceptual",
         action="store_true",
-        help="add LPIPS and patch FID/IS (needs weights: python -m comparisons.perceptual --prefetch)",
+        help="add SWD and diversity (no weights needed), LPIPS and patch FID/IS (need weights: "
+        "python -m comparisons.perceptual --prefetch)",
     )
     p.add_argument("--fid-patch", type=int, default=64, help="patch size of the FID/IS protocol")
     p.add_argument(

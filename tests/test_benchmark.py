@@ -112,6 +112,23 @@ def test_perceptual_without_weights_says_so_and_computes_the_rest(image_folder, 
     assert "LPIPS skipped" in (tmp_path / "out" / "summary.md").read_text()
 
 
+def test_perceptual_adds_swd_and_diversity_without_weights(image_folder, tiny_models_dir, tmp_path, monkeypatch):
+    from sr_models.registry import discover, get_models
+    from sr_models.types import SamplingSettings
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    models = get_models(["bicubic", "tiny-ldm-x4"], discover(model_dirs=[tiny_models_dir]))
+    settings = SamplingSettings(steps=2, eta=1.0, lr_projection=0)
+    summary = run_benchmark(models, 4, [str(image_folder)], tmp_path, crop=64, settings=settings, perceptual=True)
+    by = {r["model"]: r for r in summary}
+    assert by["bicubic"]["diversity"] == 0.0 and by["tiny-ldm-x4"]["diversity"] > 0
+    assert all(r["swd"] > 0 and r["swd_l1"] > 0 for r in summary)
+    header = (tmp_path / "summary.csv").read_text().splitlines()[0].split(",")
+    assert {"swd", "swd_l1", "swd_l4", "diversity"} <= set(header)
+    plain = run_benchmark(models[:1], 4, [str(image_folder)], tmp_path / "plain", crop=64, settings=settings)
+    assert "swd" not in plain[0] and "diversity" not in plain[0]
+
+
 def test_update_cards_writes_measured_rows(image_folder, tmp_path):
     from sr_models.cards import read_meta
     from tests.conftest import save_tiny_regression
