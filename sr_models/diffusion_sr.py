@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,10 @@ from diffusers import AutoencoderKL, DDIMScheduler, UNet2DModel
 
 from sr_models.base import SamplingSettings, SRModel, StepInfo, Trajectory
 from sr_models.device import place
+from sr_models.previews import preview_factor, preview_size
 from sr_models.sampling import make_scheduler, sample, schedule, start_state
 from sr_models.tiling import tiled
-from sr_models.types import SAMPLERS, NetworkCalls
+from sr_models.types import SAMPLERS, NetworkCalls, PendingFrame
 
 FIRST_STAGE_FACTOR = 4
 
@@ -87,6 +89,38 @@ def _pad_to(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
     return x, h, w
 
 
+def shrink(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """A copy of a working-space tensor ``factor`` times smaller (area average, sizes rounded up as
+    ``previews.preview_size`` rounds them): how kept trajectory states are stored."""
+    if factor == 1:
+        return x.clone()  # the loop may update a large state in place
+    return F.adaptive_avg_pool2d(x, preview_size(x.shape[-2], x.shape[-1], factor))
+
+
+class FrameRecorder:
+    """The loop's per-step callback: every step goes to ``on_step`` (x̂0 not decoded), and the kept
+    steps' x_t and x̂0 go into ``trajectory`` as working-space copies shrunk to the preview size,
+    decoded only after the timed run (``PendingFrame``), so recording costs the run almost nothing."""
+
+    def __init__(self, model: DiffusionSR, lr, scale: int, cond, steps: int, keep_frames: int, on_step=None):
+        self.model, self.lr, self.scale, self.cond, self.on_step = model, lr, scale, cond, on_step
+        self.keep = set(np.linspace(0, steps - 1, keep_frames).round().astype(int).tolist()) if keep_frames else set()
+        self.trajectory = Trajectory()
+        self.size = model.image_size(cond)  # the conditioning has the state's size (they are concatenated)
+        self.factor = preview_factor(*self.size)
+
+    def __call__(self, i: int, n: int, t, x_t: torch.Tensor, x0: torch.Tensor) -> None:
+        if i in self.keep:  # x_t kept as it is: noise turning into an image
+            self.trajectory.add(self._pending(x_t), self._pending(x0), f"step {i + 1}/{n} (t={int(t)})")
+        if self.on_step is not None:
+            self.on_step(StepInfo(step=i, total=n, timestep=float(t), x_t=x_t, stage=self.model.name))
+
+    def _pending(self, state: torch.Tensor) -> PendingFrame:
+        small = shrink(state, self.factor)
+        make = partial(self.model.preview, small, self.lr, self.scale, self.cond, self.factor)
+        return PendingFrame(make, self.size, self.factor)
+
+
 class DiffusionSR(SRModel):
     """Shared sampling, seeding, frames and tiling; subclasses say how to condition and decode."""
 
@@ -131,6 +165,20 @@ class DiffusionSR(SRModel):
         """The working-space image of the plain upsample of ``lr``: where SDEdit starts from."""
         raise NotImplementedError
 
+    def image_size(self, state: torch.Tensor) -> tuple[int, int]:
+        """(height, width) of the image a working-space state decodes to (pixel families: its own)."""
+        return tuple(state.shape[-2:])
+
+    @torch.inference_mode()
+    def preview(self, state: torch.Tensor, lr: torch.Tensor, scale: int, cond: torch.Tensor, factor: int):
+        """A kept state, ``shrink``-ed ``factor`` times, as a preview image (uint8 HxWx3); at factor 1
+        exactly what ``_finish`` makes of the full state."""
+        return to_image(self._finish_preview(state, lr, scale, cond, factor))
+
+    def _finish_preview(self, state, lr, scale, cond, factor) -> torch.Tensor:
+        """``_finish`` at the preview size: the conditioning shrunk like the state."""
+        return self._finish(state, lr, scale, shrink(cond, factor))
+
     # the run -------------------------------------------------------------------------------------
     def run(self, lr: torch.Tensor, scale: int, settings: SamplingSettings, on_step=None, keep_frames=0):
         """LR in [-1, 1] (1x3xhxw), resolved settings -> (SR in [-1, 1], NetworkCalls, Trajectory).
@@ -142,7 +190,6 @@ class DiffusionSR(SRModel):
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         lr = lr.to(self.device)
         cond, shape = self._prepare(lr, scale, generator)
-        trajectory = Trajectory()
         tile_calls = 0
 
         def denoise(x_t, t):
@@ -155,27 +202,13 @@ class DiffusionSR(SRModel):
 
         with torch.inference_mode():
             timesteps = schedule(scheduler, settings.steps, settings.strength, self.device)
-            n = len(timesteps)
-            keep = set(np.linspace(0, n - 1, keep_frames).round().astype(int).tolist()) if keep_frames else set()
             init = None if settings.strength >= 1 else self._init_x0(lr, scale)
             x = start_state(shape, scheduler, timesteps, generator, init, self.device)
-
-            def step_callback(i, n, t, x_t, x0):
-                decoded = None
-                if i in keep:  # x_t decoded as it is: noise turning into an image
-                    decoded = to_image(self._finish(x0, lr, scale, cond))
-                    trajectory.add(
-                        to_image(self._finish(x_t, lr, scale, cond)), decoded, f"step {i + 1}/{n} (t={int(t)})"
-                    )
-                if on_step is not None:
-                    on_step(StepInfo(step=i, total=n, timestep=float(t), x_t=x_t, x0=decoded, stage=self.name))
-
-            x0, evaluations = sample(
-                denoise, x, scheduler, timesteps, generator, eta=settings.eta, on_step=step_callback
-            )
+            recorder = FrameRecorder(self, lr, scale, cond, len(timesteps), keep_frames, on_step)
+            x0, evaluations = sample(denoise, x, scheduler, timesteps, generator, eta=settings.eta, on_step=recorder)
             del x  # the start state: only x0 is needed now (a 4096² pixel state is 200 MB)
             image = self._finish(x0, lr, scale, cond)
-        return image, NetworkCalls(evaluations, tile_calls), trajectory
+        return image, NetworkCalls(evaluations, tile_calls), recorder.trajectory
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
         x = to_model_range(lr)
@@ -251,6 +284,14 @@ class LatentSR(DiffusionSR):
         if self.latent_residual:
             x0 = x0 + self.base_latent(lr, scale)
         return self.decode(x0).clamp_(-1, 1)
+
+    def image_size(self, state):
+        return state.shape[-2] * self.factor, state.shape[-1] * self.factor
+
+    def _finish_preview(self, state, lr, scale, cond, factor):
+        if self.latent_residual:
+            state = state + shrink(self.base_latent(lr, scale), factor)
+        return self.decode(state).clamp_(-1, 1)
 
     @classmethod
     def from_folder(cls, folder, name: str, meta: dict) -> LatentSR:

@@ -13,11 +13,14 @@ A single model is a cascade of one stage: every consumer reads ``stages`` the sa
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
+
+from sr_models.previews import nearest_resize, preview, preview_size
 
 SAMPLERS = ("ddim", "ddpm", "dpmsolver++")  # the diffusion samplers: cards, command choices and checks use this
 SPACINGS = ("leading", "trailing", "linspace")  # diffusers' timestep_spacing values
@@ -154,7 +157,7 @@ class StepInfo:
     total: int  # number of steps in this run (of this stage)
     timestep: float  # the scheduler's t of this step
     x_t: Any = None  # current noisy state (tensor, model space: latent or pixel)
-    x0: Any = None  # predicted clean image, uint8 HxWx3 when decoded for a kept frame, else None
+    x0: Any = None  # None while sampling: kept frames are decoded after the timed run (``Trajectory``)
     stage: str = ""  # the model that produced it
     stage_index: int = 0  # its position in a cascade
 
@@ -162,19 +165,51 @@ class StepInfo:
 OnStep = Callable[[StepInfo], None]
 
 
+@dataclass(frozen=True)
+class PendingFrame:
+    """A kept trajectory frame not decoded yet: ``decode()`` gives its preview (uint8 HxWx3), the
+    full-size frame of ``size`` (height, width) reduced ``factor`` times. Sliced like the image it
+    stands for, ``frame[:h, :w]`` crops the full-size frame, so a family crops its padding as before."""
+
+    make: Callable[[], np.ndarray]  # the preview of the uncropped frame
+    size: tuple[int, int]
+    factor: int = 1
+
+    def __getitem__(self, key: tuple[slice, slice]) -> PendingFrame:
+        if len(key) != 2 or any(s.start not in (None, 0) or s.step not in (None, 1) for s in key):
+            raise IndexError("a pending frame is only cropped from its top-left corner: frame[:h, :w]")
+        rows, cols = (len(range(*s.indices(n))) for s, n in zip(key, self.size))
+        return replace(self, size=(rows, cols))
+
+    def decode(self) -> np.ndarray:
+        rows, cols = preview_size(*self.size, self.factor)
+        return self.make()[:rows, :cols]
+
+
 @dataclass
 class Trajectory:
-    """Kept denoising steps of one stage, decoded to images: the noisy state x_t and the predicted
-    clean image x̂0 side by side, and, when back-projection follows, the returned image last."""
+    """Kept denoising steps of one stage: the noisy state x_t and the predicted clean image x̂0 side by
+    side, and, when back-projection follows, the returned image last. Frames are previews, at most
+    ``previews.PREVIEW_MAX_SIDE`` pixels on the long side, uint8 HxWx3 once ``decode()`` has run (a
+    family may add them as ``PendingFrame``s, to be decoded after the timed run)."""
 
-    x0: list[np.ndarray] = field(default_factory=list)  # uint8 HxWx3 per kept step
-    x_t: list[np.ndarray] = field(default_factory=list)  # the same steps' noisy states, decoded
+    x0: list[np.ndarray] = field(default_factory=list)  # per kept step
+    x_t: list[np.ndarray] = field(default_factory=list)  # the same steps' noisy states, decoded as they are
     labels: list[str] = field(default_factory=list)
 
-    def add(self, x_t: np.ndarray, x0: np.ndarray, label: str) -> None:
+    def add(self, x_t: np.ndarray | PendingFrame, x0: np.ndarray | PendingFrame, label: str) -> None:
         self.x_t.append(x_t)
         self.x0.append(x0)
         self.labels.append(label)
+
+    def decode(self) -> None:
+        """Pending frames to preview images, full-size ones reduced to the preview size."""
+
+        def decoded(frame):
+            return frame.decode() if isinstance(frame, PendingFrame) else preview(frame)
+
+        self.x_t = [decoded(f) for f in self.x_t]
+        self.x0 = [decoded(f) for f in self.x0]
 
     def __len__(self) -> int:
         return len(self.x0)
@@ -194,12 +229,21 @@ class StageResult:
     projection_seconds: float = 0.0
     load_seconds: float = 0.0  # loading weights on first use, not part of ``seconds``
     trajectory: Trajectory = field(default_factory=Trajectory)  # kept steps, if any
+    trajectory_seconds: float = 0.0  # decoding the kept frames to previews, after and not part of ``seconds``
     device: str = "cpu"  # where it ran, and the networks' precision
     dtype: str = "float32"
 
     @property
     def frames(self) -> list[np.ndarray]:
         return self.trajectory.x0
+
+    def decode_frames(self) -> None:
+        """Decode the kept trajectory frames to previews, timed apart: called once the run's clock stops."""
+        if not len(self.trajectory):
+            return
+        t0 = time.perf_counter()
+        self.trajectory.decode()
+        self.trajectory_seconds += time.perf_counter() - t0
 
     @property
     def frame_labels(self) -> list[str]:
@@ -223,6 +267,7 @@ class StageResult:
             "seconds": self.seconds,
             "projection_seconds": self.projection_seconds,
             "load_seconds": self.load_seconds,
+            "trajectory_seconds": self.trajectory_seconds,
             "peak_memory_mb": self.peak_memory_mb,
             "device": self.device,
             "dtype": self.dtype,
@@ -237,7 +282,7 @@ class UpscaleResult:
     scale: int  # product of the stages' scales
     model: str  # the model name, or the cascade spec "a>b"
     stages: list[StageResult]
-    seconds: float = 0.0  # wall clock of the whole run, loading excluded
+    seconds: float = 0.0  # wall clock of the whole run, loading and trajectory decoding excluded
     peak_memory_mb: float = 0.0
     load_seconds: float = 0.0  # loading weights on first use, reported apart
 
@@ -250,6 +295,11 @@ class UpscaleResult:
         return sum(s.tiles for s in self.stages)
 
     @property
+    def trajectory_seconds(self) -> float:
+        """Decoding kept frames, after the timed run: not part of ``seconds``."""
+        return sum(s.trajectory_seconds for s in self.stages)
+
+    @property
     def settings(self) -> SamplingSettings:
         """One stage: its settings; several: the run's seed with every stage's settings."""
         if len(self.stages) == 1:
@@ -257,12 +307,7 @@ class UpscaleResult:
         return SamplingSettings(seed=self.stages[0].settings.seed, stages=tuple(s.settings for s in self.stages))
 
     def _at_final_size(self, frames) -> list[np.ndarray]:
-        h, w = self.image.shape[:2]
-        out = []
-        for frame in frames:
-            fy, fx = max(1, h // frame.shape[0]), max(1, w // frame.shape[1])
-            out.append(np.repeat(np.repeat(frame, fy, axis=0), fx, axis=1)[:h, :w])
-        return out
+        return [nearest_resize(frame, *self.image.shape[:2]) for frame in frames]
 
     @property
     def frames(self) -> list[np.ndarray]:
@@ -290,6 +335,7 @@ class UpscaleResult:
             "seconds": self.seconds,
             "peak_memory_mb": self.peak_memory_mb,
             "load_seconds": self.load_seconds,
+            "trajectory_seconds": self.trajectory_seconds,
             "device": "+".join(dict.fromkeys(s.device for s in self.stages)),
             "dtype": "+".join(dict.fromkeys(s.dtype for s in self.stages)),
             "steps": "+".join(str(s.settings.steps) for s in self.stages if s.settings.steps is not None),

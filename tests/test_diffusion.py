@@ -1,11 +1,13 @@
 """Diffusion families on tiny seeded models (CPU, 2 steps): layout, seeds, samplers, callbacks, tiling."""
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from sr_models.diffusion_sr import condition_channels, latent_condition, to_model_range
 from sr_models.first_stage import build_autoencoder, fold_latent_scale
@@ -135,16 +137,54 @@ def test_callback_gets_xt_and_decoded_x0_frames_subsampled(ldm4, sr3):
         result = model.upscale(LR, settings=S(steps=5), keep_frames=3, on_step=seen.append)
         assert [s.step for s in seen] == [0, 1, 2, 3, 4] and all(s.total == 5 for s in seen)
         assert seen[0].x_t.shape == (1, xt_channels, *xt_size)
-        decoded = [s.x0 for s in seen if s.x0 is not None]
-        assert len(decoded) == 3 and [s.step for s in seen if s.x0 is not None] == [0, 2, 4]
         assert len(result.frames) == 3 and result.frames[0].shape == (32, 48, 3) and result.frames[0].dtype == np.uint8
-        assert result.frame_labels[0].startswith("step 1/5")
+        assert [label.split(" (")[0] for label in result.frame_labels] == ["step 1/5", "step 3/5", "step 5/5"]
+        assert np.array_equal(result.frames[-1], result.image)  # x̂0 of the last step is the returned image
         assert len(result.noisy_frames) == 3 and not np.array_equal(result.noisy_frames[0], result.frames[0])
         # with back-projection the sequence ends on the returned image, labelled as such
         projected = model.upscale(LR, settings=S(steps=2, lr_projection=2), keep_frames=8)
         assert len(projected.frames) == 3 and "back-projected" in projected.frame_labels[-1]
         assert np.array_equal(projected.frames[-1], projected.image)
         assert np.array_equal(projected.noisy_frames[-1], projected.image)
+
+
+def test_recording_frames_costs_the_timed_run_nothing(ldm4):
+    """Kept frames are decoded after the clock stops: with a slow decoder, the timed seconds stay those of
+    a run without frames, and the decoding is reported apart as trajectory_seconds."""
+    model = load_model(ldm4)
+    settings = S(steps=4, seed=2)
+    model.upscale(LR, settings=settings)  # warm up
+    decode, delay = model.decode, 0.5
+
+    def slow_decode(z, tile=None):
+        time.sleep(delay)
+        return decode(z, tile)
+
+    model.decode = slow_decode
+    plain = model.upscale(LR, settings=settings)
+    kept = model.upscale(LR, settings=settings, keep_frames=4)
+    assert np.array_equal(plain.image, kept.image) and len(kept.frames) == 4
+    assert plain.seconds >= delay  # the returned image's own decode is part of the run
+    assert abs(kept.seconds - plain.seconds) <= 0.1 * plain.seconds
+    assert kept.trajectory_seconds >= 8 * delay  # x_t and x̂0 of 4 frames, after the clock
+    assert kept.facts()["trajectory_seconds"] == kept.stages[0].facts()["trajectory_seconds"] > 0
+    assert plain.facts()["trajectory_seconds"] == 0
+
+
+def test_trajectory_frames_are_previews_of_at_most_512_px(ldm4, sr3):
+    lr = np.random.default_rng(5).integers(0, 256, (150, 132, 3), dtype=np.uint8)  # 600x528 out, padded
+    for folder in (ldm4, sr3):
+        model = load_model(folder)
+        result = model.upscale(lr, settings=S(steps=2, seed=0, tile=64), keep_frames=2)
+        frames = result.stages[0].trajectory
+        assert len(frames) == 2 and result.image.shape == (600, 528, 3)
+        assert all(f.shape == (300, 264, 3) and f.dtype == np.uint8 for f in frames.x0 + frames.x_t)
+        assert result.frames[-1].shape == result.noisy_frames[0].shape == (600, 528, 3)  # nearest, output size
+        if folder == sr3:  # pixel space: the last x̂0 preview is the returned image reduced (up to rounding)
+            reduced = np.asarray(Image.fromarray(result.image).reduce(2)).astype(float)
+            assert np.abs(frames.x0[-1] - reduced).mean() < 1.5
+        again = model.upscale(lr, settings=S(steps=2, seed=0, tile=64))
+        assert np.array_equal(again.image, result.image)  # recording never changes the image
 
 
 def test_sr3_residual_formulation_starts_from_bicubic(sr3):
