@@ -202,6 +202,13 @@ def _add_perception_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--steps-list", default="1,2,5,10,20,50", help="diffusion step counts")
     p.add_argument("--etas", default="0,1", help="DDIM eta values")
+    p.add_argument(
+        "--steps-for",
+        action="append",
+        default=[],
+        metavar="MODEL=STEPS",
+        help="a model's own step counts, e.g. sr3-x4=1,2,5,10,20 (repeatable)",
+    )
     p.add_argument("--mean-seeds", type=int, default=4, help="K of the 'mean of K seeds' points (1: none)")
     p.add_argument("--mean-at", default="20:1", help="steps:eta points of the mean of K seeds, comma separated")
     p.add_argument("--diversity-images", type=int, default=8, help="images per set that also run seed 1")
@@ -242,6 +249,7 @@ def run_perception(args, parser, argv) -> int:
             settings=settings,
             protocol=SWDProtocol(patches_per_image=args.swd_patches),
             diversity_images=args.diversity_images,
+            steps_for={k: [int(x) for x in v.split(",")] for k, v in (i.split("=", 1) for i in args.steps_for)},
             command="python -m comparisons.studies " + " ".join(argv or sys.argv[1:]),
         )
     except (ValueError, *MODEL_ERRORS) as err:

@@ -75,15 +75,17 @@ class Point:
         return f"{self.model.name} [{self.steps} steps, eta {self.eta:g}{mean}]"
 
 
-def study_points(models, steps_list, etas, mean_seeds: int, mean_at) -> list[Point]:
+def study_points(models, steps_list, etas, mean_seeds: int, mean_at, steps_for=None) -> list[Point]:
     """Deterministic models once; diffusion models over steps x eta (eta is moot at 1 step: run once),
-    and the mean of ``mean_seeds`` seeds at each (steps, eta) of ``mean_at``."""
+    and the mean of ``mean_seeds`` seeds at each (steps, eta) of ``mean_at``. ``steps_for`` maps a model
+    name to its own step list (a pixel-space model's long runs cost 10x a latent one's)."""
     points = []
     for model in models:
         if not model.is_diffusion:
             points.append(Point(model))
             continue
-        grid = [(s, e) for s in steps_list for e in etas if s > 1 or e == etas[0]]
+        steps = (steps_for or {}).get(model.name, steps_list)
+        grid = [(s, e) for s in steps for e in etas if s > 1 or e == etas[0]]
         points += [Point(model, s, e) for s, e in grid]
         if mean_seeds > 1:
             points += [Point(model, s, e, mean_seeds) for s, e in mean_at]
@@ -238,6 +240,7 @@ def perception_study(
     settings: SamplingSettings | None = None,
     protocol: SWDProtocol = SWDProtocol(),
     diversity_images: int = 8,
+    steps_for=None,
     progress=print,
     command: str = "",
 ) -> list[dict]:
@@ -245,7 +248,8 @@ def perception_study(
     out.mkdir(parents=True, exist_ok=True)
     base = settings or SamplingSettings(lr_projection=0)
     data = {Path(d).name: list(eval_pairs(d, scale, limit=limit, crop=crop, split=split)) for d in datasets}
-    points, rows, started = study_points(models, steps_list, etas, mean_seeds, mean_at), [], time.perf_counter()
+    points = study_points(models, steps_list, etas, mean_seeds, mean_at, steps_for)
+    rows, started = [], time.perf_counter()
     for n, point in enumerate(points, 1):
         runs = {name: run_point(point, pairs, scale, base, diversity_images) for name, pairs in data.items()}
         for name, pairs in data.items():
