@@ -281,11 +281,18 @@ def discover(model_dirs=(), hub_ids=(), device=None, dtype=None) -> dict[str, SR
 
 
 def get_models(names, models: dict[str, SRModel] | None = None) -> list[SRModel]:
-    """Look up models by name or cascade spec (``a>b``), with a message listing the known names on a typo."""
+    """Look up models by name, cascade spec (``a>b``) or routed spec (``a~3``: ``sr_models.resized``), with a
+    message listing the known names on a typo."""
     from sr_models.cascade import is_cascade_spec, parse_cascade
+    from sr_models.resized import is_routed_spec, parse_routed
 
     models = models if models is not None else discover()
-    unknown = [n for n in names if not is_cascade_spec(n) and n not in models]
+    unknown = [n for n in names if not is_cascade_spec(n) and not is_routed_spec(n) and n not in models]
     if unknown:
-        raise KeyError(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(models)} (or a cascade a>b)")
-    return [parse_cascade(n, models) if is_cascade_spec(n) else models[n] for n in names]
+        raise KeyError(
+            f"unknown model(s) {', '.join(unknown)}; known: {', '.join(models)} (or a cascade a>b, a routed model a~3)"
+        )
+    return [
+        parse_routed(n, models) if is_routed_spec(n) else parse_cascade(n, models) if is_cascade_spec(n) else models[n]
+        for n in names
+    ]
