@@ -45,6 +45,7 @@ SUMMARY_COLUMNS = [
     *DISTRIBUTION_COLUMNS,
     "seconds_per_image",
     "nfe",
+    "tiles",
     "peak_memory_mb",
     "n_stages",
     "steps",
@@ -64,6 +65,7 @@ PER_IMAGE_COLUMNS = [
     *SCORE_COLUMNS,
     "seconds",
     "nfe",
+    "tiles",
     "peak_memory_mb",
     "n_stages",
     "steps",
@@ -232,6 +234,7 @@ def _summary_row(model, dataset: str, scale: int, crop: int | None, rows: list[d
         **{k: float(np.nanmean([r[k] for r in rows])) for k in METRIC_KEYS},
         "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
         "nfe": float(np.mean([r["nfe"] for r in rows])),
+        "tiles": float(np.mean([r["tiles"] for r in rows])),
         "peak_memory_mb": float(np.max([r["peak_memory_mb"] for r in rows])),
         "crop": crop or "",
     }
@@ -369,7 +372,7 @@ def main(argv=None) -> int:
 
 def update_cards(models, summary: list[dict], protocol: str) -> list[Path]:
     """Merge this run's rows into ``metrics`` of each folder model's card, next to bicubic's."""
-    from sr_models.cards import read_meta, write_meta
+    from sr_models.cards import read_card, write_card
 
     bicubic = {r["dataset"]: r for r in summary if r["model"] == "bicubic"}
     updated = []
@@ -377,7 +380,7 @@ def update_cards(models, summary: list[dict], protocol: str) -> list[Path]:
         folder = getattr(model, "folder", None)
         if folder is None:
             continue
-        meta = read_meta(folder)
+        meta = read_card(folder)
         rows = [r for r in meta.get("metrics", [])]
         for r in (r for r in summary if r["model"] == model.name):
             new = {
@@ -406,7 +409,7 @@ def update_cards(models, summary: list[dict], protocol: str) -> list[Path]:
             rows = [o for o in rows if (o["dataset"], o["scale"], o.get("crop", "")) != key] + [new]
         meta["metrics"] = rows
         meta["metrics_protocol"] = f"Measured with `python -m comparisons.benchmark` ({protocol})."
-        write_meta(folder, meta)
+        write_card(folder, meta)
         updated.append(folder)
     return updated
 

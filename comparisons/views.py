@@ -6,12 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from comparisons.compare import Comparison
-
-
-def nearest_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
-    """The LR shown at the output size without smoothing: what the model had to work from."""
-    return np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1)
-
+from sr_models.previews import nearest_upscale  # the LR at the output size: what the model had
 
 INPUT_VIEW = "input (LR, nearest)"
 REFERENCE_VIEW = "reference (HR)"

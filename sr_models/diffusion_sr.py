@@ -126,18 +126,18 @@ class DiffusionSR(SRModel):
 
     samplers = SAMPLERS
 
-    def __init__(self, name: str, unet: UNet2DModel, scheduler_config: dict, scale: int, meta: dict | None = None):
-        meta = meta or {}
+    def __init__(self, name: str, unet: UNet2DModel, scheduler_config: dict, scale: int, card: dict | None = None):
+        card = card or {}
         self.name, self.unet = name, unet.eval()
         self.scheduler_config = dict(scheduler_config)
         self.scales = (scale,)
-        self.meta = meta
-        self.default_steps = int(meta.get("default_steps", 20))
-        self.default_sampler = meta.get("default_sampler", "ddim")
-        self.default_spacing = meta.get("timestep_spacing", "leading")
-        self.tile = int(meta.get("tile", 64))  # in the UNet's working resolution
-        self.tile_overlap = int(meta.get("tile_overlap", 16))
-        self.lr_projection_default = int(meta.get("lr_projection", 0))
+        self.card = card
+        self.default_steps = int(card.get("default_steps", 20))
+        self.default_sampler = card.get("default_sampler", "ddim")
+        self.default_spacing = card.get("timestep_spacing", "leading")
+        self.tile = int(card.get("tile", 64))  # in the UNet's working resolution
+        self.tile_overlap = int(card.get("tile_overlap", 16))
+        self.lr_projection_default = int(card.get("lr_projection", 0))
 
     def _place(self):
         place(self.unet, self.device, self.dtype)
@@ -228,13 +228,13 @@ class LatentSR(DiffusionSR):
     family = "ldm"
     description = "latent diffusion (AutoencoderKL f=4 + UNet2DModel), x0-prediction"
 
-    def __init__(self, name, vae: AutoencoderKL, unet, scheduler_config, scale, meta=None):
-        super().__init__(name, unet, scheduler_config, scale, meta)
+    def __init__(self, name, vae: AutoencoderKL, unet, scheduler_config, scale, card=None):
+        super().__init__(name, unet, scheduler_config, scale, card)
         self.vae = vae.eval()
         self.factor = 2 ** (len(vae.config.block_out_channels) - 1)
         # latent residual: the UNet denoises z(HR) - z(upsampled LR), SR3's residual idea in latent
         # space; with a zero-initialised output layer the model starts as the decoded upsample.
-        self.latent_residual = bool((meta or {}).get("latent_residual", False))
+        self.latent_residual = bool((card or {}).get("latent_residual", False))
         self._base: tuple | None = None  # (lr tensor, its base latent) of the current run
 
     def _place(self):
@@ -294,23 +294,23 @@ class LatentSR(DiffusionSR):
         return self.decode(state).clamp_(-1, 1)
 
     @classmethod
-    def from_folder(cls, folder, name: str, meta: dict) -> LatentSR:
+    def from_folder(cls, folder, name: str, card: dict) -> LatentSR:
         folder = Path(folder)
         vae, unet = _load(AutoencoderKL, folder / "vqvae"), _load(UNet2DModel, folder / "unet")
         scheduler = DDIMScheduler.load_config(folder / "scheduler")
-        return cls(name, vae, unet, scheduler, int(meta["scales"][0]), meta)
+        return cls(name, vae, unet, scheduler, int(card["scales"][0]), card)
 
-    def save(self, folder: str | Path, meta: dict):
-        save_ldm_folder(folder, self.vae, self.unet, self.scheduler_config, self.scales[0], meta)
+    def save(self, folder: str | Path, card: dict):
+        save_ldm_folder(folder, self.vae, self.unet, self.scheduler_config, self.scales[0], card)
 
 
 class PixelSR(DiffusionSR):
     family = "sr3"
     description = "pixel-space diffusion (SR3-style UNet2DModel) on the residual over bicubic, x0-prediction"
 
-    def __init__(self, name, unet, scheduler_config, scale, meta=None):
-        super().__init__(name, unet, scheduler_config, scale, meta)
-        self.residual_scale = float((meta or {}).get("residual_scale", 4.0))
+    def __init__(self, name, unet, scheduler_config, scale, card=None):
+        super().__init__(name, unet, scheduler_config, scale, card)
+        self.residual_scale = float((card or {}).get("residual_scale", 4.0))
 
     def _init_x0(self, lr, scale):
         return lr.new_zeros(1, 3, lr.shape[-2] * scale, lr.shape[-1] * scale)  # zero residual = bicubic
@@ -323,11 +323,11 @@ class PixelSR(DiffusionSR):
         return (x0 / self.residual_scale).add_(cond).clamp_(-1, 1)  # cond is the bicubic upsample
 
     @classmethod
-    def from_folder(cls, folder, name: str, meta: dict) -> PixelSR:
+    def from_folder(cls, folder, name: str, card: dict) -> PixelSR:
         folder = Path(folder)
         unet = _load(UNet2DModel, folder / "unet")
         scheduler = DDIMScheduler.load_config(folder / "scheduler")
-        return cls(name, unet, scheduler, int(meta["scales"][0]), meta)
+        return cls(name, unet, scheduler, int(card["scales"][0]), card)
 
 
 def _half_copy(model):
@@ -339,7 +339,7 @@ def _load(cls, folder: Path):
     return cls.from_pretrained(folder, use_safetensors=True, torch_dtype=torch.float32, low_cpu_mem_usage=False)
 
 
-def save_ldm_folder(folder, vae, unet, scheduler_config: dict, scale: int, meta: dict):
+def save_ldm_folder(folder, vae, unet, scheduler_config: dict, scale: int, card: dict):
     """diffusers layout; the 4x model is a stock ``LDMSuperResolutionPipeline`` folder."""
     from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
         LDMSuperResolutionPipeline,
@@ -354,7 +354,7 @@ def save_ldm_folder(folder, vae, unet, scheduler_config: dict, scale: int, meta:
     stock = (
         scale == 2 ** (len(vae.config.block_out_channels) - 1)
         and vae.config.latent_channels == 3
-        and not meta.get("latent_residual")
+        and not card.get("latent_residual")
     )
     if not stock:
         # Not the stock layout (the LR unshuffled or upsampled first, latent channels the stock
@@ -363,18 +363,18 @@ def save_ldm_folder(folder, vae, unet, scheduler_config: dict, scale: int, meta:
         index = json.loads((folder / "model_index.json").read_text())
         index["_class_name"] = "LatentSRPipeline"
         (folder / "model_index.json").write_text(json.dumps(index, indent=2))
-    from sr_models.cards import write_meta
+    from sr_models.cards import write_card
 
-    write_meta(folder, meta)
+    write_card(folder, card)
 
 
-def save_sr3_folder(folder, unet, scheduler_config: dict, meta: dict):
+def save_sr3_folder(folder, unet, scheduler_config: dict, card: dict):
     folder = Path(folder)
     _half_copy(unet).save_pretrained(str(folder / "unet"), safe_serialization=True)
     DDIMScheduler.from_config(scheduler_config).save_pretrained(str(folder / "scheduler"))
-    from sr_models.cards import write_meta
+    from sr_models.cards import write_card
 
-    write_meta(folder, meta)
+    write_card(folder, card)
 
 
 def build_unet(

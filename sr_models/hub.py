@@ -33,10 +33,10 @@ class PipelineFamily:
     model_class: str  # "module:Class", imported on first load (torch, diffusers)
     scales: tuple[int, ...]
     description: str
-    defaults: dict = field(default_factory=dict)  # the family class's meta: defaults a folder doesn't carry
+    defaults: dict = field(default_factory=dict)  # the family class's card: defaults a folder doesn't carry
     requires: tuple[str, ...] = ()  # packages the pipeline's components need
 
-    def meta(self) -> dict:
+    def card(self) -> dict:
         return {
             "family": self.family,
             "scales": list(self.scales),
@@ -145,7 +145,7 @@ def load_pipeline_folder(folder: str | Path, name: str | None = None):
     cls = family.model_class_()
     name = name or name_for(folder)
     try:
-        return cls.from_folder(folder, name, family.meta())
+        return cls.from_folder(folder, name, family.card())
     except ModelUnavailableError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as err:  # missing or broken component files
@@ -212,7 +212,7 @@ def download(repo_id: str, pipeline: bool | None = None) -> Path:
     """
     from huggingface_hub import model_info, snapshot_download
 
-    from sr_models.cards import META_FILE
+    from sr_models.cards import CARD_FILE
 
     try:
         files = {s.rfilename for s in (model_info(repo_id).siblings or [])}
@@ -221,7 +221,7 @@ def download(repo_id: str, pipeline: bool | None = None) -> Path:
             f"needs internet: could not reach {repo_id} ({_why_unreachable(err)}), and it is not in the local Hub cache"
         ) from err
     if pipeline is None:
-        pipeline = PIPELINE_INDEX in files and META_FILE not in files
+        pipeline = PIPELINE_INDEX in files and CARD_FILE not in files
     try:
         if pipeline:
             from diffusers import DiffusionPipeline

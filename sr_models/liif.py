@@ -182,7 +182,7 @@ def liif_loss(network: LIIFNet, lr: torch.Tensor, hr: torch.Tensor, pixels: torc
 
 def save_liif_folder(folder, network: LIIFNet, meta: dict) -> None:
     """Weights (diffusers layout, safetensors) and ``sr_model.json`` / card of a ``liif`` folder."""
-    from sr_models.cards import write_meta
+    from sr_models.cards import write_card
 
     network.save_pretrained(str(folder), safe_serialization=True)
-    write_meta(folder, {"family": "liif", "continuous": True, "scales": list(NOMINAL_SCALES), **meta})
+    write_card(folder, {"family": "liif", "continuous": True, "scales": list(NOMINAL_SCALES), **meta})

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sr_models.base import Availability, ModelUnavailableError, SRModel
 from sr_models.bicubic import BicubicSR
-from sr_models.cards import META_FILE, read_meta
+from sr_models.cards import CARD_FILE, read_card
 from sr_models.device import pick_device, pick_dtype
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -76,7 +76,7 @@ NOT_SR_FAMILIES = {"first-stage"}  # model folders that are parts of other model
 def load_model(folder: str | Path) -> SRModel:
     """Load a model folder (local path or a downloaded Hub snapshot) into its family's class."""
     folder = Path(folder)
-    if not (folder / META_FILE).exists():
+    if not (folder / CARD_FILE).exists():
         # --- stock diffusers pipeline folders (model_index.json, no sr_model.json): sr_models.hub ---
         from sr_models.hub import PIPELINE_INDEX, load_pipeline_folder
 
@@ -84,9 +84,9 @@ def load_model(folder: str | Path) -> SRModel:
             return load_pipeline_folder(folder)
         # --- end of the pipeline fallback ---
         raise ModelUnavailableError(
-            f"{folder} is not a model folder: it has no {META_FILE} (nor a diffusers {PIPELINE_INDEX})"
+            f"{folder} is not a model folder: it has no {CARD_FILE} (nor a diffusers {PIPELINE_INDEX})"
         )
-    meta = read_meta(folder)
+    meta = read_card(folder)
     family = meta.get("family")
     if family not in FAMILY_LOADERS:
         raise ModelUnavailableError(f"{folder}: unknown family {family!r} (known: {', '.join(FAMILY_LOADERS)})")
@@ -145,7 +145,7 @@ class _Deferred(SRModel):
 
 class FolderModel(_Deferred):
     def __init__(self, folder: Path):
-        meta = read_meta(folder)
+        meta = read_card(folder)
         super().__init__(meta["name"], meta["family"], meta["scales"], meta)
         self.folder = folder
 
@@ -236,7 +236,7 @@ def builtin_models() -> list[HubModel]:
                 name=entry.name,
                 family=family.family,
                 scales=family.scales,
-                meta=family.meta(),
+                meta=family.card(),
                 pipeline=True,
                 download_size_mb=entry.download_size_mb,
                 requires=family.requires,
@@ -250,10 +250,10 @@ def model_folders(folders) -> list[Path]:
     found = []
     for root in folders:
         root = Path(root)
-        if (root / META_FILE).exists():
+        if (root / CARD_FILE).exists():
             found.append(root)
         elif root.is_dir():
-            found += sorted(p for p in root.iterdir() if (p / META_FILE).exists())
+            found += sorted(p for p in root.iterdir() if (p / CARD_FILE).exists())
     return found
 
 
@@ -263,7 +263,7 @@ def discover(model_dirs=(), hub_ids=(), device=None, dtype=None) -> dict[str, SR
     models: dict[str, SRModel] = {"bicubic": BicubicSR()}
     dirs = [ASSETS, *model_dirs, *filter(None, os.environ.get(MODEL_DIRS_ENV, "").split(os.pathsep))]
     for folder in model_folders(dirs):
-        if read_meta(folder).get("family") in NOT_SR_FAMILIES:
+        if read_card(folder).get("family") in NOT_SR_FAMILIES:
             continue
         model = FolderModel(folder)
         models.setdefault(model.name, model)  # first one wins: shipped models can't be shadowed

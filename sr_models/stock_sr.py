@@ -48,7 +48,7 @@ class StockLDMSR(LatentSR):
     description = "stock LDM-SR pipeline (VQModel f=4 + UNet2DModel, LR concatenated), epsilon-prediction"
 
     @classmethod
-    def from_pipeline(cls, pipe, name: str, meta: dict | None = None) -> StockLDMSR:
+    def from_pipeline(cls, pipe, name: str, card: dict | None = None) -> StockLDMSR:
         vqvae, unet = pipe.vqvae, pipe.unet
         if unet.config.in_channels != vqvae.config.latent_channels + LR_CHANNELS:
             raise ModelUnavailableError(
@@ -56,15 +56,15 @@ class StockLDMSR(LatentSR):
                 f"({vqvae.config.latent_channels}) + LR ({LR_CHANNELS}): not a stock LDM-SR layout"
             )
         factor = 2 ** (len(vqvae.config.block_out_channels) - 1)  # the latent is at LR size: scale = f
-        model = cls(name, vqvae, unet, dict(pipe.scheduler.config), factor, meta)
-        model.description = (meta or {}).get("description", cls.description)
+        model = cls(name, vqvae, unet, dict(pipe.scheduler.config), factor, card)
+        model.description = (card or {}).get("description", cls.description)
         return model
 
     @classmethod
-    def from_folder(cls, folder, name: str, meta: dict | None = None) -> StockLDMSR:
+    def from_folder(cls, folder, name: str, card: dict | None = None) -> StockLDMSR:
         from diffusers import LDMSuperResolutionPipeline
 
-        return cls.from_pipeline(load_pipeline(LDMSuperResolutionPipeline, folder), name, meta)
+        return cls.from_pipeline(load_pipeline(LDMSuperResolutionPipeline, folder), name, card)
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """VQ encoder output before quantisation (decoding quantises, as the stock pipeline does)."""
@@ -123,8 +123,8 @@ class StableDiffusionUpscaleSR(LatentSR):
         "UNet2DConditionModel, guidance), v-prediction"
     )
 
-    def __init__(self, name: str, pipe, meta: dict | None = None):
-        meta = meta or {}
+    def __init__(self, name: str, pipe, card: dict | None = None):
+        card = card or {}
         factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         expected = pipe.vae.config.latent_channels + LR_CHANNELS
         if pipe.unet.config.in_channels != expected:
@@ -132,19 +132,19 @@ class StableDiffusionUpscaleSR(LatentSR):
                 f"{name}: the UNet takes {pipe.unet.config.in_channels} channels, not "
                 f"latent + LR = {expected}: not a stock SD upscaler layout"
             )
-        super().__init__(name, pipe.vae, TextGuidedUNet(pipe.unet), dict(pipe.scheduler.config), factor, meta)
+        super().__init__(name, pipe.vae, TextGuidedUNet(pipe.unet), dict(pipe.scheduler.config), factor, card)
         self.pipeline = pipe  # its text encoder, tokenizer, low-res scheduler and encode_prompt
-        self.description = meta.get("description", self.description)
-        self.prompt = meta.get("prompt", "")
-        self.negative_prompt = meta.get("negative_prompt", "")
-        self.guidance_scale = float(meta.get("guidance_scale", 9.0))
-        self.noise_level = int(meta.get("noise_level", 20))
+        self.description = card.get("description", self.description)
+        self.prompt = card.get("prompt", "")
+        self.negative_prompt = card.get("negative_prompt", "")
+        self.guidance_scale = float(card.get("guidance_scale", 9.0))
+        self.noise_level = int(card.get("noise_level", 20))
 
     @classmethod
-    def from_folder(cls, folder, name: str, meta: dict | None = None) -> StableDiffusionUpscaleSR:
+    def from_folder(cls, folder, name: str, card: dict | None = None) -> StableDiffusionUpscaleSR:
         from diffusers import StableDiffusionUpscalePipeline
 
-        return cls(name, load_pipeline(StableDiffusionUpscalePipeline, folder), meta)
+        return cls(name, load_pipeline(StableDiffusionUpscalePipeline, folder), card)
 
     @property
     def guided(self) -> bool:

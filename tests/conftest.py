@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sr_models.cards import write_meta
+from sr_models.cards import write_card
 from sr_models.degradation import center_crop
 from sr_models.diffusion_sr import (
     build_unet,
@@ -47,7 +47,7 @@ def save_tiny_regression(folder, scale: int = 2, name: str | None = None, seed: 
     net = EDSRLite(scale=scale, channels=4, num_blocks=1)
     torch.nn.init.normal_(net.tail.weight, std=0.01)  # not the bicubic identity: outputs differ
     net.save_pretrained(str(folder), safe_serialization=True)
-    write_meta(folder, {"name": name or f"tiny-regression-x{scale}", "family": "regression", "scales": [scale]})
+    write_card(folder, {"name": name or f"tiny-regression-x{scale}", "family": "regression", "scales": [scale]})
     return folder
 
 

@@ -130,7 +130,7 @@ def test_perceptual_adds_swd_and_diversity_without_weights(image_folder, tiny_mo
 
 
 def test_update_cards_writes_measured_rows(image_folder, tmp_path):
-    from sr_models.cards import read_meta
+    from sr_models.cards import read_card
     from tests.conftest import save_tiny_regression
 
     root = tmp_path / "models"
@@ -150,7 +150,7 @@ def test_update_cards_writes_measured_rows(image_folder, tmp_path):
     ]
     assert main(args) == 0
     assert main(args) == 0  # a second run replaces its row instead of adding one
-    meta = read_meta(root / "m")
+    meta = read_card(root / "m")
     assert len(meta["metrics"]) == 1
     row = meta["metrics"][0]
     summary = read_csv(tmp_path / "o" / "summary.csv")
@@ -249,15 +249,15 @@ def test_reconstruction_study_updates_the_first_stage_card(image_folder, tmp_pat
     import torch
 
     from comparisons.studies.cli import main as study_main
-    from sr_models.cards import read_meta, write_meta
+    from sr_models.cards import read_card, write_card
     from sr_models.first_stage import build_autoencoder
 
     torch.manual_seed(0)
     folder = tmp_path / "ae"
     build_autoencoder((8, 8, 8)).save_pretrained(str(folder), safe_serialization=True)
-    write_meta(folder, {"name": "ae", "family": "first-stage", "scales": [1]})
+    write_card(folder, {"name": "ae", "family": "first-stage", "scales": [1]})
     assert (
         study_main(["reconstruction", "--first-stage", str(folder), "--data", str(image_folder), "--update-card"]) == 0
     )
-    rows = read_meta(folder)["metrics"]
+    rows = read_card(folder)["metrics"]
     assert rows[0]["n_images"] == 3 and 0 < rows[0]["psnr_y"] < 40  # an untrained AE is far from exact

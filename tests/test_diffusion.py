@@ -277,9 +277,9 @@ def test_fold_latent_scale_keeps_reconstruction():
 def test_registry_lists_both_families_but_not_the_first_stage(tmp_path):
     tiny_ldm_folder(tmp_path / "ldm")
     tiny_sr3_folder(tmp_path / "sr3")
-    from sr_models.cards import write_meta
+    from sr_models.cards import write_card
 
-    write_meta(tmp_path / "ae", {"name": "ae", "family": "first-stage", "scales": [1]})
+    write_card(tmp_path / "ae", {"name": "ae", "family": "first-stage", "scales": [1]})
     models = discover(model_dirs=[tmp_path])
     assert models["tiny-ldm-x4"].family == "ldm" and models["tiny-sr3-x4"].family == "sr3"
     assert "ae" not in models
@@ -313,7 +313,7 @@ def test_regression_tiles_large_inputs(tiny_models_dir):
 
 def test_latent_residual_model_starts_as_the_decoded_upsample(tmp_path):
     """A zero-initialised latent-residual LDM returns decode(encode(upsampled LR)) whatever the noise."""
-    from sr_models.cards import read_meta, write_meta
+    from sr_models.cards import read_card, write_card
     from sr_models.diffusion_sr import to_image, torch_bicubic_up
 
     folder = tiny_ldm_folder(tmp_path / "res", scale=4)
@@ -323,7 +323,7 @@ def test_latent_residual_model_starts_as_the_decoded_upsample(tmp_path):
     state = load_file(unet_weights)
     state = {k: (torch.zeros_like(v) if k.startswith("conv_out") else v) for k, v in state.items()}
     save_file(state, unet_weights)
-    write_meta(folder, {**read_meta(folder), "latent_residual": True})
+    write_card(folder, {**read_card(folder), "latent_residual": True})
     model = load_model(folder)
     assert model.latent_residual
     lr = LR[:8, :8]

@@ -394,7 +394,7 @@ def test_sampler_names_are_written_once():
     from sr_models import diffusion_sr, hub, sampling, types
     from sr_models.training.cli import build_parser
 
-    stock_card = hub.PIPELINES["LDMSuperResolutionPipeline"].meta()
+    stock_card = hub.PIPELINES["LDMSuperResolutionPipeline"].card()
     assert stock_card["samplers"] == list(types.SAMPLERS)
     assert sampling.SAMPLERS is types.SAMPLERS and diffusion_sr.DiffusionSR.samplers is types.SAMPLERS
     sub = next(a for a in build_parser()._actions if a.dest == "family").choices["ldm"]

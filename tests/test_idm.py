@@ -110,7 +110,7 @@ def test_idm_recipe_trains_two_steps_on_a_liif_model_and_exports_one_folder(imag
     assert main(args) == 0
     assert (out / "liif" / "config.json").exists()  # the implicit model travels inside the folder
     model = load_model(out)
-    assert model.name == "idm-x" and model.meta["trained_scales"] == [1.0, 4.0]
+    assert model.name == "idm-x" and model.card["trained_scales"] == [1.0, 4.0]
     for s in SCALES:
         assert model.upscale(LR, s, SamplingSettings(steps=2)).image.shape == (*scaled_size(17, 20, s), 3)
     assert main(["idm", "--liif", str(tmp_path / "nothing"), "--out", str(tmp_path / "x"), *common]) == 2

@@ -66,9 +66,9 @@ def reconstruction_study(
 
 def _update_card(folder: Path, rows: list[dict], factor: int) -> None:
     """The rows as the first stage's measured metrics (scale 1), with the protocol in words."""
-    from sr_models.cards import read_meta, write_meta
+    from sr_models.cards import read_card, write_card
 
-    meta = read_meta(folder)
+    meta = read_card(folder)
     meta["metrics"] = [
         {k: round(v, 4) if isinstance(v, float) else v for k, v in {**r, "scale": 1}.items()} for r in rows
     ]
@@ -77,4 +77,4 @@ def _update_card(folder: Path, rows: list[dict], factor: int) -> None:
         f"to {factor}; PSNR/SSIM on BT.601 Y with {factor} px shaved: the ceiling of any "
         "LDM on this first stage. `python -m comparisons.studies reconstruction`."
     )
-    write_meta(folder, meta)
+    write_card(folder, meta)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from sr_models.cards import write_meta
+from sr_models.cards import write_card
 from sr_models.training.common import (
     add_common_arguments,
     channels_arg,
@@ -58,15 +58,15 @@ def run_autoencoder(args) -> dict:
         x = lr_tensor * 2 - 1
         return (net.decode(net.encode(x).latent_dist.mode()).sample + 1) / 2
 
-    def export(net, out, record):
+    def export(net, out, card):
         device = next(net.parameters()).device
         std = latent_std(net, [batch(10_000_000 + i).to(device) for i in range(4)])
         folded = torch.nn.Module.to(fold_latent_scale(net, 1.0 / std), torch.float16)  # fp16 file, loads as fp32
         folded.save_pretrained(str(out), safe_serialization=True)
-        record["latent_scale_folded"] = 1.0 / std
-        write_meta(out, record)
+        card["latent_scale_folded"] = 1.0 / std
+        write_card(out, card)
 
-    record = {
+    card = {
         "name": Path(args.out).name,
         "family": "first-stage",
         "scales": [1],
@@ -76,4 +76,4 @@ def run_autoencoder(args) -> dict:
         "init_from": init,
     }
     args.scale = 1  # validation compares reconstructions with the image itself
-    return fit(vae, loss_fn, args, reconstruct, export, record)
+    return fit(vae, loss_fn, args, reconstruct, export, card)

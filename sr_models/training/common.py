@@ -150,7 +150,7 @@ def train_config(args) -> TrainConfig:
     )
 
 
-def fit(model, loss_fn, args, upscale_tensor, export, record: dict) -> dict:
+def fit(model, loss_fn, args, upscale_tensor, export, card: dict) -> dict:
     """Train a diffusers-config model with the shared Trainer; validation goes through ``upscale_tensor``."""
     trainer = Trainer(
         model,
@@ -159,7 +159,7 @@ def fit(model, loss_fn, args, upscale_tensor, export, record: dict) -> dict:
         validate_fn=make_validator(args, upscale_tensor),
         export_fn=export,
         model_config={k: list(v) if isinstance(v, tuple) else v for k, v in dict(model.config).items()},
-        record=record,
+        card=card,
     )
     return trainer.train()
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from sr_models.cards import write_meta
+from sr_models.cards import write_card
 from sr_models.regression import EDSRLite
 from sr_models.training.common import (
     add_common_arguments,
@@ -47,11 +47,11 @@ def run_gan(args) -> dict:
         lr, hr = global_batch(sampler, key, args.batch_size)
         return gan_loss(net, local(lr), local(hr), args.adv_weight)
 
-    def export(net, out, record):
+    def export(net, out, card):
         net.generator.save_pretrained(str(out), safe_serialization=True)
-        write_meta(out, record)
+        write_card(out, card)
 
-    record = {
+    card = {
         "name": name,
         "family": "gan",
         "scales": [args.scale],
@@ -69,6 +69,6 @@ def run_gan(args) -> dict:
         validate_fn=make_validator(args, lambda net, x: net.generator(x)),
         export_fn=export,
         model_config=json_ready(model_config),
-        record=record,
+        card=card,
     )
     return trainer.train()

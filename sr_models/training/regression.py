@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from sr_models.cards import write_meta
+from sr_models.cards import write_card
 from sr_models.regression import EDSRLite
 from sr_models.training.common import add_common_arguments, data_note, fit, global_batch, init_weights
 from sr_models.training.patches import PatchSampler
@@ -32,11 +32,11 @@ def run_regression(args) -> dict:
         lr, hr = global_batch(sampler, key, args.batch_size)
         return F.l1_loss(net(local(lr)), local(hr))
 
-    def export(net, out, record):
+    def export(net, out, card):
         net.save_pretrained(str(out), safe_serialization=True)
-        write_meta(out, record)
+        write_card(out, card)
 
-    record = {
+    card = {
         "name": name,
         "family": "regression",
         "scales": [args.scale],
@@ -45,4 +45,4 @@ def run_regression(args) -> dict:
         "LR by MATLAB-bicubic imresize",
         "init_from": init,
     }
-    return fit(model, loss_fn, args, lambda net, x: net(x), export, record)
+    return fit(model, loss_fn, args, lambda net, x: net(x), export, card)

@@ -13,7 +13,7 @@ gloo processes on the CPU), and a resumed run sees the same batches whatever the
 Layout of a run folder ``OUT``:
 
 * ``OUT/`` — the exported model (diffusers ``save_pretrained`` layout with EMA weights,
-  ``sr_model.json`` with the training record, ``README.md`` model card), rewritten at every
+  ``sr_model.json``, the card with its training section, and ``README.md`` rendered from it), rewritten at every
   checkpoint so a killed run always leaves a usable model;
 * ``OUT/checkpoint/`` — the training state (weights, EMA, optimizer, step, clock). It is replaced
   atomically (write ``checkpoint.tmp``, then rename), so a kill at any instant leaves either the
@@ -100,7 +100,7 @@ class Trainer:
     ``key`` numbers the micro-batch (``step * gradient_accumulation + micro``: the step itself
     without accumulation); the loss draws its global batch from it and keeps its ``local`` slice.
 
-    ``validate_fn(model) -> dict`` runs on the EMA weights; ``export_fn(model, out, record)``
+    ``validate_fn(model) -> dict`` runs on the EMA weights; ``export_fn(model, out, card)``
     writes the usable model folder; ``model_config`` (the model's constructor arguments) is
     compared on resume so a checkpoint is never loaded into a different architecture.
     """
@@ -114,7 +114,7 @@ class Trainer:
         validate_fn: Callable[[torch.nn.Module], dict] | None = None,
         export_fn: Callable[[torch.nn.Module, Path, dict], None] | None = None,
         model_config: dict | None = None,
-        record: dict | None = None,
+        card: dict | None = None,
     ):
         # One process may train several models in turn (the zoo command, tests): each Trainer sets its
         # own precision; the process group (PartialState) is kept.
@@ -136,7 +136,7 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0  # seconds of training over all resumed runs
         self.history: list[dict] = []
-        self.record = dict(record or {})
+        self.card = dict(card or {})
         self.out = Path(config.out)
         self.ckpt_dir = self.out / CHECKPOINT
 
@@ -218,8 +218,8 @@ class Trainer:
     def export(self, validation: dict | None):
         if not self.is_main:
             return
-        record = dict(self.record)
-        record["training"] = {
+        card = dict(self.card)
+        card["training"] = {
             "command": self.cfg.command,
             "steps": self.step,
             "batch_size": self.cfg.batch_size,
@@ -235,7 +235,7 @@ class Trainer:
             "last_validation": validation,
         }
         if self.export_fn is not None:
-            self._with_ema(lambda m: self.export_fn(m, self.out, record))
+            self._with_ema(lambda m: self.export_fn(m, self.out, card))
 
     # ----- loop --------------------------------------------------------------------------------
     def _validate(self) -> dict | None:
