@@ -7,7 +7,7 @@ from pathlib import Path
 
 # The columns of a stage's ``StageResult.facts()`` every stage table shares, in their order.
 STAGE_SETTING_COLUMNS = ["scale", "input", "output", "steps", "sampler", "eta", "seed", "strength"]
-STAGE_COST_COLUMNS = ["nfe", "seconds", "projection_seconds", "peak_memory_mb"]
+STAGE_COST_COLUMNS = ["nfe", "tiles", "seconds", "projection_seconds", "peak_memory_mb"]
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
