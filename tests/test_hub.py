@@ -88,11 +88,28 @@ def tiny_clip_tokenizer(folder):
     return CLIPTokenizer.from_pretrained(str(folder), model_max_length=16)
 
 
+def tiny_clip_text_encoder(vocab_size: int):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+        hidden_size=16,
+        intermediate_size=32,
+        num_attention_heads=2,
+        num_hidden_layers=2,
+        vocab_size=vocab_size,
+        max_position_embeddings=16,
+        hidden_act="gelu",
+        projection_dim=16,
+    )
+    return CLIPTextModel(config)
+
+
 def tiny_sd_upscale_pipeline(tmp) -> StableDiffusionUpscalePipeline:
     """SD x4 upscaler's layout: AutoencoderKL f=4 (4 latent channels, scaling 0.08333), a text- and
     class-conditioned UNet2DConditionModel on latent + noised LR (7 channels), CLIP text encoder."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
     tokenizer = tiny_clip_tokenizer(tmp / "tokenizer-src")
     torch.manual_seed(0)
     vae = AutoencoderKL(
@@ -118,21 +135,7 @@ def tiny_sd_upscale_pipeline(tmp) -> StableDiffusionUpscalePipeline:
         num_class_embeds=1000,
         norm_num_groups=8,
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-            hidden_size=16,
-            intermediate_size=32,
-            num_attention_heads=2,
-            num_hidden_layers=2,
-            vocab_size=len(tokenizer),
-            max_position_embeddings=16,
-            hidden_act="gelu",
-            projection_dim=16,
-        )
-    )
+    text_encoder = tiny_clip_text_encoder(len(tokenizer))  # drawn after the VAE and UNet, as before
     low_res_scheduler = DDPMScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02)
     scheduler = DDIMScheduler(
         prediction_type="v_prediction",
