@@ -258,6 +258,125 @@ def run_perception(args, parser, argv) -> int:
     return 0
 
 
+def _add_scales_arguments(p: argparse.ArgumentParser) -> None:
+    from comparisons.studies.scales import DEFAULT_CASCADES, DEFAULT_MODELS, MIN_LR_SIDE, SCALES
+
+    p.add_argument(
+        "--models",
+        default=DEFAULT_MODELS,
+        help="comma-separated lines; a+b+c: fixed-scale models of which the shortest route runs at each scale",
+    )
+    p.add_argument("--cascades", default=DEFAULT_CASCADES, help="cascades, run beyond their stages' own scales")
+    p.add_argument("--scales", default=",".join(f"{s:g}" for s in SCALES), help="comma-separated real scales")
+    p.add_argument("--idm-steps", type=int, help="steps of the idm models (default: their own, the fidelity setting)")
+    p.add_argument("--swd-patches", type=int, default=128, help="SWD patches per image and pyramid level")
+    p.add_argument("--data", action="append", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--crop", type=int, default=128, help="HR center crop, up to the scale's multiple (0: whole)")
+    p.add_argument("--min-lr", type=int, default=MIN_LR_SIDE, help="at least this many LR pixels a side in a crop")
+    p.add_argument("--limit", type=int)
+    p.add_argument("--split", default="all", choices=SPLITS, help="'val': the training pool's held-out split")
+    p.add_argument("--model-dir", action="append", default=[])
+    add_settings_arguments(p)
+    add_device_arguments(p)
+
+
+def _stage_names(spec: str) -> list[str]:
+    """The model names a spec runs: ``a>b@4~3`` -> a, b."""
+    return [stage.split("@")[0].strip() for stage in spec.split("~")[0].split(">")]
+
+
+def _scales_models(args) -> tuple[list, list, list[str]]:
+    """The model groups (``a+b``) and cascades of the scales study; names not found are skipped with a note."""
+    known = discover(model_dirs=args.model_dir, device=args.device, dtype=args.dtype)
+    groups, cascades, notes = [], [], []
+    items = [(g, False) for g in args.models.split(",")] + [(c, True) for c in args.cascades.split(",")]
+    for item, is_cascade in items:
+        names = [n.strip() for n in item.split("+") if n.strip()]
+        missing = [n for n in names if any(s not in known for s in _stage_names(n))]
+        if missing:
+            notes.append(f"skipped {', '.join(missing)}: not found")
+        found = get_models([n for n in names if n not in missing], known)
+        if found:
+            (cascades.extend if is_cascade else groups.append)(found)
+    return groups, cascades, notes
+
+
+def _scale_list(text: str) -> list[int | float]:
+    from sr_models.resized import checked_scale
+
+    scales = []
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        try:
+            value = float(item)
+        except ValueError:
+            raise SRInputError(f"--scales: {item!r} is not a number (e.g. 2,2.5,3)") from None
+        scales.append(checked_scale(value, "--scales"))
+    return scales
+
+
+def run_scales(args, parser, argv) -> int:
+    import gc
+    from dataclasses import replace
+
+    from comparisons.studies.scales import answer, scales_study
+    from sr_models.swd import SWDProtocol
+
+    try:
+        scales = _scale_list(args.scales)
+        settings = settings_from_args(args)
+        if settings.lr_projection is None:
+            settings = replace(settings, lr_projection=0)  # raw, as every quality floor here
+        groups, cascades, notes = _scales_models(args)
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        gc.freeze()  # the libraries' objects out of the collections every measured run starts with (~0.5 s each)
+        try:
+            rows = scales_study(
+                groups,
+                args.data,
+                Path(args.out),
+                cascades=cascades,
+                scales=scales,
+                crop=args.crop or None,
+                min_lr=args.min_lr,
+                limit=args.limit,
+                split=args.split,
+                settings=settings,
+                idm_steps=args.idm_steps,
+                protocol=SWDProtocol(patches_per_image=args.swd_patches),
+                notes=notes,
+                command="python -m comparisons.studies " + " ".join(argv or sys.argv[1:]),
+            )
+        finally:
+            gc.unfreeze()
+    except (ValueError, *MODEL_ERRORS) as err:
+        return _error(err)
+    print("\n".join(answer(rows)))
+    print(f"wrote {args.out}/scales.csv, scales.html, run_card.md ({len(rows)} rows)")
+    return 0
+
+
+def _add_uncertainty_arguments(p: argparse.ArgumentParser) -> None:
+    _add_model_study_arguments(p, "10")
+    p.add_argument("--k", type=int, default=8, help="posterior samples per image (2-16)")
+
+
+def run_uncertainty(args, parser, argv) -> int:
+    from dataclasses import replace
+
+    from comparisons.studies.uncertainty import uncertainty_study
+
+    try:
+        (models, scale, data, out, steps), keywords = _model_study_inputs(args)
+        settings = replace(keywords.pop("settings"), steps=steps[0])
+        uncertainty_study(models, scale, data, out, settings, args.k, **keywords)
+    except (ValueError, *MODEL_ERRORS) as err:
+        return _error(err)
+    print(f"wrote {args.out}/uncertainty.csv and uncertainty_summary.csv")
+    return 0
+
+
 # sub-command -> (help, add its arguments, run it); the order of ``--help``
 SUB_COMMANDS = {
     "steps": (
@@ -284,6 +403,11 @@ SUB_COMMANDS = {
         "the perception-distortion plane: PSNR-Y against SWD (no pretrained weights), detail, diversity",
         _add_perception_arguments,
         run_perception,
+    ),
+    "scales": (
+        "continuous scales: any-scale models vs fixed models plus resize and cascades, 2x to 16x",
+        _add_scales_arguments,
+        run_scales,
     ),
 }
 
