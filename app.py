@@ -12,17 +12,17 @@ starts the server.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import signal
 import sys
-
-import gradio as gr
+import tempfile
 
 from sr_models.device import DEVICE_ENV, DTYPE_ENV, add_device_arguments, pick_device, pick_dtype
 from sr_models.types import SRInputError
-from ui.layout import build_app
 
-__all__ = ["build_app", "main"]
+GRADIO_CACHE_ENV = "GRADIO_TEMP_DIR"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,12 +42,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def private_gradio_cache() -> str:
+    """Gradio's cache (uploads and served files, tens of MB) in a folder of this process, removed at
+    exit; a folder set in GRADIO_TEMP_DIR is the user's and stays."""
+    if os.environ.get(GRADIO_CACHE_ENV):
+        return os.environ[GRADIO_CACHE_ENV]
+    folder = tempfile.mkdtemp(prefix="sr_lab_gradio_")
+    os.environ[GRADIO_CACHE_ENV] = folder  # before gradio is imported: some of it reads this once
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
 def main(argv=None):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped server still removes its scratch folder
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # a stopped server still removes its folders
+    private_gradio_cache()
+    import gradio as gr
+
+    from ui.layout import CSS, build_app
+
     demo = build_app()
     demo.queue(default_concurrency_limit=1, max_size=32)  # one CPU job at a time, a waiting line for a class
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=gr.themes.Soft())
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, theme=gr.themes.Soft(), css=CSS)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from comparisons.evaluate import evaluate
-from comparisons.serving import MODE_HR, MODE_LR, LoadedModels, check_output_size, image_size
+from comparisons.serving import MODE_HR, MODE_LR, LoadedModels, check_output_size, frame_count, image_size
 from comparisons.serving import stage_models as stage_models  # re-exported: run_record imports it from here
 from sr_models.base import SRInputError, StepInfo, UpscaleResult
 from sr_models.degradation import degrade
@@ -56,13 +57,7 @@ class Comparison:
                 )
             row["LR-PSNR (dB)"] = round(s["lr_psnr"], 2)
             row.update(_settings_columns(result.stages))
-            row.update(
-                {
-                    "NFE": facts["nfe"],
-                    "seconds": round(facts["seconds"], 3),
-                    "peak MB": round(facts["peak_memory_mb"], 1),
-                }
-            )
+            row.update(_cost_columns(facts))
             rows.append(row)
             if len(result.stages) > 1:
                 for i, stage in enumerate(result.stages):
@@ -71,12 +66,24 @@ class Comparison:
                         {
                             "model": f"  stage {i + 1}: {stage.model} ({st['input']} → {st['output']})",
                             **_settings_columns([stage]),
-                            "NFE": st["nfe"],
-                            "seconds": round(st["seconds"], 3),
-                            "peak MB": round(st["peak_memory_mb"], 1),
+                            **_cost_columns(st),
                         }
                     )
         return rows
+
+
+# What a run cost, as short headers; optional facts (a tile count, the time spent decoding kept
+# trajectory frames) get a column only when ``facts()`` reports them.
+COST_COLUMNS = (("nfe", "NFE", 0), ("tiles", "tiles", 0), ("seconds", "seconds", 3))
+COST_COLUMNS += (("trajectory_seconds", "traj. s", 3), ("peak_memory_mb", "peak MB", 1))
+
+
+def _cost_columns(facts: dict) -> dict:
+    out = {}
+    for key, header, digits in COST_COLUMNS:
+        if key in facts and facts[key] is not None:
+            out[header] = round(facts[key], digits) if digits else facts[key]
+    return out
 
 
 def _settings_columns(stages) -> dict:
@@ -91,7 +98,7 @@ def _settings_columns(stages) -> dict:
         "steps": joined(s.steps for s in settings),
         "sampler": "+".join(dict.fromkeys(s.sampler for s in settings if s.sampler)),
         "eta": joined(s.eta for s in settings),
-        "seed": settings[0].seed if settings else "",
+        "seed": "" if not settings or settings[0].seed is None else str(settings[0].seed),  # text: exact in a browser
         "back-proj.": joined(s.lr_projection or 0 for s in settings),
     }
 
@@ -105,6 +112,9 @@ def prepare_input(source, mode: str, scale: int, max_pixels: int | None = None, 
     if size is not None:
         check_output_size(*size, mode, scale, max_output)
     image, notes = load_image(source, max_pixels=max_pixels)
+    frames = frame_count(source) if isinstance(source, (str, Path)) else 1
+    if frames > 1 and not any("frame" in n for n in notes):
+        notes.append(f"animated image: only the first of its {frames} frames is used")
     h, w = image.shape[:2]
     check_output_size(w, h, mode, scale, max_output)  # the decoded size (sources without a header)
     if mode == MODE_LR:

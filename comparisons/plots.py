@@ -2,7 +2,23 @@
 
 from __future__ import annotations
 
+import math
+
 import plotly.graph_objects as go
+
+STEPS_1_2_5 = (1, 2, 5)
+
+
+def log_axis(values, title: str) -> dict:
+    """A log axis labelled at 1-2-5 steps with whole numbers ("0.2", "5", "10"), never plotly's bare
+    minor digits ("5 6 7 8 9 1"); the values are what will be drawn (positive)."""
+    positive = [v for v in values if v and v > 0]
+    if not positive:
+        return {"title": title, "type": "log"}
+    low, high = math.floor(math.log10(min(positive))), math.ceil(math.log10(max(positive)))
+    ticks = [m * 10.0**e for e in range(low, high + 1) for m in STEPS_1_2_5]
+    ticks = [t for t in ticks if min(positive) / 2 <= t <= max(positive) * 2]
+    return {"title": title, "type": "log", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
 
 
 def benchmark_figure(summary: list[dict], title: str = "") -> go.Figure:
@@ -25,7 +41,7 @@ def benchmark_figure(summary: list[dict], title: str = "") -> go.Figure:
         )
     fig.update_layout(
         title={"text": title, "font": {"size": 11}},
-        xaxis={"title": "seconds per image (log)", "type": "log"},
+        xaxis=log_axis([max(r["seconds_per_image"], 1e-4) for r in summary], "seconds per image (log)"),
         yaxis={"title": "PSNR-Y (dB)"},
         template="plotly_white",
     )

@@ -23,6 +23,8 @@ from sr_models.types import SamplingSettings
 MODE_HR = "hr"  # the image is a reference: degrade it, upscale the LR, compare to it
 MODE_LR = "lr"  # the image is the low-resolution input: upscale it, nothing to compare to
 
+EXIF_ORIENTATION = 0x0112
+ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 MAX_OUTPUT_PIXELS_ENV = "SR_MAX_OUTPUT_PIXELS"
 # 4 MP (2000x2000) per output: a 500x500 input at 4x, 125x125 at 16x. On a 2-core CPU Space that
 # is already minutes for a pixel-space diffusion model (see ``TimeEstimator``); a 256x256 input at
@@ -74,9 +76,21 @@ def image_size(source) -> tuple[int, int] | None:
         if isinstance(source, np.ndarray):
             return source.shape[1], source.shape[0]
         with Image.open(Path(source)) as img:
-            return img.size
+            width, height = img.size
+            if img.getexif().get(EXIF_ORIENTATION) in ROTATED:  # the loader turns it upright
+                return height, width
+            return width, height
     except Exception:  # any unreadable input: load_image gives the message
         return None
+
+
+def frame_count(source) -> int:
+    """How many frames the file holds (an animated GIF: several; the loader keeps the first)."""
+    try:
+        with Image.open(Path(source)) as img:
+            return int(getattr(img, "n_frames", 1))
+    except Exception:  # not a file Pillow can open: one image, or the loader's message
+        return 1
 
 
 def stage_models(model) -> list:

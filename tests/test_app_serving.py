@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import handle_file  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 import ui.lab  # noqa: E402
@@ -34,7 +34,7 @@ from comparisons.serving import MODE_HR, MODE_LR, LoadedModels, TimeEstimator, c
 from comparisons.views import INPUT_VIEW, zoom_crops  # noqa: E402
 from sr_models.registry import discover, get_models  # noqa: E402
 from sr_models.types import SamplingSettings  # noqa: E402
-from tests.conftest import NO_CASCADE, SlowUNet, compare_output, served, shown, wait_for  # noqa: E402
+from tests.conftest import NO_CASCADE, SlowUNet, compare_output, served, shown, started_app, wait_for  # noqa: E402
 from tests.conftest import app_models as tiny  # noqa: E402
 from ui.layout import build_app  # noqa: E402
 from ui.parse import MAX_VIEWS, MODES, Job  # noqa: E402
@@ -415,3 +415,46 @@ def test_readme_front_matter_is_a_valid_space_config():
     )
     assert str(meta["sdk_version"]) == pinned
     assert {"title", "emoji", "colorFrom", "colorTo", "pinned"} <= set(meta)
+
+
+# --- 10. checks before the run slot -----------------------------------------------------------------------
+@pytest.mark.server
+def test_a_bad_request_is_answered_at_once_while_a_long_run_holds_the_slot(tiny_models_dir, lr_png, tmp_path):
+    models = tiny(tiny_models_dir)
+    slow = SlowUNet(models["tiny-ldm-x4"], delay=0.05)
+    with served(models, tmp_path / "examples") as (demo, client):
+        long_run = client.submit(handle_file(str(lr_png)), "tiny-ldm-x4", 4, 200, "", 0, "", api_name="/upscale")
+        wait_for(lambda: slow.calls >= 3, 60, "the long run to start")
+        answers = []
+        for endpoint, args in (
+            ("/upscale", [handle_file(str(lr_png)), "bicubic", 2, -3, "", 0, ""]),
+            ("/compare", [handle_file(str(lr_png)), LR_MODE, 2, ["bicubic"], 0, "", 2, 0, True, -1, *NO_CASCADE]),
+        ):
+            t0 = time.monotonic()
+            with pytest.raises(AppError, match="steps must be at least 0|eta must be a number from 0 to 1"):
+                client.predict(*args, api_name=endpoint)
+            answers.append(time.monotonic() - t0)
+        other = Client(client.src, verbose=False)  # another visitor: a cancel in one session stops only its runs
+        waiting = other.submit(handle_file(str(lr_png)), "bicubic", 2, 0, "", 0, "", api_name="/upscale")
+        wait_for(lambda: demo.lab.queue_ahead()[0] == 2, 10, "the second run to wait")
+        estimate = demo.handlers.estimate(str(lr_png), LR_MODE, 2, ["bicubic"], 0, "", *NO_CASCADE)
+        assert slow.calls < 200, "the long run ended before the bad requests were answered"
+        long_run.cancel()
+        waiting.result(timeout=60)
+    print(f"bad requests answered in {answers} s during a 200-step run")
+    assert max(answers) < 1.0
+    assert "**2 run(s) ahead** of yours" in estimate
+
+
+@pytest.mark.server
+def test_gradios_cache_goes_with_the_server(lr_png, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    with started_app(tmp_path / "server.log", {"TMPDIR": str(tmp)}) as app:
+        Client(app.url, verbose=False).predict(
+            handle_file(str(lr_png)), "bicubic", 2, 0, "", 0, "", api_name="/upscale"
+        )
+        caches = [p for p in tmp.iterdir() if p.name.startswith("sr_lab_gradio_")]
+        assert len(caches) == 1 and any(caches[0].rglob("*.png")), "the upload was not cached in the app's folder"
+    assert not caches[0].exists(), "Gradio's cache was left behind"
+    assert not (tmp / "gradio").exists()

@@ -1,6 +1,8 @@
-"""The app in a real browser (Debian's chromium driven by playwright): pick an example, run a 4x
-comparison of bicubic and a fast model, see the outputs, move the before/after slider, click an
-output to zoom, download the run record.
+"""The app in a real browser (Debian's chromium driven by playwright) at 1280x720: the run button and
+the models in the first screen; pick an example, run a 4x comparison of bicubic and a fast model, see
+the grid scrolled into view, move the before/after slider, click an output to zoom, download the run
+record; out-of-range numbers typed in the page get a message and nothing runs; a seed shown in the
+page, typed back, gives the same image. Screenshots go to /tmp/sr_lab_*.png.
 
 Skipped, with the reason, where chromium or playwright is missing; ``.ci/run`` sets
 SR_REQUIRE_BROWSER=1, and then a missing browser is a failure instead."""
@@ -13,16 +15,22 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.conftest import started_app
 
 CHROMIUM_ENV = "SR_CHROMIUM"  # path of the browser; default: chromium on PATH
 REQUIRE_ENV = "SR_REQUIRE_BROWSER"
 WANTED = ("bicubic", "regression-x4")
+VIEWPORT = {"width": 1280, "height": 720}
+SHOTS = Path(tempfile.gettempdir())
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 
@@ -55,11 +63,29 @@ def app_url(tmp_path_factory):
     assert "Traceback" not in log.read_text()
 
 
+@pytest.fixture(scope="module")
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    page = browser.new_page(viewport=VIEWPORT, accept_downloads=True)
+    page.set_default_timeout(60_000)
+    yield page
+    page.close()
+
+
 def _tick_only(page, wanted):
     """Tick exactly the models named in ``wanted``."""
     from playwright.sync_api import expect
 
-    boxes = page.locator("input[type=checkbox]")
+    boxes = page.locator("#models input[type=checkbox]")
     expect(boxes.first).to_be_visible()
     for i in range(boxes.count()):
         box = boxes.nth(i)
@@ -70,6 +96,18 @@ def _tick_only(page, wanted):
             box.uncheck()
 
 
+def _in_first_screen(page, selector: str) -> dict:
+    box = page.locator(selector).first.bounding_box()
+    assert box and 0 <= box["y"] and box["y"] + box["height"] <= VIEWPORT["height"], (selector, box)
+    return box
+
+
+def _sampling(page):
+    """Open the 'Diffusion sampling' accordion (once)."""
+    if not page.locator("#steps input").is_visible():
+        page.get_by_text("Diffusion sampling").click()
+
+
 def _start_long_run(page, url):
     """ldm-x4 at 200 steps on the first example, until its progress shows steps."""
     from playwright.sync_api import expect
@@ -77,8 +115,8 @@ def _start_long_run(page, url):
     page.goto(url)
     page.locator(".gallery-item").first.click()
     _tick_only(page, ["ldm-x4"])
-    page.get_by_text("Diffusion sampling").click()
-    steps = page.get_by_label("number input for Steps (0 = model default)")
+    _sampling(page)
+    steps = page.locator("#steps input")
     steps.fill("200")
     steps.press("Enter")
     expect(page.locator("#estimate")).to_contain_text(
@@ -100,71 +138,61 @@ def _quick_run(page, url, timeout_ms):
     expect(page.locator("#view2")).to_contain_text("bicubic")
 
 
-def test_a_class_runs_a_comparison_in_the_browser(chromium, app_url, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+def _drag_the_slider(page):
+    """The before/after slider: drag its handle from the middle to a quarter."""
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720}, accept_downloads=True)
-            page.set_default_timeout(60_000)
-            page.goto(app_url)
-            page.locator(".gallery-item").first.click()  # the first example (astronaut, 256x256)
-            _tick_only(page, WANTED)  # bicubic and one fast model
-            expect(page.locator("#estimate")).to_contain_text("estimated time")
-            expect(page.locator("#estimate")).to_contain_text("Output 256x256")
+    page.get_by_role("tab", name="Slider").click()
+    pair = page.locator("#pair")
+    expect(pair).to_contain_text("input (LR, nearest) ◀ ▶ bicubic")
+    handle = pair.locator("[data-testid=slider]").first
+    expect(handle).to_be_visible()
+    pair.scroll_into_view_if_needed()
+    box = pair.locator("img").first.bounding_box()
+    before = handle.bounding_box()
+    page.mouse.move(before["x"] + before["width"] / 2, before["y"] + before["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.25, before["y"] + before["height"] / 2, steps=8)
+    page.mouse.up()
+    after = handle.bounding_box()
+    assert after["x"] < before["x"] - box["width"] * 0.1, (before, after)
 
-            page.click("#run")
-            # the grid: reference, input, bicubic, regression-x4
-            for i, caption in enumerate(["reference (HR)", "input (LR, nearest)", *WANTED]):
-                expect(page.locator(f"#view{i} img")).to_be_visible(timeout=180_000)
-                expect(page.locator(f"#view{i}")).to_contain_text(caption)
-            expect(page.locator("#view4")).to_be_hidden()
-            expect(page.locator("#status")).to_contain_text("256x256 (4x)")
 
-            # the before/after slider: drag its handle from the middle to a quarter
-            page.get_by_role("tab", name="Slider").click()
-            pair = page.locator("#pair")
-            expect(pair).to_contain_text("input (LR, nearest) ◀ ▶ bicubic")
-            handle = pair.locator("[data-testid=slider]").first
-            expect(handle).to_be_visible()
-            pair.scroll_into_view_if_needed()
-            box = pair.locator("img").first.bounding_box()
-            before = handle.bounding_box()
-            page.mouse.move(before["x"] + before["width"] / 2, before["y"] + before["height"] / 2)
-            page.mouse.down()
-            page.mouse.move(box["x"] + box["width"] * 0.25, before["y"] + before["height"] / 2, steps=8)
-            page.mouse.up()
-            after = handle.bounding_box()
-            assert after["x"] < before["x"] - box["width"] * 0.1, (before, after)
+def _zoom(page):
+    """Click a point of an output: every image zooms into the same spot; typed coordinates work too."""
+    from playwright.sync_api import expect
 
-            # click a point of an output: every image zooms into the same spot
-            view = page.locator("#view3 img")
-            shown = view.bounding_box()
-            view.click(position={"x": shown["width"] * 0.25, "y": shown["height"] * 0.75})
-            page.get_by_role("tab", name="Zoom").click()
-            crops = page.locator("#crops img")
-            expect(crops).to_have_count(4)
-            x = page.get_by_label("centre x (output px)")
-            y = page.get_by_label("centre y (output px)")
-            expect(x).not_to_have_value("")
-            assert abs(int(x.input_value()) - 64) <= 3 and abs(int(y.input_value()) - 192) <= 3
-            expect(page.locator("#crops")).to_contain_text("regression-x4 [")
-            x.fill("200")  # typed coordinates work too: centre (200, 40), 64 px, on the 4-px LR grid
-            y.fill("40")
-            y.press("Enter")
-            expect(page.locator("#crops")).to_contain_text("regression-x4 [168:232, 8:72]")
+    view = page.locator("#view3 img")
+    view.scroll_into_view_if_needed()
+    shown = view.bounding_box()
+    view.click(position={"x": shown["width"] * 0.25, "y": shown["height"] * 0.75})
+    page.get_by_role("tab", name="Zoom").click()
+    expect(page.locator("#crops img")).to_have_count(4)
+    x = page.get_by_label("centre x (output px)")
+    y = page.get_by_label("centre y (output px)")
+    expect(x).not_to_have_value("")
+    assert abs(int(x.input_value()) - 64) <= 3 and abs(int(y.input_value()) - 192) <= 3
+    expect(page.locator("#crops")).to_contain_text("regression-x4 [")
+    x.fill("200")  # centre (200, 40), 64 px, on the 4-px LR grid
+    y.fill("40")
+    y.press("Enter")
+    expect(page.locator("#crops")).to_contain_text("regression-x4 [168:232, 8:72]")
 
-            # the run record
-            page.get_by_role("tab", name="Run record").click()
-            button = page.locator("#download")
-            expect(button).to_be_visible()
-            with page.expect_download() as caught:
-                button.click()
-            path = tmp_path / caught.value.suggested_filename
-            caught.value.save_as(path)
-        finally:
-            browser.close()
+
+def _download_record(page, folder: Path) -> Path:
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Run record").click()
+    button = page.locator("#download")
+    expect(button).to_be_visible()
+    with page.expect_download() as caught:
+        button.click()
+    path = folder / caught.value.suggested_filename
+    caught.value.save_as(path)
+    return path
+
+
+def _check_record(path: Path):
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         rows = list(csv.DictReader(io.StringIO(zf.read("metrics.csv").decode())))
@@ -176,24 +204,121 @@ def test_a_class_runs_a_comparison_in_the_browser(chromium, app_url, tmp_path):
     assert Path(path).name.startswith("sr_lab_run_x4_")
 
 
-def test_stop_and_a_closed_tab_free_the_server(chromium, app_url):
+def test_a_class_runs_a_comparison_in_the_browser(page, app_url, tmp_path):
+    from playwright.sync_api import expect
+
+    page.goto(app_url)
+    expect(page.locator("#run")).to_be_visible()
+    page.screenshot(path=str(SHOTS / "sr_lab_first_screen.png"))
+    _in_first_screen(page, "#run")  # at 1280x720: the button, the scale and the ticked models
+    _in_first_screen(page, "#models input[type=checkbox]:checked")
+    page.locator(".gallery-item").first.click()  # the first example (astronaut, 256x256)
+    _tick_only(page, WANTED)  # bicubic and one fast model
+    expect(page.locator("#estimate")).to_contain_text("estimated time")
+    expect(page.locator("#estimate")).to_contain_text("Output 256x256")
+
+    page.click("#run")
+    for i, caption in enumerate(["reference (HR)", "input (LR, nearest)", *WANTED]):  # the grid
+        expect(page.locator(f"#view{i} img")).to_be_visible(timeout=180_000)
+        expect(page.locator(f"#view{i}")).to_contain_text(caption)
+    expect(page.locator("#view4")).to_be_hidden()
+    expect(page.locator("#status")).to_contain_text("256x256 (4x)")
+    page.wait_for_timeout(500)  # the scroll after the run
+    page.screenshot(path=str(SHOTS / "sr_lab_after_run.png"))
+    _in_first_screen(page, "#view0")  # the results, not the form, after a run
+
+    page.get_by_role("tab", name="Metrics").click()
+    breaks = page.locator("#metrics th").first.evaluate("e => getComputedStyle(e).wordBreak")
+    assert breaks == "keep-all"  # headers break between words, never "ste ps"
+    expect(page.locator("#quality")).to_be_visible()  # a reference: quality vs time has points
+    page.screenshot(path=str(SHOTS / "sr_lab_metrics.png"))
+    _drag_the_slider(page)
+    _zoom(page)
+    _check_record(_download_record(page, tmp_path))
+
+
+@pytest.mark.parametrize(
+    "field,typed,message",
+    [
+        ("#steps input", "1e9", "steps must be at most 200, got 1000000000"),
+        ("#steps input", "-3", "steps must be at least 0, got -3"),
+        ("#eta input", "2", "eta must be a number from 0 to 1, got 2"),
+    ],
+)
+def test_out_of_range_numbers_typed_in_the_page_get_a_message_and_nothing_runs(page, app_url, field, typed, message):
+    from playwright.sync_api import expect
+
+    page.goto(app_url)
+    page.locator(".gallery-item").first.click()
+    _tick_only(page, ["bicubic"])
+    _sampling(page)
+    page.locator(field).fill(typed)
+    page.locator(field).press("Tab")
+    page.click("#run")
+    expect(page.get_by_text(message).first).to_be_visible(timeout=10_000)
+    expect(page.locator(field)).to_have_value(typed if typed != "1e9" else re.compile(r"1e9|1000000000"))
+    page.wait_for_timeout(1000)
+    expect(page.locator("#view0")).to_be_hidden()  # nothing ran
+    page.screenshot(path=str(SHOTS / f"sr_lab_refused_{typed}.png"))
+
+
+def _run_with_seed(page, seed: str, before: str | None = None) -> tuple[str, np.ndarray]:
+    """Type ``seed``, run, and wait for the ldm-x4 output to change from ``before`` (Gradio names a
+    served file by its content: the same image keeps its address). Returns its address and pixels."""
+    from playwright.sync_api import expect
+
+    view = page.locator("#view2 img")
+    box = page.locator("#seed textarea, #seed input").first
+    box.fill(seed)
+    box.press("Tab")
+    page.click("#run")
+    expect(view).to_be_visible(timeout=180_000)
+    if before:
+        expect(view).not_to_have_attribute("src", before, timeout=180_000)
+    expect(page.locator("#view2")).to_contain_text("ldm-x4")
+    src = view.get_attribute("src")
+    return src, np.asarray(Image.open(io.BytesIO(httpx.get(src, timeout=30).content)).convert("RGB"))
+
+
+def _shown_seed(page) -> str:
+    """The seed cell of the table's first row, as the page shows it."""
+    page.get_by_role("tab", name="Metrics").click()
+    headers = page.locator("#metrics thead th")
+    names = [headers.nth(i).inner_text().strip() for i in range(headers.count())]
+    row = page.locator("#metrics .virtual-row").first.locator(".body-cell")  # Gradio's virtual table
+    cells = [row.nth(i).inner_text().strip() for i in range(row.count())]
+    assert "seed" in names and len(cells) == len(names), (names, cells)
+    return cells[names.index("seed")]
+
+
+def test_a_seed_shown_in_the_page_typed_back_gives_the_same_image(page, app_url):
+    seed = "5836529245451711556"  # above 2^53: as a JavaScript number it would read ...1711000
+    page.goto(app_url)
+    page.locator(".gallery-item").first.click()
+    _tick_only(page, ["ldm-x4"])
+    _sampling(page)
+    first_src, first = _run_with_seed(page, seed)
+    shown = _shown_seed(page)
+    page.screenshot(path=str(SHOTS / "sr_lab_seed.png"))
+    assert shown == seed
+    other_src, other = _run_with_seed(page, str(int(seed) + 1), before=first_src)  # the last digit matters
+    assert not np.array_equal(first, other)
+    again_src, again = _run_with_seed(page, shown, before=other_src)
+    assert again_src == first_src and np.array_equal(first, again)
+
+
+def test_stop_and_a_closed_tab_free_the_server(browser, page, app_url):
     """A 200-step run stopped with the Stop button, then one left running in a closed tab: each time a
     quick run right after finishes in seconds, so the server really stopped (one run at a time)."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
-            page.set_default_timeout(60_000)
-            _start_long_run(page, app_url)
-            page.click("#stop")
-            expect(page.locator("#status")).to_contain_text("Stopped.", timeout=5_000)
-            _quick_run(page, app_url, timeout_ms=30_000)
+    _start_long_run(page, app_url)
+    page.click("#stop")
+    expect(page.locator("#status")).to_contain_text("Stopped.", timeout=5_000)
+    _quick_run(page, app_url, timeout_ms=30_000)
 
-            closing = browser.new_page(viewport={"width": 1280, "height": 720})
-            _start_long_run(closing, app_url)
-            closing.close()  # Gradio notices the lost heartbeat and calls the app's unload: the run stops
-            _quick_run(page, app_url, timeout_ms=45_000)
-        finally:
-            browser.close()
+    closing = browser.new_page(viewport=VIEWPORT)
+    closing.set_default_timeout(60_000)
+    _start_long_run(closing, app_url)
+    closing.close()  # Gradio notices the lost heartbeat and calls the app's unload: the run stops
+    _quick_run(page, app_url, timeout_ms=45_000)

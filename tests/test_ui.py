@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import types
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from comparisons.compare import Comparison, prepare_input
+from comparisons.plots import log_axis
+from comparisons.serving import MODE_LR, image_size
 from sr_models.types import SamplingSettings, SRInputError
 from tests.conftest import NO_CASCADE, app_models
 from ui.handlers import CompareOutputs, Handlers
@@ -109,3 +115,58 @@ def test_a_cascade_at_a_scale_it_does_not_reach_names_the_scales_it_does(handler
     spec = "tiny-regression-x2>tiny-regression-x2>tiny-ldm-x4"
     with pytest.raises(Exception, match=r"= 16x, not 8x; its first stages reach 2x, 4x, 16x \(a cascade has at most 4"):
         asyncio.run(handlers.upscale(str(lr_png), spec, 8, 0, "", 0))
+
+
+def test_the_cascade_builder_says_when_the_scale_already_fits(handlers):
+    builder = ("tiny-regression-x2", "tiny-ldm-x4", "", 0, 0, 0)
+    assert "runs at the chosen Scale" in handlers.describe_cascade(8, *builder)
+    assert "set the Scale to 8" not in handlers.describe_cascade(8, *builder)
+    assert "set the Scale to 8 to run it" in handlers.describe_cascade(4, *builder)
+
+
+def test_no_empty_plot_without_a_reference_and_seeds_as_text(handlers, lr_png):
+    seed = 5836529245451711556  # above 2^53: a JavaScript number would round it
+    outputs = asyncio.run(
+        handlers.compare(str(lr_png), LR_MODE, 2, ["tiny-regression-x2"], 0, "", 0, str(seed), False, -1, *NO_CASCADE)
+    )
+    shown = dict(zip(CompareOutputs.api_names(), outputs))
+    assert shown["plot"] is None  # low-resolution mode: nothing to score, no "Quality vs time" box
+    assert handlers.show_plot(outputs[-1]).visible is False
+    table = shown["table"].value
+    row = dict(zip(table["headers"], table["data"][0]))
+    assert row["seed"] == str(seed)
+
+
+def test_estimate_uses_the_upright_size_of_an_exif_rotated_jpeg(handlers, tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40 wide and 20 high, shown 20 wide and 40 high
+    Image.new("RGB", (40, 20)).save(path, exif=exif)
+    assert image_size(path) == (20, 40)
+    text = handlers.estimate(str(path), LR_MODE, 2, ["bicubic"], 0, "", *NO_CASCADE)
+    assert "**Output** 40x80" in text
+
+
+def test_an_animated_gif_gets_a_note_about_its_frames(tmp_path):
+    path = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (24, 24), colour) for colour in ("red", "green", "blue")]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    _, _, notes = prepare_input(str(path), MODE_LR, 2)
+    assert any("frame" in note and "first" in note for note in notes), notes
+
+
+def test_log_axes_are_labelled_in_whole_numbers():
+    axis = log_axis([0.03, 0.4, 7.0], "seconds")
+    assert axis["type"] == "log" and axis["ticktext"][0] == "0.02" and "5" in axis["ticktext"]
+    assert all(not label.endswith(".0") for label in axis["ticktext"])
+    assert axis["tickvals"] == sorted(axis["tickvals"]) and max(axis["tickvals"]) <= 14
+
+
+def test_optional_cost_facts_get_their_own_short_columns():
+    stage = types.SimpleNamespace(settings=SamplingSettings(seed=3), facts=lambda: {})
+    facts = {"nfe": 2, "tiles": 9, "seconds": 1.23456, "trajectory_seconds": 0.5, "peak_memory_mb": 10.0}
+    result = types.SimpleNamespace(model="m", stages=[stage], facts=lambda: facts)
+    scores = {"psnr_y": None, "ssim_y": None, "lr_psnr": 40.0}
+    comparison = Comparison(lr=np.zeros((4, 4, 3), np.uint8), hr=None, scale=2, results=[result], scores=[scores])
+    row = comparison.table()[0]
+    assert (row["NFE"], row["tiles"], row["seconds"], row["traj. s"], row["seed"]) == (2, 9, 1.235, 0.5, "3")

@@ -105,9 +105,13 @@ def metrics_table(comparison) -> gr.Dataframe:
     return gr.Dataframe(value=[[row.get(h, "") for h in headers] for row in table], headers=headers)
 
 
+def has_quality_plot(comparison) -> bool:
+    return comparison.hr is not None and bool(comparison.results)
+
+
 def quality_plot(comparison):
-    """Quality against time, when there is a reference to score against (else None)."""
-    if comparison.hr is None or not comparison.results:
+    """Quality against time when there is a reference to score against, else None (its box is hidden)."""
+    if not has_quality_plot(comparison):
         return None
     rows = [
         {**r.facts(), "dataset": "this image", "seconds_per_image": r.seconds, **s}
@@ -142,7 +146,8 @@ class Handlers:
         return gr.CheckboxGroup(value=self.models_for(scale) if scale in SCALES else [])
 
     # checking and estimating ------------------------------------------------------------------------
-    def describe_cascade(self, *builder) -> str:
+    def describe_cascade(self, scale, *builder) -> str:
+        """What the builder's stages make, and whether the chosen Scale runs it."""
         try:
             spec, _ = cascade_from_builder(builder[:MAX_STAGES], builder[MAX_STAGES:])
             if spec is None:
@@ -150,7 +155,10 @@ class Handlers:
             cascade = parse_cascade(spec, self.models)
         except USER_ERRORS as err:
             return f"⚠ {err.args[0] if err.args else err}"
-        return f"**{cascade.name}** = {cascade.scales[0]}x: set the Scale to {cascade.scales[0]} to run it."
+        total = cascade.scales[0]
+        if scale == total:
+            return f"**{cascade.name}** = {total}x: runs at the chosen Scale, next to the ticked models."
+        return f"**{cascade.name}** = {total}x: set the Scale to {total} to run it."
 
     def estimate(self, image, mode, scale, names, steps, sampler, *builder) -> str:
         """The output size against the limit and the expected run time, before running."""
@@ -166,9 +174,11 @@ class Handlers:
             return "⚠ the file is not an image the server can read."
         total = sum(s for _, s in per_model)
         parts = ", ".join(f"{n} {format_seconds(s).removeprefix('about ')}" for n, s in per_model)
+        waiting, ahead = self.lab.queue_ahead()
+        queue = f" · **{waiting} run(s) ahead** of yours, {format_seconds(ahead)} more" if waiting else ""
         return (
             f"**Output** {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.2f} of {max_output_pixels() / 1e6:.1f} MP "
-            f"allowed) · **estimated time** {format_seconds(total)} ({parts}); weights load once, on first use."
+            f"allowed) · **estimated time** {format_seconds(total)} ({parts}){queue}; weights load once, on first use."
         )
 
     # running ----------------------------------------------------------------------------------------
@@ -304,6 +314,10 @@ class Handlers:
             raise user_error(err) from None
         image, slider, caption = trajectory_view(state and state["comparison"], model, index)
         return gr.Image(value=image, label=caption), slider
+
+    def show_plot(self, state):
+        """The "Quality vs time" box: shown only when the run drew something in it."""
+        return gr.Column(visible=bool(state) and has_quality_plot(state["comparison"]))
 
     def show_last_frame(self, state, model):
         return self.show_frame(state, model, None)

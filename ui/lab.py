@@ -102,6 +102,31 @@ def cascade_scale_problem(model, scale: int) -> str | None:
     )
 
 
+class ProgressLine:
+    """The progress line of a run: which model, its step and phase (preparing, sampling, decoding and
+    tiles after the last step), and a word when the run takes longer than its estimate."""
+
+    def __init__(self, progress, estimate: float):
+        self.progress, self.estimate, self.start = progress, estimate, time.monotonic()
+        self.name = ""
+
+    def _over(self) -> str:
+        elapsed = time.monotonic() - self.start
+        if self.estimate and elapsed > self.estimate:
+            return f" · {elapsed:.0f} s, over the estimate of {self.estimate:.0f} s"
+        return ""
+
+    def model(self, index: int, total: int, name: str) -> None:
+        self.name = f"{name} ({index + 1}/{total})"
+        self.progress((index, total), desc=f"{self.name}: loading, encoding the input{self._over()}", unit="models")
+
+    def step(self, info) -> None:
+        done = info.step + 1
+        phase = "sampling" if done < info.total else "decoding, tiles and back-projection"
+        stage = f" · stage {info.stage}" if info.stage and info.stage not in self.name else ""
+        self.progress((done, info.total), desc=f"{self.name}{stage}: step {done}/{info.total}, {phase}{self._over()}")
+
+
 class Lab:
     """One heavy run at a time (a lock: a stopped run's last step still finishes before the next run
     starts), Stop per browser session, the loaded-model bound, estimates and scratch files."""
@@ -243,10 +268,7 @@ class Lab:
         models = self.chosen(job.names)
         size = self.check_size(job)
         keep = frames_to_keep(size[0] * size[1] if size else 1_000_000) if job.record else 0
-        on_model = on_step = None
-        if progress is not None:
-            on_model = lambda i, n, name: progress((i, n), desc=f"{name} ({i + 1}/{n})")  # noqa: E731
-            on_step = lambda info: progress((info.step + 1, info.total), desc=f"{info.stage}: step")  # noqa: E731
+        reporter = ProgressLine(progress, self._predict_total(job)) if progress is not None else None
         return run_comparison(
             job.source,
             job.mode,
@@ -254,8 +276,8 @@ class Lab:
             models,
             settings=job.settings,
             keep_frames=keep,
-            on_model=on_model,
-            on_step=on_step,
+            on_model=reporter and reporter.model,
+            on_step=reporter and reporter.step,
             stop=stop,
             loaded=self.loaded,
             on_result=self.estimator.observe,

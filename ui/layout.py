@@ -29,7 +29,10 @@ from ui.lab import Lab
 from ui.parse import MAX_PROJECTION, MAX_STAGES, MAX_STEPS, MAX_VIEWS, MODES, SCALES
 from ui.studies import studies_tab
 
-HEAVY = "heavy"  # the concurrency group of every model run
+# Headers break between words only (not "ste ps"); the page passes this to launch(css=...).
+CSS = "#metrics th, #metrics th * { word-break: keep-all; overflow-wrap: normal; hyphens: none; }"
+SHOW_GRID = """() => { const status = document.getElementById('status');
+  if (status) window.scrollTo({top: status.getBoundingClientRect().top + window.scrollY - 8, behavior: 'instant'}); }"""
 TABLE_HEADERS = ["model", "PSNR-Y (dB)", "SSIM-Y", "LR-PSNR (dB)", "steps", "sampler", "eta", "seed"]
 TABLE_HEADERS += ["back-proj.", "NFE", "seconds"]
 NO_CASCADE_TEXT = "Pick two or more stages; the cascade runs next to the ticked models."
@@ -62,11 +65,15 @@ def device_note(models: dict) -> str:
 
 
 def _sampling_inputs(page: SimpleNamespace) -> None:
+    # Number boxes without minimum/maximum: the browser never changes what was typed (1e9 steps, -3,
+    # eta 2); the handler answers out-of-range values with the same message as the API.
     with gr.Accordion("Diffusion sampling", open=False):
-        page.steps = SliderIn(0, MAX_STEPS, value=0, step=1, label="Steps (0 = model default)")
-        page.sampler = DropdownIn(["", *SAMPLERS], value="", label="Sampler (empty = model default)")
-        page.eta = SliderIn(0, 1, value=0, step=0.05, label="DDIM eta")
-        page.seed = NumberIn(0, precision=0, minimum=0, label="Seed")
+        with gr.Row():
+            page.steps = NumberIn(0, label=f"Steps (0 = model default, at most {MAX_STEPS})", elem_id="steps")
+            page.sampler = DropdownIn(["", *SAMPLERS], value="", label="Sampler (empty = model default)")
+        with gr.Row():
+            page.eta = NumberIn(0, step=0.05, label="DDIM eta (0 to 1)", elem_id="eta")
+            page.seed = TextboxIn("0", label="Seed (a whole number below 2^63)", elem_id="seed")
         page.record = CheckboxIn(True, label="Record the denoising trajectory (every step up to 25)")
 
 
@@ -77,35 +84,34 @@ def _cascade_builder(page: SimpleNamespace, models: dict) -> None:
             with gr.Row():
                 label = f"stage {i + 1}" + (" (optional)" if i > 1 else "")
                 page.stage_models.append(DropdownIn(["", *stage_choices(models)], value="", label=label))
-                page.stage_steps.append(NumberIn(0, precision=0, minimum=0, label="steps (0 = default)"))
+                page.stage_steps.append(NumberIn(0, label="steps (0 = default)"))
         page.cascade_info = gr.Markdown(NO_CASCADE_TEXT)
 
 
 def _input_column(page: SimpleNamespace, handlers: Handlers, examples: list[str]) -> None:
+    # At 1280x720 the button, the scale and the ticked models are in the first screen; the image
+    # and the examples follow (an example is ready on the first click).
     with gr.Column(scale=1, min_width=320):
-        page.image = UploadImage(
-            label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"], height=220
-        )
-        gr.Examples(examples=examples, inputs=page.image, label="Examples (scikit-image samples, a test chart)")
-        page.mode = RadioIn(list(MODES), value=list(MODES)[0], label="What is this image?")
-        page.scale = DropdownIn(SCALES, value=4, label="Scale")
         with gr.Row():
-            page.run = gr.Button("Upscale", variant="primary", elem_id="run")
-            page.stop = gr.Button("Stop", variant="stop", elem_id="stop")
+            page.scale = DropdownIn(SCALES, value=4, label="Scale", min_width=70, scale=1, container=False)
+            page.run = gr.Button("Upscale", variant="primary", elem_id="run", scale=2, min_width=100)
+            page.stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1, min_width=60)
         page.estimate = gr.Markdown(elem_id="estimate")
         page.names = CheckboxGroupIn(
             model_choices(handlers.models),
             value=handlers.models_for(4),
             label="Models (all that run at the chosen scale are ticked)",
+            elem_id="models",
         )
+        page.image = UploadImage(
+            label="Image", type="filepath", image_mode=None, sources=["upload", "clipboard"], height=180
+        )
+        gr.Examples(examples=examples, inputs=page.image, label="Examples (scikit-image samples, a test chart)")
+        page.mode = RadioIn(list(MODES), value=list(MODES)[0], label="What is this image?")
         _sampling_inputs(page)
         _cascade_builder(page, handlers.models)
-        page.projection = SliderIn(
-            -1,
-            MAX_PROJECTION,
-            value=-1,
-            step=1,
-            label="LR back-projection iterations (-1 = each model's default, 0 = off)",
+        page.projection = NumberIn(
+            -1, label=f"LR back-projection iterations (-1 = each model's default, 0 = off, at most {MAX_PROJECTION})"
         )
 
 
@@ -157,8 +163,13 @@ def _slider_and_zoom_tabs(page: SimpleNamespace) -> None:
 
 def _metrics_and_trajectory_tabs(page: SimpleNamespace) -> None:
     with gr.Tab("Metrics"):
-        page.table = gr.Dataframe(value=[], headers=TABLE_HEADERS, label="Metrics", interactive=False, wrap=True)
-        page.plot = gr.Plot(label="Quality vs time")
+        page.table = gr.Dataframe(
+            value=[], headers=TABLE_HEADERS, label="Metrics", interactive=False, wrap=True, elem_id="metrics"
+        )
+        # shown only when a run has a reference to score against (no empty box); a Column, because
+        # a Plot that starts hidden does not draw when it is shown
+        with gr.Column(visible=False) as page.plot_box:
+            page.plot = gr.Plot(label="Quality vs time", elem_id="quality")
     with gr.Tab("Trajectories"):
         with gr.Row():
             page.trajectory_model = DropdownIn([], label="model", allow_custom_value=True)
@@ -191,11 +202,9 @@ def _api_endpoint(handlers: Handlers):
         inputs += [TextboxIn(), NumberIn(), TextboxIn(value="")]
         outputs = [gr.Image(type="filepath", format="png"), gr.JSON()]
         button = gr.Button()
-    # One heavy job at a time across every endpoint (the app and the API share one queue slot):
-    # concurrent runs would only slow each other down and make the reported seconds wrong.
-    return button.click(
-        handlers.upscale, inputs, outputs, api_name="upscale", concurrency_id=HEAVY, concurrency_limit=1
-    )
+    # Not limited by Gradio's queue: the handler checks the request at once, then waits for the Lab's
+    # single run slot (one heavy job at a time across every endpoint, so the seconds stay honest).
+    return button.click(handlers.upscale, inputs, outputs, api_name="upscale", concurrency_limit=None)
 
 
 def compare_outputs(page: SimpleNamespace) -> list:
@@ -220,8 +229,8 @@ def _wire_inputs(page: SimpleNamespace, handlers: Handlers, demo: gr.Blocks) -> 
     """What changes while the user fills in the form: ticks per scale, the cascade text, the estimate."""
     page.scale.change(handlers.tick_for_scale, page.scale, page.names, api_name=False)
     builder = [*page.stage_models, *page.stage_steps]
-    for control in builder:
-        control.change(handlers.describe_cascade, builder, page.cascade_info, api_name=False)
+    for control in [page.scale, *builder]:
+        control.change(handlers.describe_cascade, [page.scale, *builder], page.cascade_info, api_name=False)
     estimate_inputs = [page.image, page.mode, page.scale, page.names, page.steps, page.sampler, *builder]
     for control in estimate_inputs:
         control.change(
@@ -239,13 +248,10 @@ def _wire_run(page: SimpleNamespace, handlers: Handlers, api_event, demo: gr.Blo
     inputs = [page.image, page.mode, page.scale, page.names, page.steps, page.sampler, page.eta, page.seed]
     inputs += [page.record, page.projection, *page.stage_models, *page.stage_steps]
     run_event = page.run.click(
-        handlers.compare,
-        inputs,
-        compare_outputs(page),
-        api_name="compare",
-        concurrency_id=HEAVY,
-        concurrency_limit=1,
+        handlers.compare, inputs, compare_outputs(page), api_name="compare", concurrency_limit=None
     )
+    run_event.success(None, js=SHOW_GRID, api_name=False)  # the results, not the form, after a run
+    run_event.success(handlers.show_plot, page.state, page.plot_box, api_name=False)
     zoomed = [page.crops, page.zx, page.zy]
     run_event.success(handlers.zoom_centre, [page.state, page.zsize, page.zmag], zoomed, api_name=False).success(
         handlers.run_record, page.state, page.download, api_name="run_record"
