@@ -10,7 +10,7 @@ import pytest
 
 from comparisons.studies.cli import SUB_COMMANDS, build_parser
 
-STUDY_MODULES = ["steps", "spread", "cascade", "reconstruction", "perception", "scales"]
+STUDY_MODULES = ["steps", "spread", "cascade", "reconstruction", "perception", "scales", "uncertainty"]
 
 
 def doc_examples(module_name: str) -> list[str]:

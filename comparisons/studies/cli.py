@@ -409,6 +409,11 @@ SUB_COMMANDS = {
         _add_scales_arguments,
         run_scales,
     ),
+    "uncertainty": (
+        "K posterior samples per image: does the per-pixel spread predict the error (Spearman, AUSE)",
+        _add_uncertainty_arguments,
+        run_uncertainty,
+    ),
 }
 
 
