@@ -1,7 +1,7 @@
 """The uncertainty study: does a sampler's spread say where its errors are?
 
-    python -m comparisons.studies uncertainty --models ldm-x4,sr3-x4 --data ../shared/data/train/BSDS200 \
-        --split val --crop 128 --k 8 --steps 10 --eta 1 --out results/uncertainty
+    python -m comparisons.studies uncertainty --models ldm-x4,sr3-x4 --scale 4 --data ../shared/data/train/BSDS200 \
+        --split val --crop 128 --k 8 --steps-list 10 --eta 1 --out results/uncertainty
 
 For every image, K posterior samples (``comparisons.posterior.explore_posterior``: seeds 0..K-1) give
 a per-pixel std map; its Spearman correlation with the |error| of their mean, and the AUSE of its
