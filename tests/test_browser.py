@@ -124,6 +124,7 @@ def _start_long_run(page, url):
     )
     page.click("#run")
     expect(page.locator(".progress-text").first).to_contain_text(re.compile(r"[1-9]\d*/200 steps"), timeout=120_000)
+    expect(page.locator(".progress-level-inner").first).to_contain_text(re.compile(r"ldm-x4 \(1/1\): step \d+/200"))
 
 
 def _quick_run(page, url, timeout_ms):
@@ -230,7 +231,8 @@ def test_a_class_runs_a_comparison_in_the_browser(page, app_url, tmp_path):
     page.get_by_role("tab", name="Metrics").click()
     breaks = page.locator("#metrics th").first.evaluate("e => getComputedStyle(e).wordBreak")
     assert breaks == "keep-all"  # headers break between words, never "ste ps"
-    expect(page.locator("#quality")).to_be_visible()  # a reference: quality vs time has points
+    expect(page.locator("#quality .js-plotly-plot")).to_be_visible()  # a reference: quality vs time has points
+    expect(page.locator("#quality")).to_contain_text("regression-x4")
     page.screenshot(path=str(SHOTS / "sr_lab_metrics.png"))
     _drag_the_slider(page)
     _zoom(page)

@@ -12,10 +12,10 @@ from PIL import Image
 from comparisons.compare import Comparison, prepare_input
 from comparisons.plots import log_axis
 from comparisons.serving import MODE_LR, image_size
-from sr_models.types import SamplingSettings, SRInputError
+from sr_models.types import SamplingSettings, SRInputError, StepInfo
 from tests.conftest import NO_CASCADE, app_models
 from ui.handlers import CompareOutputs, Handlers
-from ui.lab import Lab
+from ui.lab import Lab, ProgressLine
 from ui.parse import MODES, compare_job, parse_settings, upscale_job
 
 HR_MODE, LR_MODE = list(MODES)
@@ -170,3 +170,17 @@ def test_optional_cost_facts_get_their_own_short_columns():
     comparison = Comparison(lr=np.zeros((4, 4, 3), np.uint8), hr=None, scale=2, results=[result], scores=[scores])
     row = comparison.table()[0]
     assert (row["NFE"], row["tiles"], row["seconds"], row["traj. s"], row["seed"]) == (2, 9, 1.235, 0.5, "3")
+
+
+def test_the_progress_line_names_the_phase_and_a_run_over_its_estimate(monkeypatch):
+    calls = []
+    line = ProgressLine(lambda value, desc, unit="steps": calls.append((value, desc, unit)), estimate=10.0)
+    line.model(0, 2, "ldm-x4")
+    line.step(StepInfo(step=0, total=3, timestep=999, stage="ldm-x4"))
+    line.step(StepInfo(step=2, total=3, timestep=1, stage="ldm-x4"))
+    assert calls[0] == ((0, 2), "ldm-x4 (1/2): loading, encoding the input", "models")
+    assert calls[1][:2] == ((1, 3), "ldm-x4 (1/2): step 1/3, sampling")
+    assert calls[2][1] == "ldm-x4 (1/2): step 3/3, decoding, tiles and back-projection"
+    monkeypatch.setattr(line, "start", line.start - 12)
+    line.step(StepInfo(step=1, total=3, timestep=500, stage="ldm-x4"))
+    assert "over the estimate of 10 s" in calls[-1][1]
