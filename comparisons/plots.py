@@ -21,6 +21,31 @@ def log_axis(values, title: str) -> dict:
     return {"title": title, "type": "log", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]}
 
 
+def tidy_log_axes(fig: go.Figure) -> go.Figure:
+    """Every log axis of ``fig`` (subplots too) labelled by ``log_axis`` from the values drawn on it."""
+    for name in fig.layout.to_plotly_json():
+        if not name.startswith(("xaxis", "yaxis")) or fig.layout[name].type != "log":
+            continue
+        letter, ref = name[0], name[0] + name[5:]  # "xaxis2" -> "x2"
+        values = []
+        for trace in fig.data:
+            if (getattr(trace, f"{letter}axis", None) or letter) == ref and getattr(trace, letter, None) is not None:
+                values += [v for v in getattr(trace, letter) if isinstance(v, (int, float))]
+        ticks = log_axis(values, "")
+        fig.layout[name].update(tickvals=ticks.get("tickvals"), ticktext=ticks.get("ticktext"))
+    return fig
+
+
+def rename_traces(fig: go.Figure, names: dict[str, str]) -> go.Figure:
+    """Legend entries renamed (e.g. the cascade study's "reference" group, which means the baselines)."""
+    for trace in fig.data:
+        if trace.name in names:
+            trace.name = names[trace.name]
+            if trace.legendgroup in names:
+                trace.legendgroup = names[trace.legendgroup]
+    return fig
+
+
 def benchmark_figure(summary: list[dict], title: str = "") -> go.Figure:
     """PSNR-Y against seconds per image, one marker per model and dataset: quality vs cost at a glance."""
     fig = go.Figure()

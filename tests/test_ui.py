@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from comparisons.compare import Comparison, prepare_input
-from comparisons.plots import log_axis
+from comparisons.plots import log_axis, rename_traces, tidy_log_axes
 from comparisons.serving import MODE_LR, image_size
 from sr_models.types import SamplingSettings, SRInputError, StepInfo
 from tests.conftest import NO_CASCADE, app_models
@@ -184,3 +184,17 @@ def test_the_progress_line_names_the_phase_and_a_run_over_its_estimate(monkeypat
     monkeypatch.setattr(line, "start", line.start - 12)
     line.step(StepInfo(step=1, total=3, timestep=500, stage="ldm-x4"))
     assert "over the estimate of 10 s" in calls[-1][1]
+
+
+def test_study_figures_get_whole_number_log_ticks_and_baselines_in_the_legend():
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2)
+    fig.add_trace(go.Scatter(x=[1, 2, 20], y=[1, 2, 3], name="reference", legendgroup="reference"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[0.01, 0.3], y=[1, 2], name="ldm-x4"), row=1, col=2)
+    fig.update_xaxes(type="log")
+    tidy = rename_traces(tidy_log_axes(fig), {"reference": "baselines"})
+    assert list(tidy.layout.xaxis.ticktext) == ["1", "2", "5", "10", "20"]
+    assert list(tidy.layout.xaxis2.ticktext) == ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5"]
+    assert [t.name for t in tidy.data] == ["baselines", "ldm-x4"]

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from comparisons.plots import rename_traces, tidy_log_axes
+
 STUDIES = Path(__file__).resolve().parent.parent / "assets" / "studies"
 # (csv under the studies folder, the text above its plot, module:function of its figure, the plot's label)
 SHIPPED = (
@@ -45,6 +47,11 @@ def _figure(where: str):
     return getattr(importlib.import_module(module), name)
 
 
+def _tidy(fig):
+    """Log axes in whole-number labels; the cascade study's "reference" group named what it is."""
+    return rename_traces(tidy_log_axes(fig), {"reference": "baselines"})
+
+
 def studies_tab(folder: Path = STUDIES):
     """The shipped study results as interactive plots: a class sees them without running anything."""
     from comparisons.studies.cascade import figure, heatmaps, load_rows
@@ -59,7 +66,7 @@ def studies_tab(folder: Path = STUDIES):
         "without back-projection onto the LR (`bp` / `raw`), pooled over Set5, Set14 and BSD100; dashed: the "
         "Pareto front. Hover a point for its configuration. How it was run: `assets/studies/cascade/run_card.md`."
     )
-    gr.Plot(figure(rows), label="quality vs cost")
+    gr.Plot(_tidy(figure(rows)), label="quality vs cost")
     gr.Plot(heatmaps(rows), label="the split of steps between the stages")
     from comparisons.records import read_csv
 
@@ -67,4 +74,4 @@ def studies_tab(folder: Path = STUDIES):
         path = folder / csv_path
         if path.exists():
             gr.Markdown(f"{text} How it was run: `assets/studies/{path.parent.name}/README.md`.")
-            gr.Plot(_figure(where)(read_csv(path)), label=label)
+            gr.Plot(_tidy(_figure(where)(read_csv(path))), label=label)
