@@ -115,6 +115,8 @@ def test_the_answer_sorts_scales_by_who_wins():
     (line,) = [t for t in answer(rows) if "beats" in t]
     assert "at 3x (+1.00 dB vs f then resize to 3x)" in line
     assert "does not at 6x (-0.50 dB vs g then resize to 6x)" in line
+    alone = [r for r in rows if r["route"] == "continuous"]
+    assert "all: no fixed model + resize ran at c's scales" in answer(alone)
 
 
 def test_the_csv_page_and_card_are_written(study, image_folder):

@@ -295,6 +295,9 @@ def answer_where_continuous_wins(rows: list[dict], dataset: str) -> list[str]:
             (wins if row["psnr_y"] > best["psnr_y"] else losses).append(
                 f"{row['scale']:g}x ({row['psnr_y'] - best['psnr_y']:+.2f} dB vs {best['model']})"
             )
+        if not wins and not losses:
+            lines.append(f"{dataset}: no fixed model + resize ran at {name}'s scales")
+            continue
         lines.append(
             f"{dataset}: {name} beats every fixed model + resize on PSNR-Y at "
             f"{', '.join(wins) or 'no scale'}; it does not at {', '.join(losses) or 'any other scale'}"
@@ -340,13 +343,20 @@ def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
                 hovertemplate="%{x:g}x: %{y:+.2f} dB<br>%{text}<extra></extra>",
             )
         )
-    ticks = sorted({r["scale"] for r in sel})
+    ticks = sorted({TRAINED_RANGE[0], *(r["scale"] for r in sel)})
+    span = [math.log10(TRAINED_RANGE[0] * 0.95), math.log10(max(ticks) * 1.1)]  # a log axis' range is in log10
     fig.add_vrect(x0=TRAINED_RANGE[0], x1=TRAINED_RANGE[1], fillcolor="grey", opacity=0.12, line_width=0)
     fig.add_annotation(x=0.01, y=1.0, xref="paper", yref="paper", text="trained scales [1, 4]", showarrow=False)
     fig.update_layout(
         template="plotly_white",
         title=f"PSNR-Y gain over bicubic against the scale ({dataset})",
-        xaxis={"title": "scale (log)", "type": "log", "tickvals": ticks, "ticktext": [f"{t:g}" for t in ticks]},
+        xaxis={
+            "title": "scale (log)",
+            "type": "log",
+            "range": span,
+            "tickvals": ticks,
+            "ticktext": [f"{t:g}" for t in ticks],
+        },
         yaxis={"title": "PSNR-Y gain over bicubic (dB)", "zeroline": True},
     )
     return fig
