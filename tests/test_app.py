@@ -104,6 +104,7 @@ def test_cascade_through_the_api_returns_per_stage_facts(client, lr_png):
         ("tiny-ldm-x4", 2, "48x40"),
     ]
     assert info["nfe"] == 3 and info["stages"][0]["seed"] == 3
+    assert info["seed_text"] == "3" and info["stages"][1]["seed_text"] == str(info["stages"][1]["seed"])
     with pytest.raises(AppError, match="unknown model 'nope'"):
         client.predict(handle_file(str(lr_png)), "tiny-regression-x2>nope", 8, 0, "", 0, "", api_name="/upscale")
     with pytest.raises(AppError, match="seed must be below"):

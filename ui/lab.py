@@ -303,8 +303,9 @@ class Lab:
             **r.facts(),
             "lr_psnr": comparison.scores[0]["lr_psnr"],
             "settings": r.settings.as_dict(),
-            "stages": [st.facts() for st in r.stages],
+            "stages": [{**st.facts(), "seed_text": str(st.settings.seed)} for st in r.stages],
             "notes": comparison.notes,
+            "seed_text": str(r.facts()["seed"]),  # exact in a browser (JavaScript numbers stop at 2^53)
         }
         return path, info
 
