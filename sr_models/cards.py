@@ -19,6 +19,8 @@ METRIC_COLUMNS = [  # the card's table: these, in this order, where any row has 
     "ssim_y",
     "lr_psnr",
     "hf_ratio",
+    "swd",
+    "diversity",
     "bicubic_psnr_y",
     "bicubic_ssim_y",
     "mean_error_r",
