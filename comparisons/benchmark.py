@@ -214,7 +214,7 @@ def _set_distribution(model, evaluations, pairs, scale: int, settings: SamplingS
     if model.is_diffusion:
         seeds = [int(e.row["seed"]) + 1 for e in evaluations]
         again = [
-            model.upscale(p.lr, scale=scale, settings=replace(settings or SamplingSettings(), seed=seed)).image
+            evaluate(model, p.lr, scale, replace(settings or SamplingSettings(), seed=seed)).image
             for p, seed in zip(pairs, seeds)
         ]
         spread = float(np.mean([diversity([e.image, a]) for e, a in zip(evaluations, again)]))
