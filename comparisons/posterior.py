@@ -41,6 +41,7 @@ from comparisons.evaluate import evaluate, image_scores
 from comparisons.records import write_csv
 from comparisons.run_record import output_name
 from comparisons.serving import MAX_OUTPUT_PIXELS_ENV, MODE_HR, MODE_LR, max_output_pixels, stage_models
+from sr_models import uncertainty
 from sr_models.base import as_rgb_uint8
 from sr_models.degradation import scaled_size
 from sr_models.device import add_device_arguments
@@ -54,20 +55,6 @@ from sr_models.types import (
     SamplingSettings,
     SRInputError,
     UpscaleResult,
-)
-from sr_models.uncertainty import (
-    DEFAULT_FRACTIONS,
-    abs_error_map,
-    ause,
-    ause_random,
-    diversity,
-    lr_consistency_map,
-    oracle_curve,
-    pixel_mean,
-    pixel_std,
-    random_curve,
-    sparsification_curve,
-    spearman,
 )
 
 MIN_SAMPLES, MAX_SAMPLES = 2, 16
@@ -251,10 +238,10 @@ def draw_samples(model, lr, scale, per_sample, hr, on_step=None, should_stop=Non
 
 def _curves(std_map: np.ndarray, error_map: np.ndarray) -> dict[str, np.ndarray]:
     return {
-        "fraction": DEFAULT_FRACTIONS,
-        "model": sparsification_curve(std_map, error_map),
-        "oracle": oracle_curve(error_map),
-        "random": random_curve(error_map),
+        "fraction": uncertainty.DEFAULT_FRACTIONS,
+        "model": uncertainty.sparsification_curve(std_map, error_map),
+        "oracle": uncertainty.oracle_curve(error_map),
+        "random": uncertainty.random_curve(error_map),
     }
 
 
@@ -285,10 +272,10 @@ def _summary(model, evaluations, maps: dict, mean_scores: dict, wall_seconds: fl
         "deterministic": deterministic,
         "mean_spread": float(std_map.mean()),
         "max_spread": float(std_map.max()),
-        "diversity": diversity([r.image for r in results]),
-        "spearman": spearman(std_map, error_map) if error_map is not None else None,
-        "ause": ause(std_map, error_map) if error_map is not None else None,
-        "ause_random": ause_random(error_map) if error_map is not None else None,
+        "diversity": uncertainty.diversity([r.image for r in results]),
+        "spearman": uncertainty.spearman(std_map, error_map) if error_map is not None else None,
+        "ause": uncertainty.ause(std_map, error_map) if error_map is not None else None,
+        "ause_random": uncertainty.ause_random(error_map) if error_map is not None else None,
         "mean_abs_error": float(error_map.mean()) if error_map is not None else None,
         "psnr_y_mean_image": mean_scores["psnr_y"],
         "ssim_y_mean_image": mean_scores["ssim_y"],
@@ -330,9 +317,9 @@ def explore_posterior(
     lr, scale, per_sample = _checked_request(model, lr, scale, settings, k, hr, limit)
     evaluations = draw_samples(model, lr, scale, per_sample, hr, on_step, should_stop, on_sample)
     samples = tuple(e.result.image for e in evaluations)
-    mean = np.clip(np.round(pixel_mean(samples)), 0, 255).astype(np.uint8)
-    std_map = pixel_std(samples)
-    error_map = abs_error_map(mean, hr) if hr is not None else None
+    mean = np.clip(np.round(uncertainty.pixel_mean(samples)), 0, 255).astype(np.uint8)
+    std_map = uncertainty.pixel_std(samples)
+    error_map = uncertainty.abs_error_map(mean, hr) if hr is not None else None
     mean_scores = image_scores(mean, lr, scale, hr)
     maps = {"std": std_map, "error": error_map}
     summary = _summary(model, evaluations, maps, mean_scores, time.perf_counter() - t0)
@@ -348,8 +335,8 @@ def explore_posterior(
         mean=mean,
         std_map=std_map,
         error_map=error_map,
-        sample_error_maps=tuple(abs_error_map(s, hr) for s in samples) if hr is not None else None,
-        lr_map=lr_consistency_map(mean, lr, scale),
+        sample_error_maps=tuple(uncertainty.abs_error_map(s, hr) for s in samples) if hr is not None else None,
+        lr_map=uncertainty.lr_consistency_map(mean, lr, scale),
         rows=tuple(_sample_row(e, i) for i, e in enumerate(evaluations)),
         mean_scores=mean_scores,
         curves=_curves(std_map, error_map) if error_map is not None else None,
