@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from comparisons.evaluate import evaluate, image_scores
+from comparisons.evaluate import IMAGE_SCORES, evaluate, image_scores, mean_scores
 from comparisons.provenance import git_state, machine_description
-from comparisons.records import write_csv
+from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.data import eval_pairs
 from sr_models.swd import SWDProtocol, swd
 from sr_models.types import SamplingSettings
@@ -42,20 +42,12 @@ COLUMNS = [
     "seeds",
     "nfe",
     "n_images",
-    "psnr_y",
-    "ssim_y",
-    "lr_psnr",
-    "hf_ratio",
-    "swd",
-    "swd_l1",
-    "swd_l2",
-    "swd_l3",
-    "swd_l4",
+    *IMAGE_SCORES,
+    *SWD_COLUMNS,
     "diversity",
     "seconds_per_image",
     "pareto",
 ]
-SCORES = ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio")
 
 
 @dataclass(frozen=True)
@@ -139,7 +131,7 @@ def summarize(point: Point, dataset: str, scale: int, runs: list[dict], refs: li
         "seeds": point.seeds,
         "nfe": float(np.mean([r["nfe"] for r in rows])),
         "n_images": len(rows),
-        **{k: float(np.mean([r[k] for r in rows])) for k in SCORES},
+        **mean_scores(rows),
         **swd([im for run in runs for im in run["images"]], refs, protocol),
         "diversity": 0.0 if not point.model.is_diffusion else (float(np.mean(spreads)) if spreads else ""),
         "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
@@ -260,10 +252,12 @@ def perception_study(
             f"[{n}/{len(points)}] {point.label}: "
             + ", ".join(f"{r['dataset']} {r['psnr_y']:.2f} dB / SWD {r['swd']:.1f}" for r in rows[-len(data) - 1 :])
         )
+        write_csv(out / "perception.partial.csv", rows, COLUMNS)  # nothing lost if a long run is stopped
     mark_pareto(rows)
     write_csv(out / "perception.csv", rows, COLUMNS)
     write_page(rows, out / "perception.html")
     write_card(out, rows, protocol, command, data, crop, base, time.perf_counter() - started)
+    (out / "perception.partial.csv").unlink(missing_ok=True)
     return rows
 
 
