@@ -15,7 +15,8 @@ import numpy as np
 from sr_models.metrics import LR_PSNR_CAP, detail_ratio, lr_consistency, score
 from sr_models.types import OnStep, SamplingSettings, UpscaleResult
 
-SCORE_COLUMNS = ["psnr_y", "ssim_y", "lr_psnr", "hf_ratio", "lpips"]  # the scores' columns in every CSV
+IMAGE_SCORES = ["psnr_y", "ssim_y", "lr_psnr", "hf_ratio"]  # what every scored image has (with a reference)
+SCORE_COLUMNS = [*IMAGE_SCORES, "lpips"]  # the scores' columns in every CSV (lpips when asked for)
 LpipsFn = Callable[[np.ndarray, np.ndarray], float]  # (SR, HR) -> distance, see comparisons.perceptual
 
 
@@ -55,6 +56,11 @@ def image_scores(
     if lpips_fn is not None and hr is not None:
         scores["lpips"] = lpips_fn(sr, hr)
     return scores
+
+
+def mean_scores(rows: list[dict]) -> dict:
+    """Each of ``IMAGE_SCORES`` averaged over per-image rows: a study's numbers for a set of images."""
+    return {k: float(np.mean([r[k] for r in rows])) for k in IMAGE_SCORES}
 
 
 def evaluate(

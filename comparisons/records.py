@@ -8,6 +8,8 @@ from pathlib import Path
 # The columns of a stage's ``StageResult.facts()`` every stage table shares, in their order.
 STAGE_SETTING_COLUMNS = ["scale", "input", "output", "steps", "sampler", "eta", "seed", "strength"]
 STAGE_COST_COLUMNS = ["nfe", "tiles", "seconds", "projection_seconds", "peak_memory_mb"]
+# ``sr_models.swd.swd``'s keys at its default 4 levels, the mean first: the SWD columns of every study.
+SWD_COLUMNS = ["swd", "swd_l1", "swd_l2", "swd_l3", "swd_l4"]
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:

@@ -7,28 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from sr_models.degradation import degrade, scaled_size
-from sr_models.liif import LIIFSR, LIIFNet, liif_loss, lr_coordinates, random_queries, save_liif_folder, upsample
+from sr_models.liif import LIIFSR, liif_loss, lr_coordinates, random_queries, upsample
 from sr_models.metrics import lr_consistency
 from sr_models.registry import FolderModel, load_model
 from sr_models.training.cli import main
 from sr_models.training.scale_patches import ScalePatchSampler
 from sr_models.types import SamplingSettings, SRInputError
+from tests.helpers import save_tiny_liif, tiny_liif
 
 LR = np.random.default_rng(0).integers(0, 256, (17, 20, 3), dtype=np.uint8)
 SCALES = (1.5, 2.5, 3, 7)
-
-
-def tiny_liif(seed=0, trained=True) -> LIIFNet:
-    torch.manual_seed(seed)
-    net = LIIFNet(channels=4, num_blocks=1, hidden=8, mlp_layers=2)
-    if trained:  # not the bicubic identity: outputs differ from bicubic
-        torch.nn.init.normal_(net.mlp[-1].weight, std=0.05)
-    return net.eval()
-
-
-def save_tiny_liif(folder, seed=0):
-    save_liif_folder(folder, tiny_liif(seed), {"name": "tiny-liif"})
-    return folder
 
 
 def bicubic(lr, size):

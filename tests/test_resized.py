@@ -13,18 +13,14 @@ from sr_models.metrics import lr_consistency
 from sr_models.registry import discover, get_models
 from sr_models.resized import AnyScaleBicubic, ResizedSR, at_scale, route_kind, route_parts
 from sr_models.types import SamplingSettings, SRInputError
-from tests.conftest import save_tiny_regression
-from tests.test_liif import save_tiny_liif
+from tests.helpers import save_routing_models
 
 LR = np.random.default_rng(1).integers(0, 256, (13, 17, 3), dtype=np.uint8)
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("routed")
-    save_tiny_regression(root / "x4", scale=4, name="tiny-x4")
-    save_tiny_regression(root / "x2", scale=2, name="tiny-x2")
-    save_tiny_liif(root / "liif")
+    root = save_routing_models(tmp_path_factory.mktemp("routed"))
     found = discover(model_dirs=[root], device="cpu", dtype="float32")
     return {k: v for k, v in found.items() if k in ("bicubic", "tiny-x4", "tiny-x2", "tiny-liif")}
 

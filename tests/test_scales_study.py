@@ -11,19 +11,14 @@ import pytest
 from comparisons.studies.cli import main
 from comparisons.studies.scales import COLUMNS, answer, hr_crop, scales_study
 from sr_models.registry import discover, get_models
-from tests.conftest import save_tiny_regression
-from tests.test_liif import save_tiny_liif
+from tests.helpers import save_routing_models
 
 SCALES = (2, 2.5, 4, 6, 16)
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scales-models")
-    save_tiny_regression(root / "x2", scale=2, name="tiny-x2")
-    save_tiny_regression(root / "x4", scale=4, name="tiny-x4")
-    save_tiny_liif(root / "liif")
-    return root
+    return save_routing_models(tmp_path_factory.mktemp("scales-models"))
 
 
 @pytest.fixture(scope="module")

@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
-from comparisons.evaluate import evaluate
+from comparisons.evaluate import evaluate, mean_scores
 from comparisons.provenance import git_state, machine_description, weight_hashes
-from comparisons.records import write_csv
+from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.base import SRModel
 from sr_models.cascade import CascadeSR
 from sr_models.data import eval_pairs
@@ -53,7 +53,6 @@ DEFAULT_MODELS = "liif-x,idm-x,bicubic,regression-x2+regression-x4+regression-x8
 DEFAULT_CASCADES = "ldm-x4>ldm-x2,ldm-x4>ldm-x4"
 CASCADE_LINE = "cascades"
 MIN_LR_SIDE = 8
-SCORES = ("psnr_y", "ssim_y", "lr_psnr", "hf_ratio")
 COLUMNS = [
     "dataset",
     "scale",
@@ -70,11 +69,7 @@ COLUMNS = [
     "ssim_y",
     "lr_psnr",
     "hf_ratio",
-    "swd",
-    "swd_l1",
-    "swd_l2",
-    "swd_l3",
-    "swd_l4",
+    *SWD_COLUMNS,
     "nfe",
     "seconds_per_image",
 ]
@@ -168,7 +163,7 @@ def summarize(line: Line, model: SRModel, dataset: str, scale, runs: list[dict],
         "family": model.family,
         "n_images": len(rows),
         "hr_crop": crop or "",
-        **{k: float(np.mean([r[k] for r in rows])) for k in SCORES},
+        **mean_scores(rows),
         **swd([im for run in runs for im in run["images"]], refs, protocol),
         "nfe": float(np.mean([r["nfe"] for r in rows])),
         "seconds_per_image": float(np.mean([r["seconds"] for r in rows])),
