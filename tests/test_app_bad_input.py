@@ -81,6 +81,12 @@ def compare(
     ]
 
 
+def posterior(
+    image="ok.png", mode=LR, model="ldm-x4", scale=4, k=4, steps=1, sampler="", eta=1, seed=0, preset="custom"
+):
+    return "/posterior", [image, mode, model, scale, k, steps, sampler, eta, seed, -1, preset]
+
+
 # (kind of bad input, request, the message it must get)
 CASES = [
     # files
@@ -155,6 +161,22 @@ CASES = [
         compare(builder=("bicubic@2", "ldm-x2", "", 0, -2, 0)),
         "stage steps must be at least 0",
     ),
+    # the posterior explorer
+    ("one posterior sample", posterior(k=1), "the number of samples K must be from 2 to 16, got 1"),
+    ("seventeen posterior samples", posterior(k=17), "the number of samples K must be from 2 to 16, got 17"),
+    ("fractional K", posterior(k=2.5), "the number of samples K must be a whole number, got 2.5"),
+    ("NaN for K", posterior(k="nan"), "the number of samples K must be a whole number, got 'nan'"),
+    (
+        "K outputs over the limit",
+        posterior(image="big.png", k=2),
+        r"2 samples of 400x400 are 0\.32 MP in all, above this server's limit of 0\.25 MP",
+    ),
+    ("a deterministic model's posterior", posterior(model="bicubic"), "bicubic is deterministic"),
+    ("a regression model's posterior", posterior(model="regression-x4"), "regression-x4 is deterministic"),
+    ("no model for the posterior", posterior(model=""), "choose a model"),
+    ("posterior at a scale the model lacks", posterior(scale=2), "supports scale 4x, not 2x"),
+    ("unknown preset", posterior(preset="sharp"), "unknown preset 'sharp'"),
+    ("no image for the posterior", posterior(image=None), "Upload an image or pick an example first"),
 ]
 
 

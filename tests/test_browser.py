@@ -324,3 +324,51 @@ def test_stop_and_a_closed_tab_free_the_server(browser, page, app_url):
     _start_long_run(closing, app_url)
     closing.close()  # Gradio notices the lost heartbeat and calls the app's unload: the run stops
     _quick_run(page, app_url, timeout_ms=45_000)
+
+
+@pytest.fixture(scope="module")
+def tiny_app_url(tmp_path_factory, tiny_models_dir):
+    """The app with the tiny test models beside the shipped ones (SR_MODEL_DIRS)."""
+    log = tmp_path_factory.mktemp("browser_tiny") / "server.log"
+    with started_app(log, {"SR_MODEL_DIRS": str(tiny_models_dir)}) as app:
+        yield app.url
+    assert "Traceback" not in log.read_text()
+
+
+def _in_viewport(page, selector: str) -> dict:
+    box = page.locator(selector).first.bounding_box()
+    assert box and box["y"] >= 0 and box["y"] + box["height"] <= VIEWPORT["height"], (selector, box)
+    assert box["x"] >= 0 and box["x"] + box["width"] <= VIEWPORT["width"], (selector, box)
+    return box
+
+
+def test_the_posterior_explorer_shows_samples_and_maps_in_one_screen(page, tiny_app_url):
+    """K=4 samples of a tiny LDM on an example: the samples, the std map and the |error| map in one 1280x720
+    screen; a click on the std map zooms every image and map at that point."""
+    from playwright.sync_api import expect
+
+    page.goto(tiny_app_url)
+    page.get_by_role("tab", name="Posterior explorer").click()
+    model = page.locator("#post_model input")
+    model.fill("tiny-ldm-x4")
+    model.press("Enter")
+    k = page.locator("#post_k input")
+    k.fill("4")
+    k.press("Tab")
+    page.locator("#posterior_tab .gallery-item").first.click()  # the first example, a reference
+    expect(page.locator("#post_estimate")).to_contain_text("4 samples", timeout=30_000)
+    page.click("#post_run")
+    expect(page.locator("#post_samples img")).to_have_count(4, timeout=180_000)
+    expect(page.locator("#post_status")).to_contain_text("Spearman(std, |error|)")
+    for selector in ("#post_std img", "#post_error img", "#post_mean img"):
+        expect(page.locator(selector)).to_be_visible()
+    page.wait_for_timeout(800)  # the scroll to the results
+    page.screenshot(path=str(SHOTS / "posterior_1280.png"))
+    for selector in ("#post_samples", "#post_std img", "#post_error img"):
+        _in_viewport(page, selector)
+
+    page.locator("#post_std img").click(position={"x": 10, "y": 10})
+    expect(page.locator("#post_crops img")).to_have_count(3 + 4 + 3)
+    expect(page.locator("#post_crops")).to_contain_text("|error| map [")
+    page.locator("#posterior_tab").get_by_role("tab", name="Run record").click()
+    expect(page.locator("#post_download")).to_contain_text("Download the run record (zip)")

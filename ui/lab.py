@@ -15,18 +15,21 @@ import time
 import weakref
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from comparisons.animation import frames_to_keep, trajectory_gif
-from comparisons.compare import RunStopped, run_comparison
+from comparisons.compare import RunStopped, prepare_input, run_comparison
+from comparisons.posterior import check_posterior_request, explore_posterior, write_posterior_record
 from comparisons.run_record import output_name, safe_name
 from comparisons.serving import MODE_HR, MODE_LR, LoadedModels, TimeEstimator, check_output_size, image_size
-from comparisons.views import INPUT_VIEW, views
+from comparisons.views import INPUT_VIEW, MAP_VIEWS, posterior_views, sample_caption, views
 from sr_models.base import SRInputError
 from sr_models.cascade import MAX_STAGES as MAX_CASCADE_STAGES
 from sr_models.cascade import CascadeSR
 from sr_models.registry import get_models
 from ui.parse import MAX_MODELS, Job
+from ui.presets import preset_settings
 
 try:  # Hugging Face ZeroGPU Spaces ship the `spaces` package: runs then get a GPU for their duration
     import spaces
@@ -106,9 +109,9 @@ class ProgressLine:
     """The progress line of a run: which model, its step and phase (preparing, sampling, decoding and
     tiles after the last step), and a word when the run takes longer than its estimate."""
 
-    def __init__(self, progress, estimate: float):
+    def __init__(self, progress, estimate: float, label: str = ""):
         self.progress, self.estimate, self.start = progress, estimate, time.monotonic()
-        self.name = ""
+        self.name = self.label = label
 
     def _over(self) -> str:
         elapsed = time.monotonic() - self.start
@@ -119,6 +122,11 @@ class ProgressLine:
     def model(self, index: int, total: int, name: str) -> None:
         self.name = f"{name} ({index + 1}/{total})"
         self.progress((index, total), desc=f"{self.name}: loading, encoding the input{self._over()}", unit="models")
+
+    def sample(self, index: int, total: int) -> None:
+        """A posterior exploration: which sample of K is running (its steps then follow)."""
+        self.name = f"{self.label}: sample {index + 1} of {total}"
+        self.progress((index, total), desc=f"{self.name}: loading, encoding the input{self._over()}", unit="samples")
 
     def step(self, info) -> None:
         done = info.step + 1
@@ -143,6 +151,7 @@ class Lab:
         self._idle = threading.Condition(self._guard)
         self._ahead: dict[int, float] = {}  # id of a job running or waiting -> its estimated seconds
         self._gpu_compare = on_gpu(self._compare_on_gpu)
+        self._gpu_posterior = on_gpu(self._posterior_on_gpu)
 
     # runs and Stop ---------------------------------------------------------------------------------
     async def run(self, session: str, fn, job: Job, progress=None):
@@ -237,6 +246,24 @@ class Lab:
                 raise SRInputError(problem)
         return self.check_size(job)
 
+    def check_posterior(self, job: Job) -> tuple[int, int] | None:
+        """The checks of a posterior request (before it waits): one model that draws random samples, at a
+        scale it runs, K outputs within the output limit. Returns the output size (None: unknown)."""
+        [model] = self.chosen(job.names)
+        if not model.is_diffusion:
+            raise SRInputError(
+                f"{model.name} is deterministic: every seed gives the same image, so its samples would not differ; "
+                "choose a diffusion model, or a cascade with a diffusion stage"
+            )
+        problem = cascade_scale_problem(model, job.scale)
+        if problem:
+            raise SRInputError(problem)
+        model.check_scale(job.scale)
+        size = self.check_size(job)
+        if size is not None:
+            check_posterior_request(job.k, *size)
+        return size
+
     def estimate(self, job: Job) -> list[tuple[str, float]]:
         """(model, estimated seconds) per model, from the file header and each model's defaults."""
         size = image_size(job.source)
@@ -251,7 +278,7 @@ class Lab:
 
     def _predict_total(self, job: Job) -> float:
         try:
-            return sum(seconds for _, seconds in self.estimate(job))
+            return sum(seconds for _, seconds in self.estimate(job)) * max(1, job.k)
         except (SRInputError, KeyError, RuntimeError):
             return 0.0
 
@@ -282,6 +309,56 @@ class Lab:
             loaded=self.loaded,
             on_result=self.estimator.observe,
         )
+
+    def posterior_work(self, stop, job: Job, progress=None):
+        """K samples of one model: (``comparisons.posterior.Posterior``, notes)."""
+        if spaces is not None:  # ZeroGPU: in its GPU worker, as a comparison
+            return self._gpu_posterior(job)
+        return self._posterior(job, stop, progress)
+
+    def _posterior_on_gpu(self, job: Job):
+        return self._posterior(job, None, None)
+
+    def _posterior(self, job: Job, stop=None, progress=None):
+        [model] = self.chosen(job.names)
+        settings, note = preset_settings(model, job.settings, job.preset)
+        lr, hr, notes = prepare_input(job.source, job.mode, job.scale)
+        reporter = ProgressLine(progress, self._predict_total(job), model.name) if progress is not None else None
+        self.loaded.before_run(model)
+        posterior = explore_posterior(
+            model,
+            lr,
+            job.scale,
+            settings,
+            job.k,
+            hr,
+            on_step=reporter and reporter.step,
+            should_stop=stop.is_set if stop is not None else None,
+            on_sample=reporter and reporter.sample,
+        )
+        self.estimator.observe(model, posterior.results[-1])
+        return posterior, notes + ([note] if note else [])
+
+    def posterior_files(self, posterior) -> dict:
+        """The run record (``write_posterior_record``'s folder, and a zip of it) in a fresh run folder, the
+        PNGs the tab shows, and every image and map at the output size for the linked zoom."""
+        folder = self.scratch.run_folder()
+        record = write_posterior_record(posterior, folder / "record")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = f"sr_lab_posterior_{safe_name(posterior.model)}_x{posterior.scale}_k{posterior.k}_{stamp}"
+        archive = shutil.make_archive(str(folder / name), "zip", record)
+        maps = {n: np.asarray(Image.open(record / n).convert("RGB")) for n in MAP_VIEWS if (record / n).exists()}
+        return {
+            "folder": folder,
+            "record": archive,
+            "samples": [
+                (str(record / output_name(r)), sample_caption(i, r.settings.seed))
+                for i, r in enumerate(posterior.results)
+            ],
+            "mean": str(record / "mean.png"),
+            "maps": {n: str(record / n) for n in maps},
+            "views": posterior_views(posterior, maps),
+        }
 
     def upscale_work(self, stop, job: Job, progress=None) -> tuple[str, dict]:
         """One model (or cascade) on an LR image: the PNG's path and the run's facts."""

@@ -27,6 +27,8 @@ from ui.inputs import (
 )
 from ui.lab import Lab
 from ui.parse import MAX_PROJECTION, MAX_STAGES, MAX_STEPS, MAX_VIEWS, MODES, SCALES
+from ui.posterior import PosteriorHandlers
+from ui.posterior_tab import posterior_tab
 from ui.studies import studies_tab
 
 # Headers break between words only (not "ste ps"); the page passes this to launch(css=...).
@@ -302,6 +304,8 @@ def build_app(models: dict | None = None, example_dir: str | Path | None = None)
             with gr.Row():
                 _input_column(page, handlers, examples)
                 _result_column(page)
+        with gr.Tab("Posterior explorer", elem_id="posterior_tab"):
+            page.posterior = posterior_tab(PosteriorHandlers(handlers.lab), examples, handlers.stop)
         with gr.Tab("Studies (shipped results)"):
             studies_tab()
         api_event = _api_endpoint(handlers)

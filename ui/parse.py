@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from comparisons.posterior import check_posterior_request
 from comparisons.serving import MODE_HR, MODE_LR
 from sr_models.cascade import MAX_STAGES as MAX_CASCADE_STAGES
 from sr_models.cascade import SEPARATOR, is_cascade_spec
@@ -29,6 +30,8 @@ MAX_VIEWS = 12  # image panels of the grid, laid out in advance (Gradio needs a 
 MAX_MODELS = MAX_VIEWS - 2  # per run: the grid also shows the reference and the input
 MAX_STAGES = 3  # stages of the cascade builder
 MAX_NAME = 200  # longer model names are refused without being echoed back
+FIDELITY, DETAIL, CUSTOM = "fidelity", "detail", "custom"
+PRESETS = (FIDELITY, DETAIL, CUSTOM)
 
 
 @dataclass
@@ -42,6 +45,8 @@ class Job:
     settings: SamplingSettings
     record: bool = True
     source_name: str = ""
+    k: int = 0  # samples of a posterior exploration (0: not one)
+    preset: str = CUSTOM  # "fidelity" / "detail": each model's own (steps, eta); "custom": the boxes
 
 
 def shorten(value, limit: int = 60) -> str:
@@ -130,6 +135,22 @@ def parse_scale(value) -> int:
     return scale
 
 
+def parse_preset(value) -> str:
+    """fidelity / detail / custom (empty: custom, the steps and eta as typed)."""
+    if is_empty(value):
+        return CUSTOM
+    if value not in PRESETS:
+        raise SRInputError(f"unknown preset {shorten(value)}; choose one of: {', '.join(PRESETS)}")
+    return value
+
+
+def parse_samples(value) -> int:
+    """K, the number of posterior samples: a whole number in the explorer's range."""
+    k = whole(value, "the number of samples K")
+    check_posterior_request(k, 0, 0)  # the range, with the explorer's own message
+    return k
+
+
 def parse_names(value) -> list[str]:
     """The ticked models, in order, without repeats; at least one is checked later (with the cascade)."""
     if value is None:
@@ -190,16 +211,32 @@ def parse_stage_steps(value, spec: str) -> tuple[SamplingSettings, ...] | None:
     return tuple(SamplingSettings(steps=parse_steps(p, "stage steps")) for p in parts)
 
 
-def compare_job(image, mode, scale, names, steps, sampler, eta, seed, record, projection, builder) -> Job:
+def compare_job(
+    image, mode, scale, names, steps, sampler, eta, seed, record, projection, builder, preset=CUSTOM
+) -> Job:
     """The /compare request as a Job: the ticked models plus the builder's cascade (if any)."""
     spec, stage_settings = cascade_from_builder(builder[:MAX_STAGES], builder[MAX_STAGES:])
     names = parse_names(names) + ([spec] if spec else [])
     settings = parse_settings(steps, sampler, eta, seed, projection, stage_settings)
     mode, scale, record = parse_mode(mode), parse_scale(scale), flag(record, "record")
+    preset = parse_preset(preset)
     if image is None:
         raise SRInputError("Upload an image or pick an example first.")
     names = list(dict.fromkeys(names))
-    return Job(image, mode, scale, names, settings, record, source_name=Path(str(image)).name)
+    return Job(image, mode, scale, names, settings, record, source_name=Path(str(image)).name, preset=preset)
+
+
+def posterior_job(image, mode, model, scale, k, steps, sampler, eta, seed, projection, preset=CUSTOM) -> Job:
+    """The /posterior request as a Job: one model or cascade, K samples with seeds seed..seed+K-1."""
+    spec = text(model, "model")
+    if not spec:
+        raise SRInputError("choose a model (a diffusion model, or a cascade a>b with a diffusion stage)")
+    k, preset = parse_samples(k), parse_preset(preset)
+    settings = parse_settings(steps, sampler, eta, seed, projection)
+    mode, scale = parse_mode(mode), parse_scale(scale)
+    if image is None:
+        raise SRInputError("Upload an image or pick an example first.")
+    return Job(image, mode, scale, [spec], settings, False, Path(str(image)).name, k=k, preset=preset)
 
 
 def upscale_job(image, model, scale, steps, sampler, seed, stage_steps) -> Job:
