@@ -18,7 +18,7 @@ import torch
 
 from sr_models.consistency import back_project
 from sr_models.degradation import MAX_SCALE, protocol_scale, scaled_size
-from sr_models.device import PeakMemory, dtype_name, pick_device, pick_dtype
+from sr_models.device import PeakMemory, dtype_name, pick_device, pick_dtype, place
 from sr_models.types import (  # noqa: F401  (re-exported: the interface's vocabulary)
     DEFAULT_SEED,
     ModelUnavailableError,
@@ -224,3 +224,17 @@ class SRModel:
         """Return (sr uint8 HxWx3, NFE as an int or NetworkCalls (NFE and tiles), Trajectory or None);
         ``settings`` are resolved."""
         raise NotImplementedError
+
+
+class NetworkSR(SRModel):
+    """A family whose weights are one diffusers network, ``self.network`` (a ``network_class`` saved with
+    ``save_pretrained`` in safetensors): its folder loader and its placement on the device come from here."""
+
+    network_class: type  # the network's diffusers ModelMixin class
+
+    @classmethod
+    def from_folder(cls, folder, name: str, card: dict | None = None) -> NetworkSR:
+        return cls(name, cls.network_class.from_pretrained(str(folder), use_safetensors=True), card)
+
+    def _place(self):
+        place(self.network, self.device, self.dtype)

@@ -27,9 +27,8 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from sr_models.base import SRModel
+from sr_models.base import NetworkSR
 from sr_models.degradation import scaled_size
-from sr_models.device import place
 from sr_models.regression import ResBlock, to_tensor, to_uint8
 from sr_models.tiling import tiled
 from sr_models.types import NetworkCalls
@@ -128,22 +127,16 @@ def upsample(network: LIIFNet, lr: torch.Tensor, size: tuple[int, int], tile: in
     return network.decode(codes, lr, size), len(calls)
 
 
-class LIIFSR(SRModel):
+class LIIFSR(NetworkSR):
     family = "liif"
     description = "EDSR-lite encoder + LIIF implicit decoder (local ensemble), L1, any scale, one forward pass"
     continuous = True
+    network_class = LIIFNet
 
     def __init__(self, name: str, network: LIIFNet, card: dict | None = None):
         self.name, self.network, self.card = name, network.eval(), card or {}
         self.scales = tuple(self.card.get("scales", NOMINAL_SCALES))
         self.max_scale = float(self.card.get("max_scale", self.max_scale))
-
-    @classmethod
-    def from_folder(cls, folder, name: str, card: dict | None = None) -> LIIFSR:
-        return cls(name, LIIFNet.from_pretrained(str(folder), use_safetensors=True), card)
-
-    def _place(self):
-        place(self.network, self.device, self.dtype)
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
         size = scaled_size(lr.shape[0], lr.shape[1], scale)

@@ -11,6 +11,7 @@ family), and the well-known pipeline repos are listed under short names (``sr_mo
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -25,50 +26,26 @@ MODEL_DIRS_ENV = "SR_MODEL_DIRS"  # extra folders to scan, separated by os.paths
 HUB_IDS_ENV = "SR_HUB_MODELS"  # extra Hub ids, comma separated
 
 
-def _load_regression(folder: Path, meta: dict) -> SRModel:
-    from sr_models.regression import RegressionSR
+def family_loader(module: str, class_name: str) -> Callable[[Path, dict], SRModel]:
+    """A family's loader: ``class_name.from_folder(folder, name, card)`` of ``module``, imported when a folder
+    of that family first loads (named by strings, as ``hub.PIPELINES`` names its classes: listing models
+    imports no family's code, and no family module imports this one)."""
 
-    return RegressionSR.from_folder(folder, meta["name"], meta)
+    def load(folder: Path, card: dict) -> SRModel:
+        family_class = getattr(importlib.import_module(module), class_name)
+        return family_class.from_folder(folder, card["name"], card)
 
-
-def _load_gan(folder: Path, meta: dict) -> SRModel:
-    from sr_models.gan import GanSR
-
-    return GanSR.from_folder(folder, meta["name"], meta)
-
-
-def _load_ldm(folder: Path, meta: dict) -> SRModel:
-    from sr_models.diffusion_sr import LatentSR
-
-    return LatentSR.from_folder(folder, meta["name"], meta)
+    return load
 
 
-def _load_sr3(folder: Path, meta: dict) -> SRModel:
-    from sr_models.diffusion_sr import PixelSR
-
-    return PixelSR.from_folder(folder, meta["name"], meta)
-
-
-def _load_liif(folder: Path, meta: dict) -> SRModel:
-    from sr_models.liif import LIIFSR
-
-    return LIIFSR.from_folder(folder, meta["name"], meta)
-
-
-def _load_idm(folder: Path, meta: dict) -> SRModel:
-    from sr_models.idm import ImplicitDiffusionSR
-
-    return ImplicitDiffusionSR.from_folder(folder, meta["name"], meta)
-
-
-# family name -> loader(folder, meta) -> SRModel. A new family adds itself here.
+# family name -> loader(folder, card) -> SRModel. A new family adds itself here.
 FAMILY_LOADERS: dict[str, Callable[[Path, dict], SRModel]] = {
-    "regression": _load_regression,
-    "gan": _load_gan,
-    "ldm": _load_ldm,
-    "sr3": _load_sr3,
-    "liif": _load_liif,
-    "idm": _load_idm,
+    "regression": family_loader("sr_models.regression", "RegressionSR"),
+    "gan": family_loader("sr_models.gan", "GanSR"),
+    "ldm": family_loader("sr_models.diffusion_sr", "LatentSR"),
+    "sr3": family_loader("sr_models.diffusion_sr", "PixelSR"),
+    "liif": family_loader("sr_models.liif", "LIIFSR"),
+    "idm": family_loader("sr_models.idm", "ImplicitDiffusionSR"),
 }
 NOT_SR_FAMILIES = {"first-stage"}  # model folders that are parts of other models (the LDMs' autoencoder)
 

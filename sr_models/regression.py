@@ -16,8 +16,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-from sr_models.base import SRModel
-from sr_models.device import place
+from sr_models.base import NetworkSR
 from sr_models.tiling import tiled
 from sr_models.types import NetworkCalls
 
@@ -72,22 +71,16 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     return np.round(arr * 255.0).astype(np.uint8)
 
 
-class RegressionSR(SRModel):
+class RegressionSR(NetworkSR):
     family = "regression"
     description = "small EDSR, L1 loss, one forward pass"
+    network_class = EDSRLite
 
     def __init__(self, name: str, network: EDSRLite, card: dict | None = None):
         self.name = name
         self.network = network.eval()
         self.scales = (int(network.config.scale),)
         self.card = card or {}
-
-    @classmethod
-    def from_folder(cls, folder, name: str, card: dict | None = None) -> RegressionSR:
-        return cls(name, EDSRLite.from_pretrained(str(folder), use_safetensors=True), card)
-
-    def _place(self):
-        place(self.network, self.device, self.dtype)
 
     def _upscale(self, lr, *, scale, settings, on_step, keep_frames):
         tile = settings.tile or 256  # LR pixels per tile: bounds memory on large images
