@@ -1,7 +1,9 @@
 """Reference for the tests: the original float64 numpy ``imresize`` (a gather of MATLAB's taps).
 
 Kept as it was, independent of ``sr_models.degradation``, so the fast float32 torch version is
-checked against a straightforward float64 implementation of the same MATLAB conventions.
+checked against a straightforward float64 implementation of the same MATLAB conventions. Only the
+kernel formula itself is shared (``degradation.cubic``, the definition of MATLAB's 'bicubic'), and
+tests/test_degradation.py pins it to hand-computed values.
 """
 
 from __future__ import annotations
@@ -10,15 +12,7 @@ import math
 
 import numpy as np
 
-
-def cubic(x: np.ndarray) -> np.ndarray:
-    """Keys' cubic convolution kernel with a = -0.5 (MATLAB's 'bicubic')."""
-    absx = np.abs(x)
-    absx2 = absx**2
-    absx3 = absx**3
-    return (1.5 * absx3 - 2.5 * absx2 + 1) * (absx <= 1) + (-0.5 * absx3 + 2.5 * absx2 - 4 * absx + 2) * (
-        (absx > 1) & (absx <= 2)
-    )
+from sr_models.degradation import cubic
 
 
 def _contributions(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
