@@ -144,9 +144,11 @@ def run_comparison(
     stop: threading.Event | None = None,
     loaded: LoadedModels | None = None,
     on_result: Callable[[object, UpscaleResult], None] | None = None,
+    settings_for: Callable[[object], SamplingSettings] | None = None,
 ) -> Comparison:
     """Upscale with every model; a model that fails is reported in ``errors``, the others still run.
 
+    ``settings_for(model)``: the settings of each model (a per-model preset), instead of ``settings``.
     ``stop``: when set, the run ends with ``RunStopped`` before the next model or denoising step.
     ``loaded``: keeps the number of loaded models bounded. ``on_result(model, result)`` after each model.
     """
@@ -172,7 +174,8 @@ def run_comparison(
         if loaded is not None:
             loaded.before_run(model)
         try:
-            evaluation = evaluate(model, lr, scale, settings, hr, on_step=step, keep_frames=keep_frames)
+            own = settings_for(model) if settings_for is not None else settings
+            evaluation = evaluate(model, lr, scale, own, hr, on_step=step, keep_frames=keep_frames)
         except (SRInputError, RuntimeError) as err:  # unsupported scale, unavailable weights, ...
             comparison.errors[model.name] = str(err)
             continue

@@ -65,6 +65,7 @@ def compare(
     record=True,
     projection=-1,
     builder=tuple(NO_CASCADE),
+    preset=(),  # appended later: left out by older scripts
 ):
     return "/compare", [
         image,
@@ -78,6 +79,7 @@ def compare(
         record,
         projection,
         *builder,
+        *preset,
     ]
 
 
@@ -176,6 +178,8 @@ CASES = [
     ("no model for the posterior", posterior(model=""), "choose a model"),
     ("posterior at a scale the model lacks", posterior(scale=2), "supports scale 4x, not 2x"),
     ("unknown preset", posterior(preset="sharp"), "unknown preset 'sharp'"),
+    ("unknown preset for a comparison", compare(preset=("sharp",)), "unknown preset 'sharp'"),
+    ("a number as the preset", compare(preset=(3,)), "unknown preset 3"),
     ("no image for the posterior", posterior(image=None), "Upload an image or pick an example first"),
 ]
 

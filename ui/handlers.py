@@ -24,6 +24,7 @@ from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.cascade import parse_cascade
 from ui.lab import STOPPED, Lab
 from ui.parse import (
+    CUSTOM,
     MAX_MODELS,
     MAX_STAGES,
     MAX_VIEWS,
@@ -31,9 +32,12 @@ from ui.parse import (
     cascade_from_builder,
     compare_job,
     is_empty,
+    parse_names,
+    parse_preset,
     upscale_job,
     whole_in,
 )
+from ui.presets import model_presets, presets_text
 
 USER_ERRORS = (SRInputError, ModelUnavailableError, KeyError)
 STOPPED_MESSAGE = "Stopped: the run was cancelled before it finished"
@@ -145,6 +149,21 @@ class Handlers:
     def tick_for_scale(self, scale):
         return gr.CheckboxGroup(value=self.models_for(scale) if scale in SCALES else [])
 
+    def fill_preset(self, preset, names, steps, eta):
+        """The preset radio: fidelity / detail fill steps and eta from the first ticked diffusion model that
+        has the preset (each model still runs its own); custom leaves them. Returns (steps, eta, text)."""
+        try:
+            models = [self.models[n] for n in parse_names(names) if n in self.models]
+            preset = parse_preset(preset)
+        except SRInputError as err:
+            return steps, eta, f"⚠ {err.args[0]}"
+        text = presets_text(models, preset)
+        if preset != CUSTOM:
+            own = [model_presets(m)[preset] for m in models if preset in model_presets(m)]
+            if own:
+                steps, eta = own[0]["steps"], own[0]["eta"]
+        return steps, eta, text
+
     # checking and estimating ------------------------------------------------------------------------
     def describe_cascade(self, scale, *builder) -> str:
         """What the builder's stages make, and whether the chosen Scale runs it."""
@@ -200,13 +219,14 @@ class Handlers:
         stage1_steps,
         stage2_steps,
         stage3_steps,
+        preset=CUSTOM,
         progress=gr.Progress(),
         request: gr.Request = None,
     ) -> list:
         # the builder's boxes are named (not *args): Gradio passes ``request`` only to named signatures
         builder = (stage1, stage2, stage3, stage1_steps, stage2_steps, stage3_steps)
         try:
-            job = compare_job(image, mode, scale, names, steps, sampler, eta, seed, record, projection, builder)
+            job = compare_job(image, mode, scale, names, steps, sampler, eta, seed, record, projection, builder, preset)
             self.lab.check(job)
             comparison = await self.lab.run(session_of(request), self.lab.compare_work, job, progress)
             if comparison is STOPPED:

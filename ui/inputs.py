@@ -19,9 +19,14 @@ UPLOAD_ONLY = "the image must be a file uploaded with the request (gradio_client
 
 class LabBlocks(gr.Blocks):
     """gr.Blocks that answers two malformed requests Gradio itself refuses with a plain message instead
-    of a stack trace in the server log: too few values, and a file path that was not uploaded."""
+    of a stack trace in the server log: too few values, and a file path that was not uploaded. Inputs
+    appended to an endpoint later (``appended_input``) take their default when a request leaves them out,
+    so scripts written before they existed keep working."""
 
     def validate_inputs(self, block_fn, inputs):
+        missing = block_fn.inputs[len(inputs) :]
+        if missing and isinstance(inputs, list) and all(getattr(c, "appended", False) for c in missing):
+            inputs.extend(c.value for c in missing)
         try:
             super().validate_inputs(block_fn, inputs)
         except ValueError:
@@ -34,6 +39,12 @@ class LabBlocks(gr.Blocks):
             return await super().preprocess_data(*args, **kwargs)
         except InvalidPathError:
             raise gr.Error(UPLOAD_ONLY, print_exception=False) from None
+
+
+def appended_input(component):
+    """Mark ``component`` as an input appended to an existing endpoint: left out, it takes its value."""
+    component.appended = True
+    return component
 
 
 class AnyImageData(ImageData):

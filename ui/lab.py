@@ -273,7 +273,8 @@ class Lab:
         out = []
         for model in self.chosen(job.names):
             if job.scale in model.scales:
-                out.append((model.name, self.estimator.predict(model, lr_w, lr_h, job.scale, job.settings)))
+                settings = preset_settings(model, job.settings, job.preset)[0]
+                out.append((model.name, self.estimator.predict(model, lr_w, lr_h, job.scale, settings)))
         return out
 
     def _predict_total(self, job: Job) -> float:
@@ -296,7 +297,8 @@ class Lab:
         size = self.check_size(job)
         keep = frames_to_keep(size[0] * size[1] if size else 1_000_000) if job.record else 0
         reporter = ProgressLine(progress, self._predict_total(job)) if progress is not None else None
-        return run_comparison(
+        presets = {id(m): preset_settings(m, job.settings, job.preset) for m in models}
+        comparison = run_comparison(
             job.source,
             job.mode,
             job.scale,
@@ -308,7 +310,10 @@ class Lab:
             stop=stop,
             loaded=self.loaded,
             on_result=self.estimator.observe,
+            settings_for=lambda model: presets[id(model)][0],
         )
+        comparison.notes += [note for _, note in presets.values() if note]
+        return comparison
 
     def posterior_work(self, stop, job: Job, progress=None):
         """K samples of one model: (``comparisons.posterior.Posterior``, notes)."""

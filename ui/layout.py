@@ -24,9 +24,10 @@ from ui.inputs import (
     SliderIn,
     TextboxIn,
     UploadImage,
+    appended_input,
 )
 from ui.lab import Lab
-from ui.parse import MAX_PROJECTION, MAX_STAGES, MAX_STEPS, MAX_VIEWS, MODES, SCALES
+from ui.parse import CUSTOM, MAX_PROJECTION, MAX_STAGES, MAX_STEPS, MAX_VIEWS, MODES, PRESETS, SCALES
 from ui.posterior import PosteriorHandlers
 from ui.posterior_tab import posterior_tab
 from ui.studies import studies_tab
@@ -77,6 +78,11 @@ def _sampling_inputs(page: SimpleNamespace) -> None:
             page.eta = NumberIn(0, step=0.05, label="DDIM eta (0 to 1)", elem_id="eta")
             page.seed = TextboxIn("0", label="Seed (a whole number below 2^63)", elem_id="seed")
         page.record = CheckboxIn(True, label="Record the denoising trajectory (every step up to 25)")
+    # appended to /compare's inputs: scripts that send the 16 older values get "custom" (the boxes)
+    page.preset = appended_input(
+        RadioIn(list(PRESETS), value=CUSTOM, label="Preset (per model: its card's steps and eta)", elem_id="preset")
+    )
+    page.preset_info = gr.Markdown(elem_id="preset_info")
 
 
 def _cascade_builder(page: SimpleNamespace, models: dict) -> None:
@@ -244,11 +250,14 @@ def _wire_inputs(page: SimpleNamespace, handlers: Handlers, demo: gr.Blocks) -> 
             show_progress="hidden",
         )
     demo.load(handlers.estimate, estimate_inputs, page.estimate, api_name=False, show_progress="hidden")
+    preset_io = [page.preset, page.names, page.steps, page.eta], [page.steps, page.eta, page.preset_info]
+    for control in (page.preset, page.names):
+        control.change(handlers.fill_preset, *preset_io, api_name=False)
 
 
 def _wire_run(page: SimpleNamespace, handlers: Handlers, api_event, demo: gr.Blocks) -> None:
     inputs = [page.image, page.mode, page.scale, page.names, page.steps, page.sampler, page.eta, page.seed]
-    inputs += [page.record, page.projection, *page.stage_models, *page.stage_steps]
+    inputs += [page.record, page.projection, *page.stage_models, *page.stage_steps, page.preset]
     run_event = page.run.click(
         handlers.compare, inputs, compare_outputs(page), api_name="compare", concurrency_limit=None
     )

@@ -12,7 +12,7 @@ import gradio as gr
 
 from comparisons.views import MAP_VIEWS, MEAN_VIEW
 from sr_models.sampling import SAMPLERS
-from ui.inputs import DropdownIn, NumberIn, RadioIn, SliderIn, TextboxIn, UploadImage
+from ui.inputs import DropdownIn, NumberIn, RadioIn, SliderIn, TextboxIn, UploadImage, appended_input
 from ui.parse import CUSTOM, MAX_PROJECTION, MAX_STEPS, MODES, PRESETS
 from ui.posterior import PosteriorHandlers, PosteriorOutputs
 
@@ -43,7 +43,7 @@ def _form(tab: SimpleNamespace, handlers: PosteriorHandlers, examples: list[str]
         )
         gr.Examples(examples=examples, inputs=tab.image, label="Examples")
         tab.mode = RadioIn(list(MODES), value=list(MODES)[0], label="What is this image?")
-        tab.preset = RadioIn(list(PRESETS), value=CUSTOM, label="Preset", elem_id="post_preset")
+        tab.preset = appended_input(RadioIn(list(PRESETS), value=CUSTOM, label="Preset", elem_id="post_preset"))
         tab.preset_info = gr.Markdown()
         with gr.Accordion("Sampling (sample i uses seed + i)", open=False):
             with gr.Row():
