@@ -74,6 +74,11 @@ def output_name(result) -> str:
     return f"{safe_name(result.model)}_x{result.scale}_seed{result.settings.seed or 0}.png"
 
 
+def seed_text(seed) -> str:
+    """A seed as exact text ("" when none was set)."""
+    return "" if seed is None else str(seed)
+
+
 def weight_hashes(model) -> dict[str, str]:
     """``{"model/relative/path.safetensors": sha256}`` for every local weight file of ``model``
     (a cascade: of each stage); models without a local folder (bicubic, not yet downloaded) have none."""
@@ -100,7 +105,10 @@ def rows(comparison: Comparison) -> tuple[list[dict], list[dict]]:
 def run_card(
     comparison: Comparison, models: dict, *, mode: str, settings: SamplingSettings | None, source_name: str = ""
 ) -> dict:
-    """Everything needed to run this comparison again and check it gave the same images."""
+    """Everything needed to run this comparison again and check it gave the same images. Seeds are also
+    given as text (``seed_text``): exact where a browser or a JavaScript tool reads the JSON (numbers there
+    stop being exact at 2^53, and seeds go up to 2^63 - 1)."""
+    asked = settings or SamplingSettings()
     runs = []
     for result, scores in zip(comparison.results, comparison.scores):
         model = models.get(result.model)
@@ -109,10 +117,11 @@ def run_card(
                 "model": result.model,
                 "file": output_name(result),
                 "seed": result.settings.seed,
+                "seed_text": seed_text(result.settings.seed),
                 "settings": result.settings.as_dict(),
                 "facts": result.facts(),
                 "scores": scores,
-                "stages": [s.facts() for s in result.stages],
+                "stages": [{**s.facts(), "seed_text": seed_text(s.settings.seed)} for s in result.stages],
                 "weights_sha256": weight_hashes(model) if model is not None else {},
             }
         )
@@ -128,7 +137,7 @@ def run_card(
             "lr_sha256": hashlib.sha256(np.ascontiguousarray(comparison.lr).tobytes()).hexdigest(),
         },
         "scale": comparison.scale,
-        "settings_asked": (settings or SamplingSettings()).as_dict(),
+        "settings_asked": {**asked.as_dict(), "seed_text": seed_text(asked.seed)},
         "protocol": "PSNR-Y / SSIM-Y against the reference, border cropped by the scale; LR-PSNR: the output "
         "downscaled (MATLAB bicubic) against the input",
         "runs": runs,

@@ -29,7 +29,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 import ui.lab  # noqa: E402
 from comparisons.animation import frame_pair, frames_to_keep  # noqa: E402
 from comparisons.compare import Comparison, RunStopped, run_comparison  # noqa: E402
-from comparisons.run_record import safe_name  # noqa: E402
+from comparisons.run_record import safe_name, seed_text  # noqa: E402
 from comparisons.serving import MODE_HR, MODE_LR, LoadedModels, TimeEstimator, check_output_size  # noqa: E402
 from comparisons.views import INPUT_VIEW, zoom_crops  # noqa: E402
 from sr_models.registry import discover, get_models  # noqa: E402
@@ -298,12 +298,15 @@ def test_run_record_zip(compared):
     assert card["scale"] == 4 and card["settings_asked"]["seed"] == 7 and card["device"]["ran_on"]
     run = next(r for r in card["runs"] if r["model"] == "tiny-ldm-x4")
     assert run["seed"] == 7 and run["settings"]["steps"] == 4
+    assert card["settings_asked"]["seed_text"] == "7" and run["seed_text"] == "7"  # exact in a browser too
+    assert seed_text(2**63 - 1) == "9223372036854775807" and seed_text(None) == ""
     folder = compared.models["tiny-ldm-x4"].folder
     for key, digest in run["weights_sha256"].items():
         assert digest == hashlib.sha256((folder / key.split("/", 1)[1]).read_bytes()).hexdigest()
     assert len(run["weights_sha256"]) == 2  # the UNet and the autoencoder
     cascade = next(r for r in card["runs"] if ">" in r["model"])
     assert [s["model"] for s in cascade["stages"]] == ["bicubic", "tiny-regression-x2"]
+    assert all(s["seed_text"] == str(s["seed"]) for s in cascade["stages"])
     assert safe_name("a>b@4") == "a_then_b_at_4" and safe_name("../x y") == "x_y"
 
 

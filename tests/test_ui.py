@@ -198,3 +198,33 @@ def test_study_figures_get_whole_number_log_ticks_and_baselines_in_the_legend():
     assert list(tidy.layout.xaxis.ticktext) == ["1", "2", "5", "10", "20"]
     assert list(tidy.layout.xaxis2.ticktext) == ["0.01", "0.02", "0.05", "0.1", "0.2", "0.5"]
     assert [t.name for t in tidy.data] == ["baselines", "ldm-x4"]
+
+
+def test_the_cascade_figure_draws_nfe_0_at_the_axis_start_and_names_the_baselines():
+    from comparisons.studies.cascade import ZERO_NFE_AT, figure
+
+    def row(group, config, nfe, psnr):
+        return {
+            "dataset": "all",
+            "scale": 16,
+            "projection": "raw",
+            "group": group,
+            "config": config,
+            "nfe": nfe,
+            "seconds": 0.1 + nfe / 100,
+            "psnr_y": psnr,
+            "ssim_y": 0.5,
+            "lr_psnr": 40.0,
+            "hf_ratio": 0.5,
+        }
+
+    rows = [row("reference", "bicubic", 0, 20.0), row("reference", "regression", 2, 21.0)]
+    rows += [row("ldm-x16", "ldm-x16 5", 5, 22.0), row("ldm-x16", "ldm-x16 50", 50, 22.5)]
+    fig = figure(rows)
+    baselines = next(t for t in fig.data if t.name == "baselines" and t.xaxis == "x")
+    assert "reference" not in {t.name for t in fig.data}
+    assert list(baselines.x) == [ZERO_NFE_AT, 2] and list(baselines.marker.symbol) == ["diamond-open", "circle"]
+    assert fig.layout.xaxis.tickvals[0] == ZERO_NFE_AT and fig.layout.xaxis.ticktext[0] == "0"
+    assert list(fig.layout.xaxis.ticktext[1:4]) == ["1", "2", "5"]  # the measured NFEs in whole numbers
+    seconds_baselines = next(t for t in fig.data if t.name == "baselines" and t.xaxis == "x2")
+    assert list(seconds_baselines.marker.symbol) == ["circle", "circle"]  # only the NFE axis has no 0

@@ -39,6 +39,7 @@ from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
 from comparisons.evaluate import SCORE_COLUMNS, evaluate
+from comparisons.plots import log_axis
 from comparisons.provenance import folder_digest, git_state, machine_description
 from comparisons.records import read_csv, write_csv
 from sr_models.data import eval_pairs
@@ -278,8 +279,47 @@ def answer(
     return [f"{dataset}, {projection}: {line}" for line in lines]
 
 
+ZERO_NFE_AT = 0.5  # where NFE 0 (bicubic: no network) is drawn on the log NFE axis, labelled "0"
+GROUP_LABELS = {"reference": "baselines"}  # the CSV's group "reference" holds bicubic and regression
+
+
+def _x(value: float, key: str) -> float:
+    """Where a value sits on its log axis: NFE 0 at the axis start, seconds at least 1 ms."""
+    if key == "nfe":
+        return ZERO_NFE_AT if value == 0 else value
+    return max(value, 1e-3)
+
+
+def _axis(values: list[float], key: str) -> dict:
+    """1-2-5 ticks in whole numbers; the NFE axis starts with a "0" tick at ``ZERO_NFE_AT`` (log scale has no 0)."""
+    if key != "nfe":
+        return log_axis(values, "seconds per image")
+    axis = log_axis([v for v in values if v >= 1] or [1], "total NFE (0 = no network, drawn at the axis start)")
+    return {**axis, "tickvals": [ZERO_NFE_AT, *axis["tickvals"]], "ticktext": ["0", *axis["ticktext"]]}
+
+
+def _points(g: list[dict], key: str, group: str, colour: str, first: bool) -> go.Scatter:
+    """One group's points on one panel; NFE 0 as an open diamond, so it does not read as a measured 0.5."""
+    zero = [key == "nfe" and r["nfe"] == 0 for r in g]
+    return go.Scatter(
+        x=[_x(r[key], key) for r in g],
+        y=[r["psnr_y"] for r in g],
+        mode="markers",
+        name=GROUP_LABELS.get(group, group),
+        legendgroup=group,
+        showlegend=first,
+        marker={"color": colour, "size": 8, "symbol": ["diamond-open" if z else "circle" for z in zero]},
+        text=[r["config"] for r in g],
+        customdata=[[r["ssim_y"], r["lr_psnr"], r["hf_ratio"], r["nfe"], r["seconds"]] for r in g],
+        hovertemplate="%{text}<br>PSNR-Y %{y:.2f}<br>SSIM-Y %{customdata[0]:.4f}<br>LR-PSNR "
+        "%{customdata[1]:.1f}<br>detail %{customdata[2]:.3f}<br>NFE %{customdata[3]:.0f}<br>"
+        "%{customdata[4]:.3f} s<extra></extra>",
+    )
+
+
 def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
-    """Quality vs total NFE and vs seconds (Pareto fronts dashed), per projection and scale."""
+    """Quality vs total NFE and vs seconds (Pareto fronts dashed), per projection and scale. The baselines
+    (CSV group "reference") are named so in the legend; NFE 0 sits at the start of the log axis, labelled 0."""
     panels = sorted({(r["scale"], r["projection"]) for r in rows}, key=lambda k: (-k[0], k[1]))
     titles = [f"{s}x, {p}: PSNR-Y vs {x}" for s, p in panels for x in ("total NFE", "seconds per image")]
     fig = make_subplots(
@@ -294,31 +334,13 @@ def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
             for group in dict.fromkeys(r["group"] for r in sel):
                 g = [r for r in sel if r["group"] == group]
                 colour = colours.setdefault(group, palette[len(colours) % len(palette)])
-                first = group not in in_legend
+                fig.add_trace(_points(g, key, group, colour, group not in in_legend), row_i, col)
                 in_legend.add(group)
-                fig.add_trace(
-                    go.Scatter(
-                        x=[max(r[key], 0.5 if key == "nfe" else 1e-3) for r in g],
-                        y=[r["psnr_y"] for r in g],
-                        mode="markers",
-                        name=group,
-                        legendgroup=group,
-                        showlegend=first,
-                        marker={"color": colour, "size": 8},
-                        text=[r["config"] for r in g],
-                        customdata=[[r["ssim_y"], r["lr_psnr"], r["hf_ratio"], r["nfe"], r["seconds"]] for r in g],
-                        hovertemplate="%{text}<br>PSNR-Y %{y:.2f}<br>SSIM-Y %{customdata[0]:.4f}<br>LR-PSNR "
-                        "%{customdata[1]:.1f}<br>detail %{customdata[2]:.3f}<br>NFE %{customdata[3]:.0f}<br>"
-                        "%{customdata[4]:.3f} s<extra></extra>",
-                    ),
-                    row_i,
-                    col,
-                )
             front = pareto_front([(r[key], r["psnr_y"]) for r in sel])
             pts = sorted((sel[i][key], sel[i]["psnr_y"]) for i in front)
             fig.add_trace(
                 go.Scatter(
-                    x=[max(p[0], 0.5 if key == "nfe" else 1e-3) for p in pts],
+                    x=[_x(p[0], key) for p in pts],
                     y=[p[1] for p in pts],
                     mode="lines",
                     line={"dash": "dash", "color": "gray"},
@@ -329,7 +351,7 @@ def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
                 row_i,
                 col,
             )
-            fig.update_xaxes(type="log", title="total NFE" if key == "nfe" else "seconds per image", row=row_i, col=col)
+            fig.update_xaxes(**_axis([r[key] for r in sel], key), row=row_i, col=col)
             fig.update_yaxes(title="PSNR-Y (dB)", row=row_i, col=col)
     fig.update_layout(template="plotly_white", height=380 * len(panels), title=f"Cascade study ({dataset})")
     return fig
