@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from comparisons.cli import add_settings_arguments, settings_from_args
@@ -18,11 +20,25 @@ from sr_models.registry import discover, get_models
 
 DESCRIPTION = "Studies: how quality and cost move with a sampling setting, without retraining."
 MODEL_ERRORS = (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError)
+STUDY_ERRORS = (ValueError, *MODEL_ERRORS)  # what most studies report as bad input
 
 
 def _error(err: Exception) -> int:
-    print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
+    # A KeyError's str() puts its message in quotes (and an OSError's args[0] is its errno): print the text.
+    text = err.args[0] if isinstance(err, KeyError) and err.args else err
+    print(f"error: {text}", file=sys.stderr)
     return 2
+
+
+def _run_study(study: Callable[[], object], report: Callable, errors: tuple = STUDY_ERRORS) -> int:
+    """Every sub-command's shape: run ``study``; bad input (``errors``) is one plain line on stderr and exit
+    code 2 (anything else is a bug and raises); otherwise ``report`` prints the study's summary, exit code 0."""
+    try:
+        result = study()
+    except errors as err:
+        return _error(err)
+    report(result)
+    return 0
 
 
 def _add_model_study_arguments(p: argparse.ArgumentParser, steps_default: str) -> None:
@@ -44,6 +60,17 @@ def _models(args) -> list:
     return get_models(args.models.split(","), discover(model_dirs=args.model_dir, device=args.device, dtype=args.dtype))
 
 
+def _command(argv) -> str:
+    """The command line as a run card records it."""
+    return "python -m comparisons.studies " + " ".join(argv or sys.argv[1:])
+
+
+def _raw_settings(args):
+    """The run's settings, raw (no back-projection) unless --lr-projection says otherwise: every quality floor."""
+    settings = settings_from_args(args)
+    return settings if settings.lr_projection is not None else replace(settings, lr_projection=0)
+
+
 def _model_study_inputs(args) -> tuple[tuple, dict]:
     """The (positional, keyword) arguments the steps and spread studies share, from their common options."""
     positional = (_models(args), args.scale, args.data, Path(args.out), [int(s) for s in args.steps_list.split(",")])
@@ -55,20 +82,24 @@ def _model_study_inputs(args) -> tuple[tuple, dict]:
     }
 
 
-def run_steps(args, parser, argv) -> int:
-    from comparisons.studies.steps import steps_study
+def _model_study(study: Callable, args, **extra):
+    """Run the steps or spread study on their common options, plus its own ``extra`` keywords."""
+    positional, keywords = _model_study_inputs(args)
+    return study(*positional, **extra, **keywords)
 
-    try:
-        positional, keywords = _model_study_inputs(args)
-        rows = steps_study(*positional, **keywords)
-    except MODEL_ERRORS as err:
-        return _error(err)
+
+def _print_steps(rows: list[dict]) -> None:
     for r in rows:
         print(
             f"{r['steps']:>4} {r['dataset']:10s} {r['model']:16s} PSNR-Y {r['psnr_y']:.2f}  "
             f"LR-PSNR {r['lr_psnr']:.2f}  {r['seconds_per_image']:.2f} s"
         )
-    return 0
+
+
+def run_steps(args, parser, argv) -> int:
+    from comparisons.studies.steps import steps_study
+
+    return _run_study(lambda: _model_study(steps_study, args), _print_steps, MODEL_ERRORS)
 
 
 def _add_spread_arguments(p: argparse.ArgumentParser) -> None:
@@ -79,19 +110,17 @@ def _add_spread_arguments(p: argparse.ArgumentParser) -> None:
 def run_spread(args, parser, argv) -> int:
     from comparisons.studies.spread import spread_study
 
-    try:
-        positional, keywords = _model_study_inputs(args)
-        rows = spread_study(*positional, seeds=args.seeds, **keywords)
-    except (ValueError, *MODEL_ERRORS) as err:
-        return _error(err)
-    for r in rows:
-        print(
-            f"{r['dataset']:10s} {r['model']:16s} {r['steps']!s:>3} steps: one sample {r['psnr_y_single']:.2f} dB, "
-            f"mean of {r['seeds']} {r['psnr_y_of_mean']:.2f}, expectation {r['psnr_y_of_expectation']:.2f}, "
-            f"spread {r['spread_rms']:.2f} grey levels, HF ratio {r['hf_ratio_single']:.2f} vs {r['hf_ratio_of_mean']:.2f}"
-        )
-    print(f"wrote {args.out}/spread.csv and spread.html")
-    return 0
+    def report(rows):
+        for r in rows:
+            print(
+                f"{r['dataset']:10s} {r['model']:16s} {r['steps']!s:>3} steps: one sample {r['psnr_y_single']:.2f} "
+                f"dB, mean of {r['seeds']} {r['psnr_y_of_mean']:.2f}, expectation {r['psnr_y_of_expectation']:.2f}, "
+                f"spread {r['spread_rms']:.2f} grey levels, HF ratio {r['hf_ratio_single']:.2f} vs "
+                f"{r['hf_ratio_of_mean']:.2f}"
+            )
+        print(f"wrote {args.out}/spread.csv and spread.html")
+
+    return _run_study(lambda: _model_study(spread_study, args, seeds=args.seeds), report)
 
 
 def _add_reconstruction_arguments(p: argparse.ArgumentParser) -> None:
@@ -104,29 +133,24 @@ def _add_reconstruction_arguments(p: argparse.ArgumentParser) -> None:
     add_device_arguments(p)
 
 
-def run_reconstruction(args, parser, argv) -> int:
-    from comparisons.studies.reconstruction import reconstruction_study
-
-    try:
-        rows = reconstruction_study(
-            Path(args.first_stage),
-            args.data,
-            Path(args.out) if args.out else None,
-            args.crop,
-            args.limit,
-            args.update_card,
-            args.device,
-            args.dtype,
-        )
-    except (FileNotFoundError, OSError, SRInputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def _print_reconstruction(rows: list[dict]) -> None:
     for row in rows:
         print(
             f"{row['dataset']:10s} n={row['n_images']:3d} PSNR-Y {row['psnr_y']:.2f}  SSIM-Y {row['ssim_y']:.4f}  "
             f"mean error R/G/B {row['mean_error_r']:+.2f}/{row['mean_error_g']:+.2f}/{row['mean_error_b']:+.2f}"
         )
-    return 0
+
+
+def run_reconstruction(args, parser, argv) -> int:
+    from comparisons.studies.reconstruction import reconstruction_study
+
+    def study():
+        out = Path(args.out) if args.out else None
+        return reconstruction_study(
+            Path(args.first_stage), args.data, out, args.crop, args.limit, args.update_card, args.device, args.dtype
+        )
+
+    return _run_study(study, _print_reconstruction, (OSError, SRInputError))
 
 
 def _add_cascade_arguments(c: argparse.ArgumentParser) -> None:
@@ -167,8 +191,9 @@ def run_cascade(args, parser, argv) -> int:
     projections = tuple(p for p in args.projection.split(",") if p)
     if not projections or set(projections) - set(PROJECTIONS):
         parser.error(f"--projection takes {', '.join(PROJECTIONS)}")
-    try:
-        card = cascade_study(
+
+    def study():
+        return cascade_study(
             args.data,
             Path(args.out),
             grid=[int(x) for x in args.grid.split(",")],
@@ -183,14 +208,14 @@ def run_cascade(args, parser, argv) -> int:
             spacing=args.spacing or None,
             lpips_fn=_cascade_lpips(args.no_lpips),
             models=discover(model_dirs=args.model_dir, device=args.device, dtype=args.dtype),
-            command="python -m comparisons.studies " + " ".join(argv or sys.argv[1:]),
+            command=_command(argv),
         )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("\n".join(card["answer"]))
-    print(f"wrote {args.out}/cascade.csv, cascade.html, run_card.md ({card['seconds']:.0f} s)")
-    return 0
+
+    def report(card):
+        print("\n".join(card["answer"]))
+        print(f"wrote {args.out}/cascade.csv, cascade.html, run_card.md ({card['seconds']:.0f} s)")
+
+    return _run_study(study, report, (FileNotFoundError, ValueError))
 
 
 def _add_perception_arguments(p: argparse.ArgumentParser) -> None:
@@ -224,17 +249,13 @@ def _add_perception_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_perception(args, parser, argv) -> int:
-    from dataclasses import replace
-
     from comparisons.studies.perception import perception_study
     from sr_models.swd import SWDProtocol
 
-    try:
+    def study():
         mean_at = [(int(a), float(b)) for a, b in (x.split(":") for x in args.mean_at.split(",") if x)]
-        settings = settings_from_args(args)
-        if settings.lr_projection is None:
-            settings = replace(settings, lr_projection=0)  # raw, as every quality floor here
-        rows = perception_study(
+        settings = _raw_settings(args)
+        return perception_study(
             _models(args),
             args.scale,
             args.data,
@@ -250,12 +271,12 @@ def run_perception(args, parser, argv) -> int:
             protocol=SWDProtocol(patches_per_image=args.swd_patches),
             diversity_images=args.diversity_images,
             steps_for={k: [int(x) for x in v.split(",")] for k, v in (i.split("=", 1) for i in args.steps_for)},
-            command="python -m comparisons.studies " + " ".join(argv or sys.argv[1:]),
+            command=_command(argv),
         )
-    except (ValueError, *MODEL_ERRORS) as err:
-        return _error(err)
-    print(f"wrote {args.out}/perception.csv, perception.html, run_card.md ({len(rows)} rows)")
-    return 0
+
+    return _run_study(
+        study, lambda rows: print(f"wrote {args.out}/perception.csv, perception.html, run_card.md ({len(rows)} rows)")
+    )
 
 
 def _add_scales_arguments(p: argparse.ArgumentParser) -> None:
@@ -317,22 +338,19 @@ def _scale_list(text: str) -> list[int | float]:
 
 def run_scales(args, parser, argv) -> int:
     import gc
-    from dataclasses import replace
 
     from comparisons.studies.scales import answer, scales_study
     from sr_models.swd import SWDProtocol
 
-    try:
+    def study():
         scales = _scale_list(args.scales)
-        settings = settings_from_args(args)
-        if settings.lr_projection is None:
-            settings = replace(settings, lr_projection=0)  # raw, as every quality floor here
+        settings = _raw_settings(args)
         groups, cascades, notes = _scales_models(args)
         for note in notes:
             print(f"note: {note}", file=sys.stderr)
         gc.freeze()  # the libraries' objects out of the collections every measured run starts with (~0.5 s each)
         try:
-            rows = scales_study(
+            return scales_study(
                 groups,
                 args.data,
                 Path(args.out),
@@ -346,15 +364,16 @@ def run_scales(args, parser, argv) -> int:
                 idm_steps=args.idm_steps,
                 protocol=SWDProtocol(patches_per_image=args.swd_patches),
                 notes=notes,
-                command="python -m comparisons.studies " + " ".join(argv or sys.argv[1:]),
+                command=_command(argv),
             )
         finally:
             gc.unfreeze()
-    except (ValueError, *MODEL_ERRORS) as err:
-        return _error(err)
-    print("\n".join(answer(rows)))
-    print(f"wrote {args.out}/scales.csv, scales.html, run_card.md ({len(rows)} rows)")
-    return 0
+
+    def report(rows):
+        print("\n".join(answer(rows)))
+        print(f"wrote {args.out}/scales.csv, scales.html, run_card.md ({len(rows)} rows)")
+
+    return _run_study(study, report)
 
 
 def _add_uncertainty_arguments(p: argparse.ArgumentParser) -> None:
@@ -363,18 +382,14 @@ def _add_uncertainty_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_uncertainty(args, parser, argv) -> int:
-    from dataclasses import replace
-
     from comparisons.studies.uncertainty import uncertainty_study
 
-    try:
+    def study():
         (models, scale, data, out, steps), keywords = _model_study_inputs(args)
         settings = replace(keywords.pop("settings"), steps=steps[0])
-        uncertainty_study(models, scale, data, out, settings, args.k, **keywords)
-    except (ValueError, *MODEL_ERRORS) as err:
-        return _error(err)
-    print(f"wrote {args.out}/uncertainty.csv and uncertainty_summary.csv")
-    return 0
+        return uncertainty_study(models, scale, data, out, settings, args.k, **keywords)
+
+    return _run_study(study, lambda _: print(f"wrote {args.out}/uncertainty.csv and uncertainty_summary.csv"))
 
 
 # sub-command -> (help, add its arguments, run it); the order of ``--help``
