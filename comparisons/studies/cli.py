@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from comparisons.cli import add_settings_arguments, settings_from_args
@@ -21,6 +22,19 @@ from sr_models.registry import discover, get_models
 DESCRIPTION = "Studies: how quality and cost move with a sampling setting, without retraining."
 MODEL_ERRORS = (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError)
 STUDY_ERRORS = (ValueError, *MODEL_ERRORS)  # what most studies report as bad input
+# The summary line printed for each row of a study (``str.format`` of the row).
+STEPS_LINE = (
+    "{steps:>4} {dataset:10s} {model:16s} PSNR-Y {psnr_y:.2f}  LR-PSNR {lr_psnr:.2f}  {seconds_per_image:.2f} s"
+)
+SPREAD_LINE = (
+    "{dataset:10s} {model:16s} {steps!s:>3} steps: one sample {psnr_y_single:.2f} dB, mean of {seeds} "
+    "{psnr_y_of_mean:.2f}, expectation {psnr_y_of_expectation:.2f}, spread {spread_rms:.2f} grey levels, "
+    "HF ratio {hf_ratio_single:.2f} vs {hf_ratio_of_mean:.2f}"
+)
+RECONSTRUCTION_LINE = (
+    "{dataset:10s} n={n_images:3d} PSNR-Y {psnr_y:.2f}  SSIM-Y {ssim_y:.4f}  "
+    "mean error R/G/B {mean_error_r:+.2f}/{mean_error_g:+.2f}/{mean_error_b:+.2f}"
+)
 
 
 def _error(err: Exception) -> int:
@@ -28,6 +42,11 @@ def _error(err: Exception) -> int:
     text = err.args[0] if isinstance(err, KeyError) and err.args else err
     print(f"error: {text}", file=sys.stderr)
     return 2
+
+
+def _print_rows(line: str, rows: list[dict]) -> None:
+    for row in rows:
+        print(line.format(**row))
 
 
 def _run_study(study: Callable[[], object], report: Callable, errors: tuple = STUDY_ERRORS) -> int:
@@ -88,18 +107,10 @@ def _model_study(study: Callable, args, **extra):
     return study(*positional, **extra, **keywords)
 
 
-def _print_steps(rows: list[dict]) -> None:
-    for r in rows:
-        print(
-            f"{r['steps']:>4} {r['dataset']:10s} {r['model']:16s} PSNR-Y {r['psnr_y']:.2f}  "
-            f"LR-PSNR {r['lr_psnr']:.2f}  {r['seconds_per_image']:.2f} s"
-        )
-
-
 def run_steps(args, parser, argv) -> int:
     from comparisons.studies.steps import steps_study
 
-    return _run_study(lambda: _model_study(steps_study, args), _print_steps, MODEL_ERRORS)
+    return _run_study(lambda: _model_study(steps_study, args), partial(_print_rows, STEPS_LINE), MODEL_ERRORS)
 
 
 def _add_spread_arguments(p: argparse.ArgumentParser) -> None:
@@ -111,13 +122,7 @@ def run_spread(args, parser, argv) -> int:
     from comparisons.studies.spread import spread_study
 
     def report(rows):
-        for r in rows:
-            print(
-                f"{r['dataset']:10s} {r['model']:16s} {r['steps']!s:>3} steps: one sample {r['psnr_y_single']:.2f} "
-                f"dB, mean of {r['seeds']} {r['psnr_y_of_mean']:.2f}, expectation {r['psnr_y_of_expectation']:.2f}, "
-                f"spread {r['spread_rms']:.2f} grey levels, HF ratio {r['hf_ratio_single']:.2f} vs "
-                f"{r['hf_ratio_of_mean']:.2f}"
-            )
+        _print_rows(SPREAD_LINE, rows)
         print(f"wrote {args.out}/spread.csv and spread.html")
 
     return _run_study(lambda: _model_study(spread_study, args, seeds=args.seeds), report)
@@ -133,14 +138,6 @@ def _add_reconstruction_arguments(p: argparse.ArgumentParser) -> None:
     add_device_arguments(p)
 
 
-def _print_reconstruction(rows: list[dict]) -> None:
-    for row in rows:
-        print(
-            f"{row['dataset']:10s} n={row['n_images']:3d} PSNR-Y {row['psnr_y']:.2f}  SSIM-Y {row['ssim_y']:.4f}  "
-            f"mean error R/G/B {row['mean_error_r']:+.2f}/{row['mean_error_g']:+.2f}/{row['mean_error_b']:+.2f}"
-        )
-
-
 def run_reconstruction(args, parser, argv) -> int:
     from comparisons.studies.reconstruction import reconstruction_study
 
@@ -150,7 +147,7 @@ def run_reconstruction(args, parser, argv) -> int:
             Path(args.first_stage), args.data, out, args.crop, args.limit, args.update_card, args.device, args.dtype
         )
 
-    return _run_study(study, _print_reconstruction, (OSError, SRInputError))
+    return _run_study(study, partial(_print_rows, RECONSTRUCTION_LINE), (OSError, SRInputError))
 
 
 def _add_cascade_arguments(c: argparse.ArgumentParser) -> None:
