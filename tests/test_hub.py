@@ -44,7 +44,7 @@ def one_thread():
 
 # --- tiny components ------------------------------------------------------------------------------
 
-# What the tiny first stages (VQModel, AutoencoderKL: f=4) and the tiny UNets of both layouts share.
+# What the tiny first stages of both layouts (VQModel, AutoencoderKL: f=4) share.
 TINY_AUTOENCODER = {
     "block_out_channels": (8, 8, 8),
     "down_block_types": ("DownEncoderBlock2D",) * 3,
@@ -52,21 +52,29 @@ TINY_AUTOENCODER = {
     "layers_per_block": 1,
     "norm_num_groups": 4,
 }
-TINY_UNET = {"sample_size": 8, "layers_per_block": 1, "norm_num_groups": 8, "attention_head_dim": 8}
+
+
+def tiny_unet(unet_class, in_channels: int, out_channels: int, widths: tuple, attention: str, **extra):
+    """A two-level UNet of either layout, with ``attention`` blocks ("Attn", "CrossAttn") at the lower level."""
+    return unet_class(
+        sample_size=8,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        block_out_channels=widths,
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", f"{attention}DownBlock2D"),
+        up_block_types=(f"{attention}UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
+        attention_head_dim=8,
+        **extra,
+    )
 
 
 def tiny_ldm_pipeline() -> LDMSuperResolutionPipeline:
     """CompVis LDM-SR's layout: VQModel f=4 with 3 latent channels, UNet2DModel on latent + LR (6 channels)."""
     torch.manual_seed(0)
     vqvae = VQModel(**TINY_AUTOENCODER, latent_channels=3, num_vq_embeddings=32, vq_embed_dim=3)
-    unet = UNet2DModel(
-        **TINY_UNET,
-        in_channels=6,
-        out_channels=3,
-        block_out_channels=(16, 16),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-    )
+    unet = tiny_unet(UNet2DModel, 6, 3, (16, 16), "Attn")
     scheduler = DDIMScheduler(beta_start=0.0015, beta_end=0.0155, beta_schedule="scaled_linear", clip_sample=False)
     return LDMSuperResolutionPipeline(vqvae=vqvae, unet=unet, scheduler=scheduler)
 
@@ -111,17 +119,8 @@ def tiny_sd_upscale_pipeline(tmp) -> StableDiffusionUpscalePipeline:
     tokenizer = tiny_clip_tokenizer(tmp / "tokenizer-src")
     torch.manual_seed(0)
     vae = AutoencoderKL(**TINY_AUTOENCODER, latent_channels=4, scaling_factor=0.08333)
-    unet = UNet2DConditionModel(
-        **TINY_UNET,
-        in_channels=7,
-        out_channels=4,
-        block_out_channels=(16, 32),
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16,
-        use_linear_projection=True,
-        num_class_embeds=1000,
-    )
+    text_and_class = {"cross_attention_dim": 16, "use_linear_projection": True, "num_class_embeds": 1000}
+    unet = tiny_unet(UNet2DConditionModel, 7, 4, (16, 32), "CrossAttn", **text_and_class)
     text_encoder = tiny_clip_text_encoder(len(tokenizer))  # drawn after the VAE and UNet, as before
     low_res_scheduler = DDPMScheduler(beta_schedule="linear", beta_start=0.0001, beta_end=0.02)
     scheduler = DDIMScheduler(
