@@ -46,6 +46,11 @@ def rename_traces(fig: go.Figure, names: dict[str, str]) -> go.Figure:
     return fig
 
 
+def column_trace(rows: list[dict], x: str, y: str, **style) -> go.Scatter:
+    """A trace of two columns of result rows, in the rows' order; ``style``: go.Scatter's other arguments."""
+    return go.Scatter(x=[r[x] for r in rows], y=[r[y] for r in rows], **style)
+
+
 def benchmark_figure(summary: list[dict], title: str = "") -> go.Figure:
     """PSNR-Y against seconds per image, one marker per model and dataset: quality vs cost at a glance."""
     fig = go.Figure()

@@ -25,6 +25,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from comparisons.evaluate import IMAGE_SCORES, evaluate, image_scores, mean_scores
+from comparisons.plots import column_trace
 from comparisons.provenance import git_state, machine_description
 from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.data import eval_pairs
@@ -185,27 +186,17 @@ def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
         for seeds in sorted({r["seeds"] for r in sel if r["model"].split(" [")[0] == base}):
             pts = [r for r in sel if r["model"].split(" [")[0] == base and r["seeds"] == seeds]
             name = base if seeds == 1 else f"{base}, mean of {seeds} seeds"
+            text = [r["model"] + f"<br>NFE {r['nfe']:g}, HF {r['hf_ratio']:.2f}" for r in pts]
+            marker = {"size": 9, "symbol": "diamond" if seeds > 1 else "circle"}
             fig.add_trace(
-                go.Scatter(
-                    x=[r["psnr_y"] for r in pts],
-                    y=[r["swd"] for r in pts],
-                    mode="markers",
-                    name=name,
-                    text=[r["model"] + f"<br>NFE {r['nfe']:g}, HF {r['hf_ratio']:.2f}" for r in pts],
-                    hoverinfo="text",
-                    marker={"size": 9, "symbol": "diamond" if seeds > 1 else "circle"},
+                column_trace(
+                    pts, "psnr_y", "swd", mode="markers", name=name, text=text, hoverinfo="text", marker=marker
                 )
             )
     front = sorted((r for r in sel if r.get("pareto")), key=lambda r: r["psnr_y"])
+    front_line = {"dash": "dot", "color": "grey"}
     fig.add_trace(
-        go.Scatter(
-            x=[r["psnr_y"] for r in front],
-            y=[r["swd"] for r in front],
-            mode="lines",
-            name="Pareto front",
-            line={"dash": "dot", "color": "grey"},
-            hoverinfo="skip",
-        )
+        column_trace(front, "psnr_y", "swd", mode="lines", name="Pareto front", line=front_line, hoverinfo="skip")
     )
     fig.update_layout(
         template="plotly_white",

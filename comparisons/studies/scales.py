@@ -37,6 +37,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from comparisons.evaluate import evaluate, mean_scores
+from comparisons.plots import column_trace
 from comparisons.provenance import git_state, machine_description, weight_hashes
 from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.base import SRModel
@@ -326,17 +327,10 @@ def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
     fig = go.Figure()
     for line in dict.fromkeys(r["line"] for r in sel):
         pts = sorted((r for r in sel if r["line"] == line), key=lambda r: r["scale"])
+        text = [f"{r['model']}<br>PSNR-Y {r['psnr_y']:.2f} dB, SWD {r['swd']:.1f}, NFE {r['nfe']:g}" for r in pts]
+        hover = "%{x:g}x: %{y:+.2f} dB<br>%{text}<extra></extra>"
         fig.add_trace(
-            go.Scatter(
-                x=[r["scale"] for r in pts],
-                y=[r["psnr_gain"] for r in pts],
-                mode="lines+markers",
-                name=line,
-                text=[
-                    f"{r['model']}<br>PSNR-Y {r['psnr_y']:.2f} dB, SWD {r['swd']:.1f}, NFE {r['nfe']:g}" for r in pts
-                ],
-                hovertemplate="%{x:g}x: %{y:+.2f} dB<br>%{text}<extra></extra>",
-            )
+            column_trace(pts, "scale", "psnr_gain", mode="lines+markers", name=line, text=text, hovertemplate=hover)
         )
     ticks = sorted({TRAINED_RANGE[0], *(r["scale"] for r in sel)})
     span = [math.log10(TRAINED_RANGE[0] * 0.95), math.log10(max(ticks) * 1.1)]  # a log axis' range is in log10
