@@ -7,14 +7,7 @@ from pathlib import Path
 import torch
 
 from sr_models.cards import write_card
-from sr_models.training.common import (
-    add_common_arguments,
-    channels_arg,
-    data_note,
-    fit,
-    global_batch,
-    init_weights,
-)
+from sr_models.training.common import add_common_arguments, channels_arg, data_note, fit, global_batch, init_weights
 from sr_models.training.patches import PatchSampler
 from sr_models.training.trainer import local
 

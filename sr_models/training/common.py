@@ -16,6 +16,7 @@ from sr_models.metrics import score
 from sr_models.regression import to_tensor, to_uint8
 from sr_models.training.patches import PatchSampler
 from sr_models.training.trainer import TrainConfig, Trainer, world
+from sr_models.types import SAMPLERS
 
 TRAIN_DEVICES = (*DEVICES, "gpu")  # every command's device names; "gpu" kept for old training commands
 MIXED_PRECISION = {"float32": "no", "bfloat16": "bf16", "float16": "fp16"}  # --dtype -> accelerate's name
@@ -73,6 +74,35 @@ def add_common_arguments(p: argparse.ArgumentParser, batch: int, lr: float, patc
         help="start from the weights of a model folder (e.g. a shipped one) instead of random ones; "
         "an existing checkpoint in --out still takes precedence",
     )
+
+
+def add_diffusion_arguments(
+    p: argparse.ArgumentParser, channels: tuple[int, ...] | None = None, name: str | None = None
+):
+    """The flags every diffusion recipe shares (ldm, sr3, idm): the UNet, the card's sampling defaults,
+    the validation samples' steps and the model's name."""
+    p.add_argument("--channels", type=channels_arg, default=channels, help="UNet block widths, e.g. 64,128,192")
+    p.add_argument("--no-attention", action="store_true", help="no self-attention at the lowest resolution")
+    p.add_argument("--default-steps", type=int, default=10, help="sampling steps written into the model card")
+    p.add_argument(
+        "--lr-projection",
+        type=int,
+        default=5,
+        help="default back-projection iterations of the model's outputs (0: off)",
+    )
+    p.add_argument("--default-sampler", default="ddim", choices=SAMPLERS)
+    p.add_argument("--val-steps", type=int, default=10, help="DDIM steps of the validation samples")
+    p.add_argument("--name", default=name, help="model name in the registry")
+
+
+def sampling_card(args) -> dict:
+    """The card fields of a diffusion recipe's sampling defaults (from ``add_diffusion_arguments``)."""
+    return {
+        "default_steps": args.default_steps,
+        "default_sampler": args.default_sampler,
+        "samplers": list(SAMPLERS),
+        "lr_projection": args.lr_projection,
+    }
 
 
 def make_validator(args, upscale_tensor):
@@ -173,6 +203,11 @@ def json_ready(config: dict) -> dict:
 def data_note(args, sampler) -> str:
     held = {"train": ", validation split held out", "val": ", validation split only", "all": ""}[args.split]
     return f"{args.data} ({len(sampler.images)} images, split '{args.split}'{held})"
+
+
+def patch_data_note(args, sampler) -> str:
+    """The card's data note of a fixed-scale recipe: random HR patches, flipped and rotated, the protocol's LR."""
+    return data_note(args, sampler) + f", random {args.hr_patch}px HR crops, flips/rot90, LR by MATLAB-bicubic imresize"
 
 
 def channels_arg(text: str) -> tuple[int, ...]:

@@ -13,30 +13,21 @@ from accelerate import PartialState
 
 from sr_models.training.common import (
     add_common_arguments,
-    channels_arg,
-    data_note,
+    add_diffusion_arguments,
     fit,
     global_batch,
     init_weights,
+    patch_data_note,
+    sampling_card,
 )
 from sr_models.training.patches import PatchSampler, augment_condition
 from sr_models.training.trainer import local, world
-from sr_models.types import SAMPLERS, SamplingSettings
+from sr_models.types import SamplingSettings
 
 
 def diffusion_arguments(p):
-    p.add_argument("--channels", type=channels_arg, help="UNet block widths, e.g. 64,128,192")
-    p.add_argument("--no-attention", action="store_true", help="no self-attention at the lowest resolution")
-    p.add_argument("--default-steps", type=int, default=10, help="sampling steps written into the model card")
-    p.add_argument(
-        "--lr-projection",
-        type=int,
-        default=5,
-        help="default back-projection iterations of the model's outputs (0: off)",
-    )
-    p.add_argument("--default-sampler", default="ddim", choices=SAMPLERS)
-    p.add_argument("--val-steps", type=int, default=10, help="DDIM steps of the validation samples")
-    p.add_argument("--name", help="model name in the registry")
+    """The ldm and sr3 recipes' flags: the shared diffusion ones and conditioning augmentation."""
+    add_diffusion_arguments(p)
     p.add_argument(
         "--cond-aug-blur",
         type=float,
@@ -119,12 +110,8 @@ def _card(args, family: str, name: str, sampler: PatchSampler) -> dict:
         "name": name,
         "family": family,
         "scales": [args.scale],
-        "default_steps": args.default_steps,
-        "default_sampler": args.default_sampler,
-        "samplers": list(SAMPLERS),
-        "lr_projection": args.lr_projection,
-        "data": data_note(args, sampler) + f", random {args.hr_patch}px HR crops, flips/rot90, "
-        "LR by MATLAB-bicubic imresize",
+        **sampling_card(args),
+        "data": patch_data_note(args, sampler),
     }
     if args.cond_aug_blur > 0 or args.cond_aug_noise > 0:
         card["conditioning_augmentation"] = {

@@ -11,10 +11,10 @@ from sr_models.cards import write_card
 from sr_models.regression import EDSRLite
 from sr_models.training.common import (
     add_common_arguments,
-    data_note,
     global_batch,
     json_ready,
     make_validator,
+    patch_data_note,
     train_config,
 )
 from sr_models.training.patches import PatchSampler
@@ -57,8 +57,7 @@ def run_gan(args) -> dict:
         "scales": [args.scale],
         "description": f"EDSR-lite from {Path(args.init_from).name}, fine-tuned with L1 + {args.adv_weight} x "
         f"relativistic-average GAN loss (patch discriminator, {args.disc_channels} ch); no VGG loss",
-        "data": data_note(args, sampler) + f", random {args.hr_patch}px HR crops, flips/rot90, "
-        "LR by MATLAB-bicubic imresize",
+        "data": patch_data_note(args, sampler),
         "init_from": args.init_from,
     }
     model_config = {"generator": dict(generator.config), "disc_channels": args.disc_channels}

@@ -18,8 +18,15 @@ from accelerate import PartialState
 from sr_models.degradation import MAX_SCALE, scaled_size
 from sr_models.idm import ImplicitDiffusionSR, build_idm_unet, save_idm_folder, scale_label
 from sr_models.liif import NOMINAL_SCALES, LIIFNet, liif_condition
-from sr_models.sampling import SAMPLERS, TRAIN_SCHEDULER
-from sr_models.training.common import add_common_arguments, channels_arg, data_note, fit, init_weights
+from sr_models.sampling import TRAIN_SCHEDULER
+from sr_models.training.common import (
+    add_common_arguments,
+    add_diffusion_arguments,
+    data_note,
+    fit,
+    init_weights,
+    sampling_card,
+)
 from sr_models.training.diffusion import _diffusion_loss
 from sr_models.training.liif import add_scale_arguments, scale_batch, scale_sampler
 from sr_models.types import SamplingSettings
@@ -30,14 +37,8 @@ def idm_parser(sub):
     add_common_arguments(p, batch=16, lr=2e-4, patch=64, scale=False)
     add_scale_arguments(p)
     p.add_argument("--liif", required=True, metavar="FOLDER", help="the trained liif model (e.g. assets/liif-x)")
-    p.add_argument("--channels", type=channels_arg, default=(64, 128, 128), help="UNet block widths")
-    p.add_argument("--no-attention", action="store_true", help="no self-attention at the lowest resolution")
+    add_diffusion_arguments(p, channels=(64, 128, 128), name="idm-x")
     p.add_argument("--residual-scale", type=float, default=4.0, help="multiplier of HR - liif in [-1, 1] units")
-    p.add_argument("--default-steps", type=int, default=10, help="sampling steps written into the model card")
-    p.add_argument("--default-sampler", default="ddim", choices=list(SAMPLERS))
-    p.add_argument("--lr-projection", type=int, default=5, help="default back-projection iterations (0: off)")
-    p.add_argument("--val-steps", type=int, default=10, help="DDIM steps of the validation samples")
-    p.add_argument("--name", default="idm-x", help="model name in the registry")
     p.set_defaults(run=run_idm)
 
 
@@ -58,10 +59,7 @@ def run_idm(args) -> dict:
         "scales": list(NOMINAL_SCALES),
         "max_scale": MAX_SCALE,
         "trained_scales": [args.min_scale, args.max_scale],
-        "default_steps": args.default_steps,
-        "default_sampler": args.default_sampler,
-        "samplers": list(SAMPLERS),
-        "lr_projection": args.lr_projection,
+        **sampling_card(args),
         "residual_scale": args.residual_scale,
         "tile": 256,
         "liif_source": str(args.liif),

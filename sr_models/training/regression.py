@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from sr_models.cards import write_card
 from sr_models.regression import EDSRLite
-from sr_models.training.common import add_common_arguments, data_note, fit, global_batch, init_weights
+from sr_models.training.common import add_common_arguments, fit, global_batch, init_weights, patch_data_note
 from sr_models.training.patches import PatchSampler
 from sr_models.training.trainer import local
 
@@ -41,8 +41,7 @@ def run_regression(args) -> dict:
         "family": "regression",
         "scales": [args.scale],
         "description": f"EDSR-lite ({args.channels} ch, {args.blocks} blocks), L1, residual over bicubic",
-        "data": data_note(args, sampler) + f", random {args.hr_patch}px HR crops, flips/rot90, "
-        "LR by MATLAB-bicubic imresize",
+        "data": patch_data_note(args, sampler),
         "init_from": init,
     }
     return fit(model, loss_fn, args, lambda net, x: net(x), export, card)
