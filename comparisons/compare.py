@@ -7,6 +7,7 @@ shows of it (views, zoom) is in ``comparisons.views``.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from comparisons.evaluate import evaluate
 from comparisons.serving import MODE_HR, MODE_LR, LoadedModels, check_output_size, frame_count, image_size
 from comparisons.serving import stage_models as stage_models  # re-exported: run_record imports it from here
 from sr_models.base import SRInputError, StepInfo, UpscaleResult
-from sr_models.degradation import degrade
+from sr_models.degradation import degrade, hr_multiple
 from sr_models.image_io import load_image
+from sr_models.resized import route_kind
 from sr_models.types import SamplingSettings
 
 
@@ -34,11 +36,12 @@ class RunStopped(Exception):
 class Comparison:
     lr: np.ndarray
     hr: np.ndarray | None
-    scale: int
+    scale: int | float
     results: list[UpscaleResult] = field(default_factory=list)
     scores: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # model name -> message
+    routes: dict[str, str] = field(default_factory=dict)  # model name -> how it reached the scale (route_kind)
 
     def table(self) -> list[dict]:
         """One row per model that ran (fidelity if a reference exists, the settings it ran with, its
@@ -47,6 +50,8 @@ class Comparison:
         for result, s in zip(self.results, self.scores):
             facts = result.facts()
             row = {"model": result.model}
+            if any(kind != "direct" for kind in self.routes.values()):  # a run at a scale not every model has
+                row["route"] = self.routes.get(result.model, "")
             if s["psnr_y"] is not None:
                 row.update(
                     {
@@ -121,11 +126,12 @@ def prepare_input(source, mode: str, scale: int, max_pixels: int | None = None, 
         return image, None, notes
     if min(h, w) < 4 * scale:
         raise SRInputError(
-            f"a {w}x{h} reference is too small to degrade by {scale}x (need at least {4 * scale} px a side)"
+            f"a {w}x{h} reference is too small to degrade by {scale:g}x (need at least {math.ceil(4 * scale)} px a side)"
         )
     hr, lr = degrade(image, scale)
     if hr.shape != image.shape:
-        notes.append(f"reference cropped from {w}x{h} to {hr.shape[1]}x{hr.shape[0]} (a multiple of {scale})")
+        multiple = hr_multiple(scale)
+        notes.append(f"reference cropped from {w}x{h} to {hr.shape[1]}x{hr.shape[0]} (a multiple of {multiple})")
     return lr, hr, notes
 
 
@@ -180,6 +186,7 @@ def run_comparison(
             comparison.errors[model.name] = str(err)
             continue
         comparison.results.append(evaluation.result)
+        comparison.routes[evaluation.result.model] = route_kind(model)
         comparison.scores.append(evaluation.scores)
         if on_result is not None:
             on_result(model, evaluation.result)

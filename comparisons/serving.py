@@ -18,6 +18,8 @@ from PIL import Image
 
 from sr_models.base import SRInputError, UpscaleResult
 from sr_models.cascade import CascadeSR
+from sr_models.degradation import hr_multiple, scaled_size
+from sr_models.resized import ResizedSR
 from sr_models.types import SamplingSettings
 
 MODE_HR = "hr"  # the image is a reference: degrade it, upscale the LR, compare to it
@@ -46,22 +48,32 @@ def max_output_pixels() -> int:
     return _env_int(MAX_OUTPUT_PIXELS_ENV, DEFAULT_MAX_OUTPUT_PIXELS)
 
 
-def output_size(width: int, height: int, mode: str, scale: int) -> tuple[int, int]:
-    """(width, height) of every output for an image of this size in this mode."""
-    if mode == MODE_HR:  # the reference is cropped to a multiple of the scale; outputs match it
-        return width // scale * scale, height // scale * scale
-    return width * scale, height * scale
+def output_size(width: int, height: int, mode: str, scale) -> tuple[int, int]:
+    """(width, height) of every output for an image of this size in this mode (a real scale: round(s * side))."""
+    if mode == MODE_HR:  # the reference is cropped so that its size / scale is whole; outputs match it
+        multiple = hr_multiple(scale)  # p of scale = p/q: the scale itself when whole
+        return width // multiple * multiple, height // multiple * multiple
+    out_h, out_w = scaled_size(height, width, scale)
+    return out_w, out_h
 
 
-def check_output_size(width: int, height: int, mode: str, scale: int, limit: int | None = None) -> tuple[int, int]:
+def lr_size(width: int, height: int, mode: str, scale) -> tuple[int, int]:
+    """(width, height) of the low-resolution input the models get: the file's, or the reference's / scale."""
+    if mode != MODE_HR:
+        return width, height
+    out_w, out_h = output_size(width, height, mode, scale)
+    return round(out_w / scale), round(out_h / scale)
+
+
+def check_output_size(width: int, height: int, mode: str, scale, limit: int | None = None) -> tuple[int, int]:
     """The output size, or a plain refusal when it is over the limit (nothing allocated yet)."""
     limit = max_output_pixels() if limit is None else limit
     out_w, out_h = output_size(width, height, mode, scale)
     if out_w * out_h > limit:
         largest = int(math.sqrt(limit / scale**2)) if mode == MODE_LR else int(math.sqrt(limit))
         raise SRInputError(
-            f"{scale}x of a {width}x{height} image is {out_w}x{out_h} = {out_w * out_h / 1e6:.1f} MP per output, "
-            f"above this server's limit of {limit / 1e6:.1f} MP (about {largest}x{largest} input at {scale}x; "
+            f"{scale:g}x of a {width}x{height} image is {out_w}x{out_h} = {out_w * out_h / 1e6:.1f} MP per output, "
+            f"above this server's limit of {limit / 1e6:.1f} MP (about {largest}x{largest} input at {scale:g}x; "
             f"set {MAX_OUTPUT_PIXELS_ENV} to change it): crop the image or choose a smaller scale"
         )
     return out_w, out_h
@@ -94,7 +106,10 @@ def frame_count(source) -> int:
 
 
 def stage_models(model) -> list:
-    """The models that hold weights in a run of ``model``: a cascade's stages, else itself."""
+    """The models that hold weights in a run of ``model``: a cascade's stages, a routed model's (``ldm-x4
+    then resize to 3x``) inner model or stages, else itself."""
+    if isinstance(model, ResizedSR):
+        return stage_models(model.inner)
     return [m for m, _ in model.stages] if isinstance(model, CascadeSR) else [model]
 
 
@@ -175,9 +190,12 @@ class TimeEstimator:
             out.append((stage, w * h, st.steps))
         return out
 
-    def predict(self, model, lr_w: int, lr_h: int, scale: int, settings: SamplingSettings | None = None) -> float:
-        if not isinstance(model, CascadeSR) and len(model.scales) > 1:  # multi-scale: the asked one
-            stages = [(model, lr_w * lr_h * scale**2, model.resolve(settings).steps)]
+    def predict(self, model, lr_w: int, lr_h: int, scale, settings: SamplingSettings | None = None) -> float:
+        if isinstance(model, ResizedSR):  # the route's inner model at its own scale (the resize is cheap)
+            return self.predict(model.inner, lr_w, lr_h, model.inner_scale, settings)
+        if not isinstance(model, CascadeSR):  # the asked scale (multi-scale and continuous models)
+            out_h, out_w = scaled_size(lr_h, lr_w, scale or model.scales[0])
+            stages = [(model, out_w * out_h, model.resolve(settings).steps)]
         else:
             stages = self._stages(model, lr_w, lr_h, settings)
         return sum(self._modelled(m, px, steps) * self.calibration.get(m.name, 1.0) for m, px, steps in stages)

@@ -59,10 +59,26 @@ def test_bad_inputs_get_a_message_not_a_stack_trace(client, lr_png, tmp_path):
     bogus.write_text("not an image at all")
     with pytest.raises(AppError, match="not an image file"):
         client.predict(handle_file(str(bogus)), "bicubic", 4, 0, "", 0, api_name="/upscale")
-    with pytest.raises(AppError, match="supports scale 2x, not 4x"):
-        client.predict(handle_file(str(lr_png)), "tiny-regression-x2", 4, 0, "", 0, api_name="/upscale")
+    with pytest.raises(AppError, match="scale must be a number from 1 to 16 .e.g. 2.5 or 3., got '3x'"):
+        client.predict(handle_file(str(lr_png)), "tiny-regression-x2", "3x", 0, "", 0, api_name="/upscale")
     with pytest.raises(AppError, match="unknown model"):
         client.predict(handle_file(str(lr_png)), "nope", 4, 0, "", 0, api_name="/upscale")
+
+
+@pytest.mark.server
+def test_upscale_takes_a_real_scale_and_says_the_route(client, lr_png):
+    """Any output size (issue 15): the scale argument takes 2.5; a fixed 2x model reaches 4x by a cascade of
+    itself, 2.5x by that cascade then a resize, 1.5x by its own scale then a resize; the facts name the route."""
+    path, info = client.predict(handle_file(str(lr_png)), "tiny-regression-x2", 2.5, 0, "", 0, api_name="/upscale")
+    assert info["model"] == "tiny-regression-x2>tiny-regression-x2 then resize to 2.5x"
+    assert info["route"] == "cascade + resize" and info["scale"] == 2.5 and Image.open(path).size == (60, 50)
+    path, info = client.predict(handle_file(str(lr_png)), "tiny-regression-x2", 1.5, 0, "", 0, api_name="/upscale")
+    assert info["model"] == "tiny-regression-x2 then resize to 1.5x" and info["route"] == "resize"
+    assert Image.open(path).size == (36, 30)
+    path, info = client.predict(handle_file(str(lr_png)), "tiny-regression-x2", 4, 0, "", 0, api_name="/upscale")
+    assert info["model"] == "tiny-regression-x2>tiny-regression-x2" and info["route"] == "cascade"
+    path, info = client.predict(handle_file(str(lr_png)), "bicubic", 3, 0, "", 0, api_name="/upscale")
+    assert info["model"] == "bicubic" and info["route"] == "direct" and Image.open(path).size == (72, 60)
 
 
 @pytest.mark.server

@@ -66,7 +66,10 @@ def compare(
     projection=-1,
     builder=tuple(NO_CASCADE),
     preset=(),  # appended later: left out by older scripts
+    width=None,  # appended after the preset
 ):
+    if width is not None:
+        preset = (*(preset or ("custom",)), width)
     return "/compare", [
         image,
         mode,
@@ -105,12 +108,30 @@ CASES = [
     ("no image (API)", upscale(image=None), "send an image"),
     ("a path string instead of handle_file", upscale(image=Path("lr.png")), "send an image file"),
     # the scale
-    ("4.7 as scale", upscale(scale=4.7), "scale must be a whole number, got 4.7"),
-    ("scale not offered", upscale(scale=5), "scale must be one of 2, 3, 4, 8, 16, got 5"),
-    ("negative scale", compare(scale=-4), "scale must be at least 1"),
-    ("string for the scale", upscale(scale="four"), "scale must be a number, got 'four'"),
+    ("3x as scale", upscale(scale="3x"), r"scale must be a number from 1 to 16 \(e\.g\. 2\.5 or 3\), got '3x'"),
+    ("scale 0", upscale(scale=0), "scale must be from 1 to 16, got 0"),
+    ("scale -1", compare(scale=-1), "scale must be from 1 to 16, got -1"),
+    ("scale 17", upscale(scale=17), "scale must be from 1 to 16, got 17"),
+    ("NaN scale as a string", compare(scale="nan"), "scale must be a number from 1 to 16, got 'nan'"),
+    ("string for the scale", upscale(scale="four"), "scale must be a number from 1 to 16 .e.g. 2.5 or 3., got 'four'"),
     ("empty scale", compare(scale=None), "choose a scale"),
-    ("scale the model lacks", upscale(model="regression-x2", scale=4), "supports scale 2x, not 4x"),
+    (
+        "a reference at a scale with no small ratio",
+        compare(mode=HR, scale=3.14159265),
+        r"the scale 3\.14159 is not a ratio of whole numbers with a denominator up to 1000",
+    ),
+    ("output over the limit at 5.5x", upscale(image="big.png", scale=5.5), r"5\.5x of a 100x100 image is 550x550"),
+    (
+        "a route whose own scale is over the limit",
+        upscale(image="big.png", model="regression-x8", scale=4.5),
+        r"regression-x8 then resize to 4\.5x first upscales 8x to 800x800 = 0\.6 MP",
+    ),
+    ("a cascade below the scale", upscale(model="bicubic@2>regression-x2", scale=8), r"= 4x, not 8x"),
+    ("a width beyond 16x", compare(width=5000), r"an output 5000 px wide is 208x of this 24 px wide image"),
+    ("a width below 1x", compare(width=10), r"an output 10 px wide is 0\.417x of this 24 px wide image"),
+    ("a width for a reference", compare(mode=HR, width=48), "an output width is for a low-resolution image"),
+    ("a negative width", compare(width=-5), "output width must be at least 0, got -5"),
+    ("a fractional width", compare(width=60.5), "output width must be a whole number, got 60.5"),
     # steps
     ("2.5 as steps", upscale(steps=2.5), "steps must be a whole number, got 2.5"),
     ("negative steps", compare(steps=-3), "steps must be at least 0, got -3"),
@@ -176,7 +197,8 @@ CASES = [
     ("a deterministic model's posterior", posterior(model="bicubic"), "bicubic is deterministic"),
     ("a regression model's posterior", posterior(model="regression-x4"), "regression-x4 is deterministic"),
     ("no model for the posterior", posterior(model=""), "choose a model"),
-    ("posterior at a scale the model lacks", posterior(scale=2), "supports scale 4x, not 2x"),
+    ("posterior at 2.5x as text", posterior(scale="2.5x"), "scale must be a number from 1 to 16 .e.g. 2.5 or 3."),
+    ("posterior at 20x", posterior(scale=20), "scale must be from 1 to 16, got 20"),
     ("unknown preset", posterior(preset="sharp"), "unknown preset 'sharp'"),
     ("unknown preset for a comparison", compare(preset=("sharp",)), "unknown preset 'sharp'"),
     ("a number as the preset", compare(preset=(3,)), "unknown preset 3"),
@@ -234,6 +256,12 @@ def _raw_call(url: str, endpoint: str, body: str) -> str:
             "/upscale",
             '[null, "bicubic", 2, NaN, "", 0, ""]',
             "steps must be a whole number, got nan",
+        ),
+        (
+            "NaN scale as raw JSON",
+            "/upscale",
+            '[null, "bicubic", NaN, 0, "", 0, ""]',
+            "scale must be a number from 1 to 16, got nan",
         ),
         (
             "Infinity seed as raw JSON",

@@ -461,3 +461,19 @@ def test_gradios_cache_goes_with_the_server(lr_png, tmp_path):
         assert len(caches) == 1 and any(caches[0].rglob("*.png")), "the upload was not cached in the app's folder"
     assert not caches[0].exists(), "Gradio's cache was left behind"
     assert not (tmp / "gradio").exists()
+
+
+def test_a_routes_estimate_and_loading_are_its_inner_models(tiny_models_dir):
+    """ldm-x4 routed to 3x costs what ldm-x4 at 4x costs (the resize is cheap), and its weights are ldm-x4's."""
+    from comparisons.serving import TimeEstimator, output_size, stage_models
+    from sr_models.resized import at_scale
+
+    models = tiny(tiny_models_dir)
+    ldm, estimator = models["tiny-ldm-x4"], TimeEstimator()
+    routed = at_scale(ldm, 3)
+    assert routed.name == "tiny-ldm-x4 then resize to 3x" and stage_models(routed) == [ldm]
+    assert estimator.predict(routed, 20, 20, 3) == estimator.predict(ldm, 20, 20, 4)
+    assert estimator.predict(routed, 20, 20, 3) > estimator.predict(ldm, 20, 20, 3)  # 4x pixels, not 3x
+    twice = at_scale(models["tiny-regression-x2"], 3)  # x2>x2 then resize
+    assert stage_models(twice) == [models["tiny-regression-x2"]] * 2
+    assert output_size(24, 20, "lr", 2.5) == (60, 50) and output_size(64, 64, "hr", 2.5) == (60, 60)

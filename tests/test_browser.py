@@ -328,9 +328,13 @@ def test_stop_and_a_closed_tab_free_the_server(browser, page, app_url):
 
 @pytest.fixture(scope="module")
 def tiny_app_url(tmp_path_factory, tiny_models_dir):
-    """The app with the tiny test models beside the shipped ones (SR_MODEL_DIRS)."""
+    """The app with the tiny test models (and a tiny any-scale LIIF) beside the shipped ones (SR_MODEL_DIRS)."""
+    from tests.helpers import save_tiny_liif
+
+    liif_root = tmp_path_factory.mktemp("browser_liif")
+    save_tiny_liif(liif_root / "tiny-liif")
     log = tmp_path_factory.mktemp("browser_tiny") / "server.log"
-    with started_app(log, {"SR_MODEL_DIRS": str(tiny_models_dir)}) as app:
+    with started_app(log, {"SR_MODEL_DIRS": os.pathsep.join([str(tiny_models_dir), str(liif_root)])}) as app:
         yield app.url
     assert "Traceback" not in log.read_text()
 
@@ -372,3 +376,48 @@ def test_the_posterior_explorer_shows_samples_and_maps_in_one_screen(page, tiny_
     expect(page.locator("#post_crops")).to_contain_text("|error| map [")
     page.locator("#posterior_tab").get_by_role("tab", name="Run record").click()
     expect(page.locator("#post_download")).to_contain_text("Download the run record (zip)")
+
+
+def _table(page) -> dict[str, dict[str, str]]:
+    """The metrics table as the page shows it: model -> {header: cell}."""
+    page.get_by_role("tab", name="Metrics").click()
+    headers = page.locator("#metrics thead th")
+    names = [headers.nth(i).inner_text().strip() for i in range(headers.count())]
+    rows = {}
+    for r in range(page.locator("#metrics .virtual-row").count()):
+        cells = page.locator("#metrics .virtual-row").nth(r).locator(".body-cell")
+        values = [cells.nth(i).inner_text().strip() for i in range(cells.count())]
+        rows[values[0]] = dict(zip(names, values))
+    return rows
+
+
+@pytest.mark.parametrize("scale", ["3", "2.5"])
+def test_any_scale_runs_every_model_by_its_route_and_the_table_says_which(page, tiny_app_url, scale):
+    """A 3x and a 2.5x comparison of a tiny any-scale LIIF, a fixed 4x model (its 4x, then a resize) and
+    bicubic (imresize at the scale): every output at round(s x LR size), each row labelled by its route."""
+    from playwright.sync_api import expect
+
+    page.goto(tiny_app_url)
+    box = page.locator("#scale input")
+    box.fill(scale)
+    box.press("Tab")
+    # the ticks for the new scale (bicubic and the any-scale model run at 2.5x and 3x themselves) land first
+    expect(page.locator("#models label", has_text="tiny-liif").locator("input")).to_be_checked()
+    expect(page.locator("#models label", has_text="tiny-regression-x4").locator("input")).not_to_be_checked()
+    page.locator(".gallery-item").first.click()  # a reference: 256x256 (cropped to a multiple of 5 at 2.5x)
+    wanted = ["bicubic", "tiny-liif", "tiny-regression-x4"]
+    _tick_only(page, wanted)
+    size = "255x255"  # 256 cropped to a multiple of 3 (3x) or of 5 (2.5x = 5/2)
+    expect(page.locator("#estimate")).to_contain_text(f"Output {size}", timeout=30_000)
+    page.click("#run")
+    routed = f"tiny-regression-x4 then resize to {scale}x"
+    for i, caption in enumerate(["reference (HR)", "input (LR, nearest)", "bicubic", "tiny-liif", routed]):
+        expect(page.locator(f"#view{i}")).to_contain_text(caption, timeout=180_000)
+    expect(page.locator("#status")).to_contain_text(f"{size} ({scale}x)")
+    rows = _table(page)
+    page.screenshot(path=str(SHOTS / f"sr_lab_scale_{scale}.png"))
+    assert {m: rows[m]["route"] for m in ("bicubic", "tiny-liif", routed)} == {
+        "bicubic": "direct" if scale == "3" else "continuous",  # bicubic has 3x itself; 2.5x is imresize at 2.5x
+        "tiny-liif": "continuous",
+        routed: "resize",
+    }, rows

@@ -112,16 +112,20 @@ def test_upscale_estimate_and_stop_without_a_server(handlers, lr_png):
 
 
 def test_a_cascade_at_a_scale_it_does_not_reach_names_the_scales_it_does(handlers, lr_png):
-    spec = "tiny-regression-x2>tiny-regression-x2>tiny-ldm-x4"
-    with pytest.raises(Exception, match=r"= 16x, not 8x; its first stages reach 2x, 4x, 16x \(a cascade has at most 4"):
+    spec = "tiny-regression-x2>tiny-regression-x2"
+    with pytest.raises(Exception, match=r"= 4x, not 8x; its first stages reach 2x, 4x \(a cascade has at most 4"):
         asyncio.run(handlers.upscale(str(lr_png), spec, 8, 0, "", 0))
+    path, info = asyncio.run(handlers.upscale(str(lr_png), spec, 3, 0, "", 0))  # above the scale: resized
+    assert info["model"] == f"{spec} then resize to 3x" and info["route"] == "cascade + resize"
+    assert Image.open(path).size == (72, 60)  # the 24x20 input at 3x
 
 
 def test_the_cascade_builder_says_when_the_scale_already_fits(handlers):
     builder = ("tiny-regression-x2", "tiny-ldm-x4", "", 0, 0, 0)
     assert "runs at the chosen Scale" in handlers.describe_cascade(8, *builder)
     assert "set the Scale to 8" not in handlers.describe_cascade(8, *builder)
-    assert "set the Scale to 8 to run it" in handlers.describe_cascade(4, *builder)
+    assert "runs, then resizes to 4x (or set the Scale to 8)" in handlers.describe_cascade(4, *builder)
+    assert "set the Scale to 8 to run it" in handlers.describe_cascade(16, *builder)
 
 
 def test_no_empty_plot_without_a_reference_and_seeds_as_text(handlers, lr_png):
@@ -228,3 +232,32 @@ def test_the_cascade_figure_draws_nfe_0_at_the_axis_start_and_names_the_baseline
     assert list(fig.layout.xaxis.ticktext[1:4]) == ["1", "2", "5"]  # the measured NFEs in whole numbers
     seconds_baselines = next(t for t in fig.data if t.name == "baselines" and t.xaxis == "x2")
     assert list(seconds_baselines.marker.symbol) == ["circle", "circle"]  # only the NFE axis has no 0
+
+
+def test_a_width_sets_the_scale_and_every_row_names_its_route(handlers, lr_png):
+    """Any output size (issue 15): 60 px wide from a 24x20 input is 2.5x; bicubic runs at 2.5x itself, the fixed
+    models by their routes (own scale then a resize, or a cascade of themselves then a resize)."""
+    names = ["bicubic", "tiny-regression-x4", "tiny-regression-x2"]
+    text = handlers.estimate(str(lr_png), LR_MODE, 4, names, 0, "", *NO_CASCADE, 60)
+    assert "**Output** 60x50 = **2.5x** for width 60 px" in text
+    outputs = asyncio.run(
+        handlers.compare(str(lr_png), LR_MODE, 4, names, 0, "", 0, 0, False, -1, *NO_CASCADE, "custom", 60)
+    )
+    shown = dict(zip(CompareOutputs.api_names(), outputs))
+    comparison = outputs[-1]["comparison"]
+    assert comparison.scale == 2.5 and all(r.image.shape == (50, 60, 3) for r in comparison.results)
+    table = shown["table"].value
+    rows = {row[0]: dict(zip(table["headers"], row)) for row in table["data"]}
+    assert rows["bicubic"]["route"] == "continuous"  # imresize at 2.5x itself
+    assert rows["tiny-regression-x4 then resize to 2.5x"]["route"] == "resize"
+    assert rows["tiny-regression-x2>tiny-regression-x2 then resize to 2.5x"]["route"] == "cascade + resize"
+    assert "→ **output** 60x50 (2.5x)" in shown["status"]
+    crops, x, y = handlers.zoom(outputs[-1], 59, 49, 8, 2)  # no LR grid at 2.5x: the box ends at the edge
+    assert (x, y) == (59, 49) and crops[0][1].endswith("[52:60, 42:50]")
+
+
+def test_the_ticks_for_a_scale_are_the_models_that_reach_it_without_a_resize(handlers):
+    at_4, at_2_5 = handlers.models_for(4), handlers.models_for(2.5)
+    assert "bicubic" in at_4 and "tiny-regression-x4" in at_4 and "tiny-regression-x2" not in at_4
+    assert "bicubic" in at_2_5  # imresize at 2.5x itself
+    assert not any(name.startswith("tiny-regression") for name in at_2_5)  # they would run a resize

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import zipfile
 from pathlib import Path
 
@@ -89,6 +90,12 @@ def test_a_click_on_a_maps_colour_bar_zooms_at_its_right_edge(tab, hr_png):
     assert (x, y) == (63, 3) and crops[0][1].endswith("[48:64, 0:16]")
 
 
+def test_a_fixed_scale_model_explores_at_2_5x_by_its_route(tab, lr_png):
+    out, _ = _run(tab, str(lr_png), mode=LR_MODE, scale=2.5, k=2, steps=1)
+    assert out["summary"]["model"] == "tiny-ldm-x4 then resize to 2.5x"
+    assert Image.open(_path(out["mean"])).size == (60, 50)  # round(2.5 x 24x20)
+
+
 def test_low_resolution_mode_has_no_error_map(tab, lr_png):
     out, _ = _run(tab, str(lr_png), mode=LR_MODE, k=2, steps=1)
     assert not out["error_map"].visible and "no reference" in out["status"]
@@ -105,14 +112,15 @@ def test_low_resolution_mode_has_no_error_map(tab, lr_png):
         ({"model": "tiny-regression-x4"}, "tiny-regression-x4 is deterministic"),
         ({"model": "bicubic"}, "bicubic is deterministic"),
         ({"model": ""}, "choose a model"),
-        ({"scale": 2}, "supports scale 4x, not 2x"),
+        ({"scale": 17}, "scale must be from 1 to 16, got 17"),
+        ({"scale": "3x"}, "scale must be a number from 1 to 16 (e.g. 2.5 or 3), got '3x'"),
         ({"preset": "sharp"}, "unknown preset 'sharp'"),
     ],
 )
 def test_bad_requests_are_refused_before_they_wait(tab, hr_png, change, message):
     import gradio as gr
 
-    with pytest.raises(gr.Error, match=message.replace("(", r"\(").replace("|", r"\|")):
+    with pytest.raises(gr.Error, match=re.escape(message)):
         _run(tab, str(hr_png), **change)
     assert tab.lab.queue_ahead() == (0, 0)  # nothing waited for the run slot
 

@@ -22,18 +22,20 @@ from comparisons.serving import format_seconds, max_output_pixels
 from comparisons.views import INPUT_VIEW, zoom_box, zoom_crops
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.cascade import parse_cascade
+from sr_models.degradation import scaled_size
+from sr_models.resized import at_scale, route_kind
 from ui.lab import STOPPED, Lab
 from ui.parse import (
     CUSTOM,
     MAX_MODELS,
     MAX_STAGES,
     MAX_VIEWS,
-    SCALES,
     cascade_from_builder,
     compare_job,
     is_empty,
     parse_names,
     parse_preset,
+    parse_scale,
     upscale_job,
     whole_in,
 )
@@ -126,13 +128,26 @@ def quality_plot(comparison):
 
 def status_text(comparison) -> str:
     lr, scale = comparison.lr, comparison.scale
+    out_h, out_w = scaled_size(lr.shape[0], lr.shape[1], scale)
     lines = [
-        f"**Input** {lr.shape[1]}x{lr.shape[0]} → **output** {lr.shape[1] * scale}x{lr.shape[0] * scale} "
-        f"({scale}x). Click any image to zoom into that spot in all of them."
+        f"**Input** {lr.shape[1]}x{lr.shape[0]} → **output** {out_w}x{out_h} "
+        f"({scale:g}x). Click any image to zoom into that spot in all of them."
     ]
+    routed = [name for name, kind in comparison.routes.items() if kind != "direct"]
+    if routed:
+        lines.append(f"- routes to {scale:g}x (the table's route column): " + "; ".join(routed))
     lines += [f"- note: {n}" for n in comparison.notes]
     lines += [f"- **{name} did not run**: {msg}" for name, msg in comparison.errors.items()]
     return "\n".join(lines)
+
+
+def runs_itself(model, scale) -> bool:
+    """Whether ``model`` reaches ``scale`` with no resize or self-cascade (bicubic and continuous models at any
+    scale, a fixed model at its own)."""
+    try:
+        return route_kind(at_scale(model, scale)) in ("direct", "continuous")
+    except SRInputError:
+        return False
 
 
 class Handlers:
@@ -143,11 +158,15 @@ class Handlers:
         self.models = lab.models
 
     def models_for(self, scale) -> list[str]:
-        """Every available model that runs at this scale: the natural comparison to start from."""
-        return [n for n, m in self.models.items() if int(scale) in m.scales and m.availability().ok][:MAX_MODELS]
+        """Every available model that runs at this scale itself (its own scale, or any scale): the natural
+        comparison to start from; the others can be ticked and run by a resize."""
+        return [n for n, m in self.models.items() if runs_itself(m, scale) and m.availability().ok][:MAX_MODELS]
 
     def tick_for_scale(self, scale):
-        return gr.CheckboxGroup(value=self.models_for(scale) if scale in SCALES else [])
+        try:
+            return gr.CheckboxGroup(value=self.models_for(parse_scale(scale)))
+        except SRInputError:
+            return gr.CheckboxGroup()
 
     def fill_preset(self, preset, names, steps, eta):
         """The preset radio: fidelity / detail fill steps and eta from the first ticked diffusion model that
@@ -177,14 +196,18 @@ class Handlers:
         total = cascade.scales[0]
         if scale == total:
             return f"**{cascade.name}** = {total}x: runs at the chosen Scale, next to the ticked models."
+        if isinstance(scale, (int, float)) and 1 <= scale < total:
+            return f"**{cascade.name}** = {total}x: runs, then resizes to {scale:g}x (or set the Scale to {total})."
         return f"**{cascade.name}** = {total}x: set the Scale to {total} to run it."
 
-    def estimate(self, image, mode, scale, names, steps, sampler, *builder) -> str:
-        """The output size against the limit and the expected run time, before running."""
+    def estimate(self, image, mode, scale, names, steps, sampler, *rest) -> str:
+        """The output size against the limit and the expected run time, before running. ``rest``: the
+        cascade builder's boxes, then the output width (if the page sends it)."""
+        builder, width = rest[: 2 * MAX_STAGES], (rest[2 * MAX_STAGES :] or [None])[0]
         if image is None:
             return f"Upload an image or pick an example. Outputs up to {max_output_pixels() / 1e6:.1f} MP."
         try:
-            job = compare_job(image, mode, scale, names, steps, sampler, None, None, True, None, builder)
+            job = compare_job(image, mode, scale, names, steps, sampler, None, None, True, None, builder, width=width)
             size = self.lab.check(job)
             per_model = self.lab.estimate(job)
         except USER_ERRORS as err:
@@ -195,8 +218,10 @@ class Handlers:
         parts = ", ".join(f"{n} {format_seconds(s).removeprefix('about ')}" for n, s in per_model)
         waiting, ahead = self.lab.queue_ahead()
         queue = f" · **{waiting} run(s) ahead** of yours, {format_seconds(ahead)} more" if waiting else ""
+        scale_note = f" = **{job.scale:.4g}x** for width {job.width} px" if job.width else ""
         return (
-            f"**Output** {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.2f} of {max_output_pixels() / 1e6:.1f} MP "
+            f"**Output** {size[0]}x{size[1]}{scale_note} ({size[0] * size[1] / 1e6:.2f} of "
+            f"{max_output_pixels() / 1e6:.1f} MP "
             f"allowed) · **estimated time** {format_seconds(total)} ({parts}){queue}; weights load once, on first use."
         )
 
@@ -220,13 +245,16 @@ class Handlers:
         stage2_steps,
         stage3_steps,
         preset=CUSTOM,
+        width=None,
         progress=gr.Progress(),
         request: gr.Request = None,
     ) -> list:
         # the builder's boxes are named (not *args): Gradio passes ``request`` only to named signatures
         builder = (stage1, stage2, stage3, stage1_steps, stage2_steps, stage3_steps)
         try:
-            job = compare_job(image, mode, scale, names, steps, sampler, eta, seed, record, projection, builder, preset)
+            job = compare_job(
+                image, mode, scale, names, steps, sampler, eta, seed, record, projection, builder, preset, width
+            )
             self.lab.check(job)
             comparison = await self.lab.run(session_of(request), self.lab.compare_work, job, progress)
             if comparison is STOPPED:
@@ -307,7 +335,7 @@ class Handlers:
             return [], x, y
         comparison = state["comparison"]
         try:
-            out_h, out_w = comparison.lr.shape[0] * comparison.scale, comparison.lr.shape[1] * comparison.scale
+            out_h, out_w = scaled_size(comparison.lr.shape[0], comparison.lr.shape[1], comparison.scale)
             x = out_w // 2 if is_empty(x) else whole_in(x, "x", 0, out_w - 1)
             y = out_h // 2 if is_empty(y) else whole_in(y, "y", 0, out_h - 1)
             size, magnify = whole_in(size, "region size", 1, 4096), whole_in(magnify, "magnification", 1, 16)

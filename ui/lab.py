@@ -22,13 +22,23 @@ from comparisons.animation import frames_to_keep, trajectory_gif
 from comparisons.compare import RunStopped, prepare_input, run_comparison
 from comparisons.posterior import check_posterior_request, explore_posterior, write_posterior_record
 from comparisons.run_record import output_name, safe_name
-from comparisons.serving import MODE_HR, MODE_LR, LoadedModels, TimeEstimator, check_output_size, image_size
+from comparisons.serving import (
+    MODE_LR,
+    LoadedModels,
+    TimeEstimator,
+    check_output_size,
+    image_size,
+    lr_size,
+    max_output_pixels,
+)
 from comparisons.views import INPUT_VIEW, MAP_VIEWS, posterior_views, sample_caption, views
 from sr_models.base import SRInputError
 from sr_models.cascade import MAX_STAGES as MAX_CASCADE_STAGES
 from sr_models.cascade import CascadeSR
+from sr_models.degradation import scaled_size
 from sr_models.registry import get_models
-from ui.parse import MAX_MODELS, Job
+from sr_models.resized import ResizedSR, at_scale
+from ui.parse import MAX_MODELS, Job, scale_for_width
 from ui.presets import preset_settings
 
 try:  # Hugging Face ZeroGPU Spaces ship the `spaces` package: runs then get a GPU for their duration
@@ -89,9 +99,10 @@ def every(items: list, n: int) -> list:
     return [items[round(i * (len(items) - 1) / (n - 1))] for i in range(n)]
 
 
-def cascade_scale_problem(model, scale: int) -> str | None:
-    """Why a cascade cannot run at ``scale`` (its stages' scales multiply), naming what it reaches."""
-    if not isinstance(model, CascadeSR) or scale in model.scales:
+def cascade_scale_problem(model, scale) -> str | None:
+    """Why a cascade cannot reach ``scale`` (its stages' scales multiply), naming what it reaches; a cascade
+    that reaches more is resized down (``sr_models.resized``)."""
+    if not isinstance(model, CascadeSR) or model.scales[0] >= scale:
         return None
     factors = [s for _, s in model.stages]
     reach, total = [], 1
@@ -99,7 +110,7 @@ def cascade_scale_problem(model, scale: int) -> str | None:
         total *= factor
         reach.append(f"{total}x")
     return (
-        f"{model.name} upscales {'·'.join(f'{f}x' for f in factors)} = {model.scales[0]}x, not {scale}x; "
+        f"{model.name} upscales {'·'.join(f'{f}x' for f in factors)} = {model.scales[0]}x, not {scale:g}x; "
         f"its first stages reach {', '.join(reach)} (a cascade has at most {MAX_CASCADE_STAGES} stages): "
         f"choose Scale {model.scales[0]}, or change the stages"
     )
@@ -232,34 +243,68 @@ class Lab:
             raise SRInputError(f"at most {MAX_MODELS} models per run, got {len(names)}")
         return get_models(names, self.models)
 
-    def check_size(self, job: Job) -> tuple[int, int] | None:
-        """The output size from the file header (the limit refuses before anything runs); None if unknown."""
-        size = image_size(job.source)  # (the input limit is the loader's: it reads the same header)
-        return None if size is None else check_output_size(*size, job.mode, job.scale)
-
-    def check(self, job: Job) -> tuple[int, int] | None:
-        """Every check a job can have before it runs: the models (names, cascades and their scale) and
-        the output size. Returns the output size (None when the header does not say)."""
+    def routed(self, job: Job) -> tuple[list, dict[str, str]]:
+        """Each chosen model routed to the job's scale (``at_scale``: itself, a continuous model at the scale,
+        or its own scale / a self-cascade then a resize): (models, {name: why it cannot reach the scale})."""
+        models, errors = [], {}
         for model in self.chosen(job.names):
             problem = cascade_scale_problem(model, job.scale)
             if problem:
                 raise SRInputError(problem)
-        return self.check_size(job)
+            try:
+                models.append(at_scale(model, job.scale))
+            except SRInputError as err:
+                errors[model.name] = str(err)
+        if not models:
+            raise SRInputError(next(iter(errors.values())))
+        return models, errors
+
+    def apply_width(self, job: Job) -> None:
+        """An output width asked instead of a scale: the scale that gives it, from the file header."""
+        if job.width:
+            job.scale = scale_for_width(job.width, job.mode, image_size(job.source))
+
+    def check_size(self, job: Job, models=()) -> tuple[int, int] | None:
+        """The output size from the file header (the limit refuses before anything runs), and the size a
+        routed model makes before its resize (``ldm-x4`` at 4x on the way to 3x); None if unknown."""
+        size = image_size(job.source)  # (the input limit is the loader's: it reads the same header)
+        if size is None:
+            return None
+        out = check_output_size(*size, job.mode, job.scale)
+        lr_w, lr_h = lr_size(*size, job.mode, job.scale)
+        limit = max_output_pixels()
+        for model in models:
+            if isinstance(model, ResizedSR):
+                h, w = scaled_size(lr_h, lr_w, model.inner_scale)
+                if w * h > limit:
+                    raise SRInputError(
+                        f"{model.name} first upscales {model.inner_scale}x to {w}x{h} = {w * h / 1e6:.1f} MP, above "
+                        f"this server's limit of {limit / 1e6:.1f} MP: crop the image, or untick it"
+                    )
+        return out
+
+    def check(self, job: Job) -> tuple[int, int] | None:
+        """Every check a job can have before it runs: the scale (or the width that sets it), the models
+        (names, cascades, their routes to the scale) and the output size. Returns the output size (None
+        when the header does not say)."""
+        self.apply_width(job)
+        models, _ = self.routed(job)
+        return self.check_size(job, models)
 
     def check_posterior(self, job: Job) -> tuple[int, int] | None:
         """The checks of a posterior request (before it waits): one model that draws random samples, at a
         scale it runs, K outputs within the output limit. Returns the output size (None: unknown)."""
-        [model] = self.chosen(job.names)
+        models, errors = self.routed(job)
+        if errors:
+            raise SRInputError(next(iter(errors.values())))
+        [model] = models
         if not model.is_diffusion:
             raise SRInputError(
                 f"{model.name} is deterministic: every seed gives the same image, so its samples would not differ; "
                 "choose a diffusion model, or a cascade with a diffusion stage"
             )
-        problem = cascade_scale_problem(model, job.scale)
-        if problem:
-            raise SRInputError(problem)
         model.check_scale(job.scale)
-        size = self.check_size(job)
+        size = self.check_size(job, models)
         if size is not None:
             check_posterior_request(job.k, *size)
         return size
@@ -269,12 +314,11 @@ class Lab:
         size = image_size(job.source)
         if size is None:
             return []
-        lr_w, lr_h = (size[0] // job.scale, size[1] // job.scale) if job.mode == MODE_HR else size
+        lr_w, lr_h = lr_size(*size, job.mode, job.scale)
         out = []
-        for model in self.chosen(job.names):
-            if job.scale in model.scales:
-                settings = preset_settings(model, job.settings, job.preset)[0]
-                out.append((model.name, self.estimator.predict(model, lr_w, lr_h, job.scale, settings)))
+        for model in self.routed(job)[0]:
+            settings = preset_settings(model, job.settings, job.preset)[0]
+            out.append((model.name, self.estimator.predict(model, lr_w, lr_h, job.scale, settings)))
         return out
 
     def _predict_total(self, job: Job) -> float:
@@ -293,8 +337,8 @@ class Lab:
         return self._compare(job, None, None)
 
     def _compare(self, job: Job, stop=None, progress=None):
-        models = self.chosen(job.names)
-        size = self.check_size(job)
+        models, errors = self.routed(job)
+        size = self.check_size(job, models)
         keep = frames_to_keep(size[0] * size[1] if size else 1_000_000) if job.record else 0
         reporter = ProgressLine(progress, self._predict_total(job)) if progress is not None else None
         presets = {id(m): preset_settings(m, job.settings, job.preset) for m in models}
@@ -313,6 +357,7 @@ class Lab:
             settings_for=lambda model: presets[id(model)][0],
         )
         comparison.notes += [note for _, note in presets.values() if note]
+        comparison.errors.update(errors)
         return comparison
 
     def posterior_work(self, stop, job: Job, progress=None):
@@ -325,7 +370,7 @@ class Lab:
         return self._posterior(job, None, None)
 
     def _posterior(self, job: Job, stop=None, progress=None):
-        [model] = self.chosen(job.names)
+        [model] = self.routed(job)[0]
         settings, note = preset_settings(model, job.settings, job.preset)
         lr, hr, notes = prepare_input(job.source, job.mode, job.scale)
         reporter = ProgressLine(progress, self._predict_total(job), model.name) if progress is not None else None
@@ -371,7 +416,7 @@ class Lab:
             job.source,
             MODE_LR,
             job.scale,
-            self.chosen(job.names)[:1],
+            self.routed(job)[0][:1],
             settings=job.settings,
             stop=stop,
             loaded=self.loaded,
@@ -388,6 +433,7 @@ class Lab:
             "stages": [{**st.facts(), "seed_text": str(st.settings.seed)} for st in r.stages],
             "notes": comparison.notes,
             "seed_text": str(r.facts()["seed"]),  # exact in a browser (JavaScript numbers stop at 2^53)
+            "route": comparison.routes.get(r.model, ""),  # direct, continuous, resize, cascade, cascade + resize
         }
         return path, info
 

@@ -27,7 +27,7 @@ from ui.inputs import (
     appended_input,
 )
 from ui.lab import Lab
-from ui.parse import CUSTOM, MAX_PROJECTION, MAX_STAGES, MAX_STEPS, MAX_VIEWS, MODES, PRESETS, SCALES
+from ui.parse import CUSTOM, MAX_PROJECTION, MAX_STAGES, MAX_STEPS, MAX_VIEWS, MODES, PRESETS
 from ui.posterior import PosteriorHandlers
 from ui.posterior_tab import posterior_tab
 from ui.studies import studies_tab
@@ -101,14 +101,19 @@ def _input_column(page: SimpleNamespace, handlers: Handlers, examples: list[str]
     # and the examples follow (an example is ready on the first click).
     with gr.Column(scale=1, min_width=320):
         with gr.Row():
-            page.scale = DropdownIn(SCALES, value=4, label="Scale", min_width=70, scale=1, container=False)
+            # a real scale (2.5, 3, ...: every model reaches it by its route) or, instead, an output width
+            page.scale = NumberIn(4, label="Scale (1-16)", min_width=70, scale=1, elem_id="scale")
+            page.width = appended_input(
+                NumberIn(None, label="or width (px, 0: off)", min_width=80, scale=1, precision=0, elem_id="width")
+            )
+        with gr.Row():
             page.run = gr.Button("Upscale", variant="primary", elem_id="run", scale=2, min_width=100)
             page.stop = gr.Button("Stop", variant="stop", elem_id="stop", scale=1, min_width=60)
         page.estimate = gr.Markdown(elem_id="estimate")
         page.names = CheckboxGroupIn(
             model_choices(handlers.models),
             value=handlers.models_for(4),
-            label="Models (all that run at the chosen scale are ticked)",
+            label="Models (those that run at the chosen scale itself are ticked; any other runs by a resize)",
             elem_id="models",
         )
         page.image = UploadImage(
@@ -239,7 +244,7 @@ def _wire_inputs(page: SimpleNamespace, handlers: Handlers, demo: gr.Blocks) -> 
     builder = [*page.stage_models, *page.stage_steps]
     for control in [page.scale, *builder]:
         control.change(handlers.describe_cascade, [page.scale, *builder], page.cascade_info, api_name=False)
-    estimate_inputs = [page.image, page.mode, page.scale, page.names, page.steps, page.sampler, *builder]
+    estimate_inputs = [page.image, page.mode, page.scale, page.names, page.steps, page.sampler, *builder, page.width]
     for control in estimate_inputs:
         control.change(
             handlers.estimate,
@@ -257,7 +262,7 @@ def _wire_inputs(page: SimpleNamespace, handlers: Handlers, demo: gr.Blocks) -> 
 
 def _wire_run(page: SimpleNamespace, handlers: Handlers, api_event, demo: gr.Blocks) -> None:
     inputs = [page.image, page.mode, page.scale, page.names, page.steps, page.sampler, page.eta, page.seed]
-    inputs += [page.record, page.projection, *page.stage_models, *page.stage_steps, page.preset]
+    inputs += [page.record, page.projection, *page.stage_models, *page.stage_steps, page.preset, page.width]
     run_event = page.run.click(
         handlers.compare, inputs, compare_outputs(page), api_name="compare", concurrency_limit=None
     )

@@ -16,6 +16,7 @@ from comparisons.posterior import check_posterior_request
 from comparisons.serving import MODE_HR, MODE_LR
 from sr_models.cascade import MAX_STAGES as MAX_CASCADE_STAGES
 from sr_models.cascade import SEPARATOR, is_cascade_spec
+from sr_models.degradation import MAX_SCALE, protocol_scale, scale_fraction
 from sr_models.sampling import SAMPLERS
 from sr_models.types import SamplingSettings, SRInputError
 
@@ -23,7 +24,8 @@ MODES = {
     "High-resolution image: degrade it, then compare against it": MODE_HR,
     "My low-resolution image: just upscale it": MODE_LR,
 }
-SCALES = [2, 3, 4, 8, 16]
+SCALES = [2, 3, 4, 8, 16]  # the scales suggested in the page; any real one from 1 to MAX_SCALE runs
+MAX_WIDTH = 100_000  # output widths above this are refused unread (the pixel limit refuses far less)
 MAX_STEPS = 200
 MAX_PROJECTION = 10
 MAX_VIEWS = 12  # image panels of the grid, laid out in advance (Gradio needs a fixed number)
@@ -40,12 +42,13 @@ class Job:
 
     source: object  # a file path (or an image) as uploaded
     mode: str
-    scale: int
+    scale: int | float
     names: list[str]
     settings: SamplingSettings
     record: bool = True
     source_name: str = ""
     k: int = 0  # samples of a posterior exploration (0: not one)
+    width: int | None = None  # an output width asked instead of the scale (the Lab sets the scale from it)
     preset: str = CUSTOM  # "fidelity" / "detail": each model's own (steps, eta); "custom": the boxes
 
 
@@ -126,13 +129,56 @@ def parse_mode(value) -> str:
     raise SRInputError(f"unknown mode {shorten(value)}; choose one of: {', '.join(map(repr, MODES))}")
 
 
-def parse_scale(value) -> int:
+def parse_scale(value) -> int | float:
+    """A real magnification from 1 to 16 (2.5, "3", 4.0 -> 4); every model reaches it by its route
+    (``sr_models.resized.at_scale``). "3x", NaN, 0, 17 get one plain message."""
     if is_empty(value):
         raise SRInputError("choose a scale")
-    scale = whole_in(value, "scale", 1)
-    if scale not in SCALES:
-        raise SRInputError(f"scale must be one of {', '.join(map(str, SCALES))}, got {scale}")
-    return scale
+    try:
+        result = number(value, "scale")
+    except SRInputError:
+        raise SRInputError(
+            f"scale must be a number from 1 to {MAX_SCALE} (e.g. 2.5 or 3), got {shorten(value)}"
+        ) from None
+    if not math.isfinite(result):
+        raise SRInputError(f"scale must be a number from 1 to {MAX_SCALE}, got {shorten(value)}")
+    if not 1 <= result <= MAX_SCALE:
+        raise SRInputError(f"scale must be from 1 to {MAX_SCALE}, got {result:g}")
+    return protocol_scale(result)
+
+
+def check_scale_for_mode(scale, mode: str) -> None:
+    """A reference is cropped so that its size / scale is whole: the scale must be a ratio p/q (2.5 = 5/2)."""
+    if mode == MODE_HR:
+        try:
+            scale_fraction(scale)
+        except ValueError as err:
+            raise SRInputError(str(err)) from None
+
+
+def parse_width(value) -> int | None:
+    """The output width asked instead of a scale (empty or 0: none; the scale box counts)."""
+    if is_empty(value):
+        return None
+    return whole_in(value, "output width", 0, MAX_WIDTH) or None
+
+
+def scale_for_width(width: int, mode: str, size: tuple[int, int] | None) -> int | float:
+    """The scale that makes a ``size`` (w, h) input ``width`` pixels wide (low-resolution mode only)."""
+    if mode == MODE_HR:
+        raise SRInputError(
+            "an output width is for a low-resolution image; a reference's outputs have the reference's size: "
+            "give a scale instead (and leave the width empty)"
+        )
+    if size is None:
+        raise SRInputError("the file is not an image the server can read")
+    scale = width / size[0]
+    if not 1 <= scale <= MAX_SCALE:
+        raise SRInputError(
+            f"an output {width} px wide is {scale:.3g}x of this {size[0]} px wide image: the scale must be from 1 "
+            f"to {MAX_SCALE} ({size[0]} to {size[0] * MAX_SCALE} px)"
+        )
+    return protocol_scale(scale)
 
 
 def parse_preset(value) -> str:
@@ -212,18 +258,21 @@ def parse_stage_steps(value, spec: str) -> tuple[SamplingSettings, ...] | None:
 
 
 def compare_job(
-    image, mode, scale, names, steps, sampler, eta, seed, record, projection, builder, preset=CUSTOM
+    image, mode, scale, names, steps, sampler, eta, seed, record, projection, builder, preset=CUSTOM, width=None
 ) -> Job:
     """The /compare request as a Job: the ticked models plus the builder's cascade (if any)."""
     spec, stage_settings = cascade_from_builder(builder[:MAX_STAGES], builder[MAX_STAGES:])
     names = parse_names(names) + ([spec] if spec else [])
     settings = parse_settings(steps, sampler, eta, seed, projection, stage_settings)
     mode, scale, record = parse_mode(mode), parse_scale(scale), flag(record, "record")
-    preset = parse_preset(preset)
+    preset, width = parse_preset(preset), parse_width(width)
+    if width is None:
+        check_scale_for_mode(scale, mode)
     if image is None:
         raise SRInputError("Upload an image or pick an example first.")
     names = list(dict.fromkeys(names))
-    return Job(image, mode, scale, names, settings, record, source_name=Path(str(image)).name, preset=preset)
+    source_name = Path(str(image)).name
+    return Job(image, mode, scale, names, settings, record, source_name, preset=preset, width=width)
 
 
 def posterior_job(image, mode, model, scale, k, steps, sampler, eta, seed, projection, preset=CUSTOM) -> Job:
@@ -234,6 +283,7 @@ def posterior_job(image, mode, model, scale, k, steps, sampler, eta, seed, proje
     k, preset = parse_samples(k), parse_preset(preset)
     settings = parse_settings(steps, sampler, eta, seed, projection)
     mode, scale = parse_mode(mode), parse_scale(scale)
+    check_scale_for_mode(scale, mode)
     if image is None:
         raise SRInputError("Upload an image or pick an example first.")
     return Job(image, mode, scale, [spec], settings, False, Path(str(image)).name, k=k, preset=preset)
