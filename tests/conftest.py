@@ -110,6 +110,16 @@ def app_models(folder) -> dict:
     return {k: v for k, v in discover(model_dirs=[folder]).items() if k.startswith(("bicubic", "tiny"))}
 
 
+@pytest.fixture
+def tiny_lab(tiny_models_dir):
+    """A Lab (the app's run slot, scratch folder and models) over the tiny models, closed after the test."""
+    from ui.lab import Lab
+
+    lab = Lab(app_models(tiny_models_dir))
+    yield lab
+    lab.scratch.close()
+
+
 @contextmanager
 def served(models: dict, example_dir, downloads=None):
     """``build_app(models)`` served in this process on a free port: (demo, gradio_client.Client)."""

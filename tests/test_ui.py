@@ -13,19 +13,17 @@ from comparisons.compare import Comparison, prepare_input
 from comparisons.plots import log_axis, rename_traces, tidy_log_axes
 from comparisons.serving import MODE_LR, image_size
 from sr_models.types import SamplingSettings, SRInputError, StepInfo
-from tests.conftest import NO_CASCADE, app_models
+from tests.conftest import NO_CASCADE
 from ui.handlers import CompareOutputs, Handlers
-from ui.lab import Lab, ProgressLine
+from ui.lab import ProgressLine
 from ui.parse import MODES, compare_job, parse_settings, upscale_job
 
 HR_MODE, LR_MODE = list(MODES)
 
 
 @pytest.fixture
-def handlers(tiny_models_dir):
-    handlers = Handlers(Lab(app_models(tiny_models_dir)))
-    yield handlers
-    handlers.lab.scratch.close()
+def handlers(tiny_lab):
+    return Handlers(tiny_lab)
 
 
 def test_parsing_leaves_defaults_and_ranges_to_the_settings():

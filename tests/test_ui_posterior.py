@@ -14,8 +14,6 @@ import pytest
 from PIL import Image
 
 from comparisons.views import INPUT_VIEW, MEAN_VIEW, REFERENCE_VIEW
-from tests.conftest import app_models
-from ui.lab import Lab
 from ui.parse import MODES
 from ui.posterior import PosteriorHandlers, PosteriorOutputs
 
@@ -23,10 +21,8 @@ HR_MODE, LR_MODE = list(MODES)
 
 
 @pytest.fixture
-def tab(tiny_models_dir):
-    handlers = PosteriorHandlers(Lab(app_models(tiny_models_dir)))
-    yield handlers
-    handlers.lab.scratch.close()
+def tab(tiny_lab):
+    return PosteriorHandlers(tiny_lab)
 
 
 class Progress:

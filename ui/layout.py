@@ -31,6 +31,7 @@ from ui.parse import CUSTOM, MAX_PROJECTION, MAX_STAGES, MAX_STEPS, MAX_VIEWS, M
 from ui.posterior import PosteriorHandlers
 from ui.posterior_tab import posterior_tab
 from ui.studies import studies_tab
+from ui.zoom_panel import zoom_panel
 
 # Headers break between words only (not "ste ps"); the page passes this to launch(css=...).
 CSS = "#metrics th, #metrics th * { word-break: keep-all; overflow-wrap: normal; hyphens: none; }"
@@ -158,20 +159,7 @@ def _slider_and_zoom_tabs(page: SimpleNamespace) -> None:
             type="filepath", format="png", label="compare two images", max_height=420, elem_id="pair"
         )
     with gr.Tab("Zoom"):
-        with gr.Row():
-            page.zx = NumberIn(None, precision=0, label="centre x (output px)", minimum=0)
-            page.zy = NumberIn(None, precision=0, label="centre y (output px)", minimum=0)
-            page.zsize = SliderIn(8, 256, value=64, step=8, label="region (output px)")
-            page.zmag = SliderIn(1, 8, value=4, step=1, label="magnify (nearest)")
-            page.zgo = gr.Button("Zoom", size="sm")
-        page.crops = gr.Gallery(
-            label="The same region of every image",
-            columns=4,
-            format="png",
-            object_fit="contain",
-            height=420,
-            elem_id="crops",
-        )
+        zoom_panel(page, "The same region of every image", columns=4, elem_id="crops")
 
 
 def _metrics_and_trajectory_tabs(page: SimpleNamespace) -> None:

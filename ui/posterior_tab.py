@@ -12,9 +12,10 @@ import gradio as gr
 
 from comparisons.views import MAP_VIEWS, MEAN_VIEW
 from sr_models.sampling import SAMPLERS
-from ui.inputs import DropdownIn, NumberIn, RadioIn, SliderIn, TextboxIn, UploadImage, appended_input
+from ui.inputs import DropdownIn, NumberIn, RadioIn, TextboxIn, UploadImage, appended_input
 from ui.parse import CUSTOM, MAX_PROJECTION, MAX_STEPS, MODES, PRESETS
 from ui.posterior import PosteriorHandlers, PosteriorOutputs
+from ui.zoom_panel import zoom_panel
 
 SHOW_RESULTS = """() => { const top = document.getElementById('post_status');
   if (top) window.scrollTo({top: top.getBoundingClientRect().top + window.scrollY - 8, behavior: 'instant'}); }"""
@@ -80,20 +81,7 @@ def _results(tab: SimpleNamespace) -> None:
             tab.error_map = _map(MAP_VIEWS["error_map.png"], "post_error")
             tab.lr_map = _map(MAP_VIEWS["lr_map.png"], "post_lr")
         with gr.Tab("Zoom"):
-            with gr.Row():
-                tab.zx = NumberIn(None, precision=0, label="centre x (output px)", minimum=0)
-                tab.zy = NumberIn(None, precision=0, label="centre y (output px)", minimum=0)
-                tab.zsize = SliderIn(8, 256, value=64, step=8, label="region (output px)")
-                tab.zmag = SliderIn(1, 8, value=4, step=1, label="magnify (nearest)")
-                tab.zgo = gr.Button("Zoom", size="sm")
-            tab.crops = gr.Gallery(
-                label="The same region of every image and map",
-                columns=6,
-                format="png",
-                object_fit="contain",
-                height=420,
-                elem_id="post_crops",
-            )
+            zoom_panel(tab, "The same region of every image and map", columns=6, elem_id="post_crops")
         with gr.Tab("Sparsification"):
             tab.plot = gr.Plot(label="Does the spread find the error?", elem_id="post_plot")
         with gr.Tab("Numbers (JSON)"):
