@@ -1,11 +1,21 @@
 """The perception-distortion study on tiny models: rows, Pareto marks, diversity, the GAN answer."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from comparisons.studies.perception import Point, dominating, mark_pareto, perception_study, study_points
+from comparisons.studies.perception import (
+    Point,
+    dominating,
+    mark_pareto,
+    perception_study,
+    pick_presets,
+    study_points,
+    update_cards,
+)
+from sr_models.cards import read_card
 from sr_models.registry import discover, get_models
 
 
@@ -67,3 +77,50 @@ def test_pareto_and_domination_answer():
 
 def test_point_label_names_its_setting(models):
     assert Point(models[2], 10, 1.0, 4).label == "tiny-ldm-x4 [10 steps, eta 1, mean of 4]"
+
+
+def _row(model, steps, eta, psnr, swd, seeds=1, dataset="all"):
+    label = model if steps == "" else f"{model} [{steps} steps, eta {eta:g}]"
+    return {
+        "dataset": dataset,
+        "model": label,
+        "steps": steps,
+        "eta": eta,
+        "seeds": seeds,
+        "psnr_y": psnr,
+        "swd": swd,
+        "nfe": steps or 1,
+    }
+
+
+def test_presets_pick_best_psnr_then_lowest_swd_within_the_loss():
+    rows = [
+        _row("bicubic", "", "", 24.0, 50.0),
+        _row("ldm", 1, 0.0, 28.0, 40.0),
+        _row("ldm", 5, 0.0, 27.5, 35.0),
+        _row("ldm", 20, 1.0, 27.1, 30.0),  # within 1 dB: the detail preset
+        _row("ldm", 50, 1.0, 26.5, 20.0),  # lower SWD, but 1.5 dB below fidelity
+        _row("ldm", 20, 1.0, 29.0, 10.0, seeds=4),  # a mean of seeds is no single-sample setting
+        _row("ldm", 50, 1.0, 30.0, 5.0, dataset="Set14"),  # another dataset's row is ignored
+    ]
+    presets = pick_presets(rows, psnr_loss=1.0)
+    assert list(presets) == ["ldm"]
+    assert presets["ldm"]["fidelity"]["steps"] == 1 and presets["ldm"]["fidelity"]["eta"] == 0.0
+    assert (presets["ldm"]["detail"]["steps"], presets["ldm"]["detail"]["eta"]) == (20, 1.0)
+    assert pick_presets(rows, psnr_loss=2.0)["ldm"]["detail"]["steps"] == 50
+
+
+def test_presets_go_into_the_card_the_app_reads(tiny_models_dir, tmp_path):
+    import shutil
+
+    from sr_models.registry import discover, get_models
+    from ui.presets import model_presets
+
+    folder = tmp_path / "tiny-ldm-x4"
+    shutil.copytree(Path(tiny_models_dir) / "tiny-ldm-x4", folder)
+    [model] = get_models(["tiny-ldm-x4"], discover(model_dirs=[tmp_path]))
+    presets = {"tiny-ldm-x4": {"fidelity": {"steps": 1, "eta": 0.0}, "detail": {"steps": 7, "eta": 1.0}}}
+    assert update_cards([model], presets, "picked on val") == [("tiny-ldm-x4", folder)]
+    assert read_card(folder)["presets"]["protocol"] == "picked on val"
+    [reloaded] = get_models(["tiny-ldm-x4"], discover(model_dirs=[tmp_path]))
+    assert model_presets(reloaded)["detail"] == {"steps": 7, "eta": 1.0}

@@ -241,6 +241,12 @@ def _add_perception_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int)
     p.add_argument("--split", default="all", choices=SPLITS, help="'val': the training pool's held-out split")
     p.add_argument("--model-dir", action="append", default=[])
+    p.add_argument(
+        "--update-cards",
+        action="store_true",
+        help="write each diffusion model's fidelity / detail presets into its card (only with --split val: "
+        "presets are never picked on test images)",
+    )
     add_settings_arguments(p)
     add_device_arguments(p)
 
@@ -271,9 +277,27 @@ def run_perception(args, parser, argv) -> int:
             command=_command(argv),
         )
 
-    return _run_study(
-        study, lambda rows: print(f"wrote {args.out}/perception.csv, perception.html, run_card.md ({len(rows)} rows)")
+    def report(rows):
+        print(f"wrote {args.out}/perception.csv, perception.html, run_card.md ({len(rows)} rows)")
+        if args.update_cards:
+            _write_presets(rows, args)
+
+    if args.update_cards and args.split != "val":
+        parser.error("--update-cards picks presets: run it on the validation split (--split val)")
+    return _run_study(study, report)
+
+
+def _write_presets(rows: list[dict], args) -> None:
+    from comparisons.studies.perception import DETAIL_PSNR_LOSS, pick_presets, update_cards
+
+    presets = pick_presets(rows)
+    note = (
+        f"picked on the validation split of {', '.join(Path(d).name for d in args.data)} ({args.crop} px crops, "
+        f"{args.scale}x, raw, single samples): fidelity = the highest PSNR-Y of the grid; detail = the lowest SWD "
+        f"within {DETAIL_PSNR_LOSS:g} dB of it"
     )
+    for name, folder in update_cards(_models(args), presets, note):
+        print(f"{name}: presets {presets[name]} written into {folder}")
 
 
 def _add_scales_arguments(p: argparse.ArgumentParser) -> None:

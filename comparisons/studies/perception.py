@@ -178,6 +178,50 @@ def dominating(rows: list[dict], rival_family: str = "gan", dataset: str = "all"
     return lines
 
 
+DETAIL_PSNR_LOSS = 1.0  # dB of PSNR-Y the detail preset may give up against the fidelity one
+
+
+def pick_presets(rows: list[dict], psnr_loss: float = DETAIL_PSNR_LOSS, dataset: str = "all") -> dict[str, dict]:
+    """Each diffusion model's presets from its single-sample rows of ``dataset``: fidelity = the (steps, eta)
+    of the highest PSNR-Y; detail = the lowest SWD among the settings within ``psnr_loss`` dB of it.
+    Returns {model name: {"fidelity": {"steps", "eta"}, "detail": {...}}}."""
+    picked = {}
+    grid = [r for r in rows if r["dataset"] == dataset and r["steps"] != "" and r["seeds"] == 1]
+    for name in dict.fromkeys(r["model"].split(" [")[0] for r in grid):
+        own = [r for r in grid if r["model"].split(" [")[0] == name]
+        fidelity = max(own, key=lambda r: (r["psnr_y"], -r["nfe"]))
+        near = [r for r in own if r["psnr_y"] >= fidelity["psnr_y"] - psnr_loss]
+        detail = min(near, key=lambda r: (r["swd"], r["nfe"]))
+        picked[name] = {"fidelity": _preset(fidelity), "detail": _preset(detail)}
+    return picked
+
+
+def _preset(row: dict) -> dict:
+    return {
+        "steps": int(row["steps"]),
+        "eta": float(row["eta"]),
+        "psnr_y": round(row["psnr_y"], 3),
+        "swd": round(row["swd"], 2),
+    }
+
+
+def update_cards(models, presets: dict[str, dict], note: str) -> list[tuple[str, Path]]:
+    """Write ``presets`` into each folder model's card (``"presets"``: what the app's Preset radio reads);
+    returns the (name, folder) of each card written."""
+    from sr_models.cards import read_card, write_card
+
+    updated = []
+    for model in models:
+        folder = getattr(model, "folder", None)
+        if folder is None or model.name not in presets:
+            continue
+        card = read_card(folder)
+        card["presets"] = {**presets[model.name], "protocol": note}
+        write_card(folder, card)
+        updated.append((model.name, Path(folder)))
+    return updated
+
+
 def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
     """The P-D plane: PSNR-Y (right is better) against SWD (down is better), one colour per model."""
     sel = [r for r in rows if r["dataset"] == dataset]
