@@ -7,6 +7,7 @@ its printed summary, the exit code: 2 with a plain message on bad input).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -287,17 +288,46 @@ def run_perception(args, parser, argv) -> int:
     return _run_study(study, report)
 
 
-def _write_presets(rows: list[dict], args) -> None:
+def _write_presets(rows: list[dict], args, source: str = "") -> None:
     from comparisons.studies.perception import DETAIL_PSNR_LOSS, pick_presets, update_cards
 
-    presets = pick_presets(rows)
+    loss = getattr(args, "psnr_loss", DETAIL_PSNR_LOSS)
+    presets = pick_presets(rows, loss)
+    where = source or f"{', '.join(Path(d).name for d in args.data)} ({args.crop} px crops, {args.scale}x)"
     note = (
-        f"picked on the validation split of {', '.join(Path(d).name for d in args.data)} ({args.crop} px crops, "
-        f"{args.scale}x, raw, single samples): fidelity = the highest PSNR-Y of the grid; detail = the lowest SWD "
-        f"within {DETAIL_PSNR_LOSS:g} dB of it"
+        f"picked on the validation split: {where}, raw, single samples; fidelity = the highest PSNR-Y of the "
+        f"model's grid, detail = the lowest SWD within {loss:g} dB of it"
     )
     for name, folder in update_cards(_models(args), presets, note):
         print(f"{name}: presets {presets[name]} written into {folder}")
+
+
+def _add_presets_arguments(p: argparse.ArgumentParser) -> None:
+    from comparisons.studies.perception import DETAIL_PSNR_LOSS
+
+    p.add_argument("--csv", required=True, help="a perception study's CSV (or its .partial.csv) on --split val")
+    p.add_argument("--models", required=True, help="the models whose cards get their presets")
+    p.add_argument("--psnr-loss", type=float, default=DETAIL_PSNR_LOSS, help="dB the detail preset may give up")
+    p.add_argument("--model-dir", action="append", default=[])
+    add_device_arguments(p)
+
+
+def run_presets(args, parser, argv) -> int:
+    """Presets from a perception run already made on the validation split (no re-run)."""
+    from comparisons.records import read_csv
+    from comparisons.studies.perception import COLUMNS
+
+    csv_path = Path(args.csv)
+    card = csv_path.parent / "run_card.json"
+    if card.exists() and "--split val" not in json.loads(card.read_text()).get("command", ""):
+        return _error(ValueError(f"{card} is not a run on the validation split: presets are picked on --split val"))
+
+    def study():
+        rows = read_csv(csv_path, texts=[c for c in COLUMNS if c in ("dataset", "model", "family")])
+        _write_presets(rows, args, source=str(csv_path))
+        return rows
+
+    return _run_study(study, lambda rows: print(f"read {len(rows)} rows of {csv_path}"), (OSError, *STUDY_ERRORS))
 
 
 def _add_scales_arguments(p: argparse.ArgumentParser) -> None:
@@ -439,6 +469,11 @@ SUB_COMMANDS = {
         "the perception-distortion plane: PSNR-Y against SWD (no pretrained weights), detail, diversity",
         _add_perception_arguments,
         run_perception,
+    ),
+    "presets": (
+        "each diffusion model's fidelity / detail presets from a perception run on the validation split",
+        _add_presets_arguments,
+        run_presets,
     ),
     "scales": (
         "continuous scales: any-scale models vs fixed models plus resize and cascades, 2x to 16x",
