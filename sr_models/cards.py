@@ -54,6 +54,18 @@ def _table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _presets_lines(presets: dict) -> list[str]:
+    """The fidelity / detail presets (steps, eta; the validation numbers they were picked by), if any."""
+    picked = [(name, presets[name]) for name in ("fidelity", "detail") if isinstance(presets.get(name), dict)]
+    if not picked:
+        return []
+    lines = ["## Presets", ""]
+    for name, p in picked:
+        measured = f" (validation PSNR-Y {p['psnr_y']}, SWD {p['swd']})" if "psnr_y" in p and "swd" in p else ""
+        lines.append(f"- **{name}**: {p['steps']} step{'s' if p['steps'] != 1 else ''}, eta {p['eta']:g}{measured}")
+    return lines + ([f"- {presets['protocol']}"] if presets.get("protocol") else []) + [""]
+
+
 def render_card(card: dict) -> str:
     t = card.get("training", {})
     out = [
@@ -99,6 +111,7 @@ def render_card(card: dict) -> str:
             "`sr_models.consistency.back_project`; `lr_projection=0` turns it off).",
             "",
         ]
+    out += _presets_lines(card.get("presets") or {})
     if card.get("notes"):
         out += ["## Notes", "", *[f"- {n}" for n in card["notes"]], ""]
     metrics = card.get("metrics")

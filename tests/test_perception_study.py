@@ -122,5 +122,6 @@ def test_presets_go_into_the_card_the_app_reads(tiny_models_dir, tmp_path):
     presets = {"tiny-ldm-x4": {"fidelity": {"steps": 1, "eta": 0.0}, "detail": {"steps": 7, "eta": 1.0}}}
     assert update_cards([model], presets, "picked on val") == [("tiny-ldm-x4", folder)]
     assert read_card(folder)["presets"]["protocol"] == "picked on val"
+    assert "- **detail**: 7 steps, eta 1\n" in (folder / "README.md").read_text()  # the rendered card says it
     [reloaded] = get_models(["tiny-ldm-x4"], discover(model_dirs=[tmp_path]))
     assert model_presets(reloaded)["detail"] == {"steps": 7, "eta": 1.0}

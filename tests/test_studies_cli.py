@@ -39,7 +39,8 @@ def test_python_m_lists_every_sub_command():
     out = subprocess.run(
         [sys.executable, "-m", "comparisons.studies", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    assert all(name in out for name in SUB_COMMANDS) and set(SUB_COMMANDS) == set(STUDY_MODULES)
+    # every study has a module; ``presets`` reads a perception run's CSV (the perception module's)
+    assert all(name in out for name in SUB_COMMANDS) and set(SUB_COMMANDS) == {*STUDY_MODULES, "presets"}
 
 
 def test_the_shipped_steps_table_has_only_columns_the_study_writes():
@@ -52,3 +53,14 @@ def test_the_shipped_steps_table_has_only_columns_the_study_writes():
     rows = read_csv(path)
     assert list(rows[0]) == [c for c in COLUMNS if c in rows[0]]  # a subset, in the writer's order
     assert {"steps", "dataset", "model", "psnr_y"} <= set(rows[0]) and all(r["steps"] >= 1 for r in rows)
+
+
+def test_presets_come_only_from_a_validation_run(tmp_path, capsys):
+    import json
+
+    from comparisons.studies.cli import main
+
+    (tmp_path / "perception.csv").write_text("dataset,model,family,steps,eta,seeds,psnr_y,swd,nfe\n")
+    (tmp_path / "run_card.json").write_text(json.dumps({"command": "python -m comparisons.studies perception"}))
+    assert main(["presets", "--csv", str(tmp_path / "perception.csv"), "--models", "bicubic"]) == 2
+    assert "not a run on the validation split" in capsys.readouterr().err
