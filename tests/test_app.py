@@ -1,5 +1,7 @@
 """The app answers through gradio_client: the same path a browser or a script takes."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -177,3 +179,21 @@ def test_studies_tab_shows_the_shipped_cascade_study(tmp_path):
     if (STUDIES / "spread" / "spread.csv").exists():
         spread = str(plots[labels.index("one sample vs the mean of seeds")].value)
         assert "mean of seeds" in spread and "sr3-x4" in spread
+
+
+def test_studies_tab_plots_every_shipped_study_it_lists(tmp_path):
+    """Each SHIPPED entry whose CSV exists gets its plot, in the listed order."""
+    import shutil
+
+    import gradio as gr
+
+    from ui.studies import SHIPPED
+
+    shutil.copytree(STUDIES / "cascade", tmp_path / "cascade")
+    present = [entry for entry in SHIPPED if (STUDIES / entry[0]).exists()]
+    for csv_path, *_ in present:
+        shutil.copytree((STUDIES / csv_path).parent, tmp_path / Path(csv_path).parent, dirs_exist_ok=True)
+    with gr.Blocks() as tab:
+        studies_tab(tmp_path)
+    labels = [b.label for b in tab.blocks.values() if isinstance(b, gr.Plot)]
+    assert labels[2:] == [label for *_, label in present] and len(present) >= 4

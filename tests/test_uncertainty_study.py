@@ -41,6 +41,9 @@ def test_uncertainty_study_cli_writes_calibration(image_folder, tiny_models_dir,
     assert all(float(r["mean_spread"]) == 0 for r in rows if r["model"] == "bicubic")
     summary = list(csv.DictReader(open(out / "uncertainty_summary.csv")))
     assert {r["n_images"] for r in summary} == {"2"}
+    card = (out / "run_card.md").read_text()
+    assert "uncertainty --models tiny-ldm-x4,bicubic" in card and "AUSE" in card
+    assert "AUSE of a random order" in (out / "uncertainty.html").read_text()
 
 
 def test_bad_k_is_a_plain_error(image_folder, tiny_models_dir, tmp_path, capsys):

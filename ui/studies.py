@@ -38,6 +38,39 @@ SHIPPED = (
         "comparisons.speed:figure",
         "seconds per image",
     ),
+    (
+        "perception/perception.csv",
+        "### Perception against distortion\nEvery 4x family on both axes of quality: PSNR-Y (right is better) "
+        "against SWD, the distance of the outputs' patch distribution from the references' (down is better; "
+        "no pretrained weights), Set14 and BSD100 crops pooled; diffusion over steps x DDIM eta and the mean of "
+        "4 seeds. Dotted: the Pareto front. Hover a point for its setting, NFE and detail.",
+        "comparisons.studies.perception:figure",
+        "the perception-distortion plane",
+    ),
+    (
+        "presets-val/perception.csv",
+        "### Where the presets come from\nThe same plane on the validation split of the training pool: each "
+        "diffusion model's *fidelity* preset is its highest PSNR-Y, its *detail* preset the lowest SWD within 1 dB.",
+        "comparisons.studies.perception:figure",
+        "the plane on the validation split",
+    ),
+    (
+        "uncertainty/uncertainty_summary.csv",
+        "### Does the spread say where the error is?\nK = 8 posterior samples per image on the validation "
+        "split: AUSE of the sparsification curve when pixels are removed by the samples' std, against removing "
+        "them in a random order (lower is better; Spearman of std against |error| on each bar).",
+        "comparisons.studies.uncertainty:figure",
+        "uncertainty calibration",
+    ),
+    (
+        "scales/scales.csv",
+        "### Any scale: one continuous model against fixed models plus a resize\nPSNR-Y gain over bicubic "
+        "against the scale (2x to 16x, log axis; shaded: the continuous models' training range): liif-x and "
+        "idm-x at the scale itself, each fixed family by its shortest route (its own scale or a cascade of itself, "
+        "then an exact bicubic resize down), the cascades, pooled over Set5, Set14 and BSD100 crops.",
+        "comparisons.studies.scales:figure",
+        "gain over bicubic against the scale",
+    ),
 )
 
 
@@ -73,5 +106,6 @@ def studies_tab(folder: Path = STUDIES):
     for csv_path, text, where, label in SHIPPED:
         path = folder / csv_path
         if path.exists():
-            gr.Markdown(f"{text} How it was run: `assets/studies/{path.parent.name}/README.md`.")
+            card = next((n for n in ("README.md", "run_card.md") if (path.parent / n).exists()), "")
+            gr.Markdown(f"{text} How it was run: `assets/studies/{path.parent.name}/{card}`." if card else text)
             gr.Plot(_tidy(_figure(where)(read_csv(path))), label=label)

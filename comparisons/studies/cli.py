@@ -433,14 +433,18 @@ def _add_uncertainty_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_uncertainty(args, parser, argv) -> int:
-    from comparisons.studies.uncertainty import uncertainty_study
+    from comparisons.studies.uncertainty import summary_line, uncertainty_study
 
     def study():
         (models, scale, data, out, steps), keywords = _model_study_inputs(args)
         settings = replace(keywords.pop("settings"), steps=steps[0])
-        return uncertainty_study(models, scale, data, out, settings, args.k, **keywords)
+        return uncertainty_study(models, scale, data, out, settings, args.k, command=_command(argv), **keywords)
 
-    return _run_study(study, lambda _: print(f"wrote {args.out}/uncertainty.csv and uncertainty_summary.csv"))
+    def report(summary):
+        print("\n".join(f"{r['dataset']} {r['model']}: {summary_line(r)}" for r in summary))
+        print(f"wrote {args.out}/uncertainty.csv, uncertainty_summary.csv, uncertainty.html, run_card.md")
+
+    return _run_study(study, report)
 
 
 # sub-command -> (help, add its arguments, run it); the order of ``--help``

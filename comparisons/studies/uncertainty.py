@@ -6,18 +6,23 @@
 For every image, K posterior samples (``comparisons.posterior.explore_posterior``: seeds 0..K-1) give
 a per-pixel std map; its Spearman correlation with the |error| of their mean, and the AUSE of its
 sparsification curve against the oracle's, say how well the spread predicts the error (AUSE of a
-random order: the no-information baseline). Writes ``uncertainty.csv`` (per image) and
-``uncertainty_summary.csv`` (per model and dataset: means over images).
+random order: the no-information baseline). Writes ``uncertainty.csv`` (per image),
+``uncertainty_summary.csv`` (per model and dataset: means over images), ``uncertainty.html`` (AUSE
+against the random order's, Spearman on each bar) and a run card.
 """
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import plotly.graph_objects as go
 
 from comparisons.posterior import explore_posterior
+from comparisons.provenance import git_state, machine_description
 from comparisons.records import write_csv
 from sr_models.data import eval_pairs
 from sr_models.types import SamplingSettings
@@ -49,10 +54,12 @@ def uncertainty_study(
     limit=None,
     split="all",
     progress=print,
+    command: str = "",
 ) -> list[dict]:
-    """Per-image calibration rows for every model and dataset; writes both CSVs; returns the summary rows."""
+    """Per-image calibration rows for every model and dataset; writes both CSVs, the page and the run card;
+    returns the summary rows."""
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, started = [], time.perf_counter()
     for data in datasets:
         pairs = list(eval_pairs(data, scale, limit=limit, crop=crop, split=split))
         for model in models:
@@ -60,11 +67,47 @@ def uncertainty_study(
                 post = explore_posterior(model, pair.lr, scale, replace(settings, seed=settings.seed or 0), k, pair.hr)
                 s = post.summary
                 rows.append({"dataset": Path(data).name, "model": model.name, "image": pair.name, **s})
-            progress(f"{Path(data).name} {model.name}: " + _line(summarize(rows[-len(pairs) :])[0]))
+            progress(f"{Path(data).name} {model.name}: " + summary_line(summarize(rows[-len(pairs) :])[0]))
     summary = summarize(rows)
     write_csv(out / "uncertainty.csv", rows, COLUMNS)
     write_csv(out / "uncertainty_summary.csv", summary, ["n_images", *COLUMNS[:2], *COLUMNS[3:]])
+    (out / "uncertainty.html").write_text(figure(summary).to_html(include_plotlyjs="cdn"))
+    write_card(out, summary, command, time.perf_counter() - started)
     return summary
+
+
+def figure(summary: list[dict]) -> go.Figure:
+    """AUSE of each model's spread against a random order's (lower: the spread ranks the errors better),
+    one group per model and dataset, Spearman(std, |error|) written on the bar."""
+    labels = [f"{r['model']}<br>{r['dataset']}" for r in summary]
+    fig = go.Figure()
+    fig.add_bar(
+        x=labels,
+        y=[float(r["ause"]) for r in summary],
+        name="AUSE of the spread",
+        text=[f"Spearman {float(r['spearman']):.2f}" for r in summary],
+    )
+    fig.add_bar(x=labels, y=[float(r["ause_random"]) for r in summary], name="AUSE of a random order")
+    fig.update_layout(
+        template="plotly_white",
+        barmode="group",
+        title="Does the spread of the samples say where the error is?",
+        yaxis_title="AUSE (lower is better)",
+    )
+    return fig
+
+
+def write_card(out: Path, summary: list[dict], command: str, seconds: float) -> None:
+    card = {
+        "command": command,
+        "commit": git_state()["commit"] or "unknown",
+        "machine": machine_description(),
+        "seconds": round(seconds, 1),
+        "answer": [f"{r['dataset']} {r['model']} ({r['n_images']} images): {summary_line(r)}" for r in summary],
+    }
+    (out / "run_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
+    md = ["# Uncertainty study run card", "", *[f"- **{k}**: {v}" for k, v in card.items() if k != "answer"]]
+    (out / "run_card.md").write_text("\n".join(md + ["", "## Answer", "", *[f"- {a}" for a in card["answer"]]]) + "\n")
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -88,7 +131,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _line(row: dict) -> str:
+def summary_line(row: dict) -> str:
     return (
         f"Spearman(std, |error|) {row['spearman']:.3f}, AUSE {row['ause']:.3f} vs random {row['ause_random']:.3f}, "
         f"spread {row['mean_spread']:.2f} grey levels"
