@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from sr_models.liif import LIIFNet, save_liif_folder
@@ -28,3 +29,8 @@ def save_routing_models(root):
     save_tiny_regression(root / "x4", scale=4, name="tiny-x4")
     save_tiny_liif(root / "liif")
     return root
+
+
+# The any-scale models' shared input and scales (issue 15: outputs of round(s*w) x round(s*h) at each).
+ANY_SCALE_LR = np.random.default_rng(0).integers(0, 256, (17, 20, 3), dtype=np.uint8)
+ANY_SCALES = (1.5, 2.5, 3, 7)

@@ -12,8 +12,9 @@ from sr_models.registry import FolderModel, load_model
 from sr_models.sampling import SAMPLERS, TRAIN_SCHEDULER
 from sr_models.training.cli import main
 from sr_models.types import SamplingSettings, SRInputError
+from tests.helpers import ANY_SCALE_LR as LR
+from tests.helpers import ANY_SCALES as SCALES
 from tests.helpers import save_tiny_liif, tiny_liif
-from tests.test_liif import LR, SCALES
 
 
 def save_tiny_idm(folder, zero_out=False, seed=0):

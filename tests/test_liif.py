@@ -13,10 +13,9 @@ from sr_models.registry import FolderModel, load_model
 from sr_models.training.cli import main
 from sr_models.training.scale_patches import ScalePatchSampler
 from sr_models.types import SamplingSettings, SRInputError
+from tests.helpers import ANY_SCALE_LR as LR
+from tests.helpers import ANY_SCALES as SCALES
 from tests.helpers import save_tiny_liif, tiny_liif
-
-LR = np.random.default_rng(0).integers(0, 256, (17, 20, 3), dtype=np.uint8)
-SCALES = (1.5, 2.5, 3, 7)
 
 
 def bicubic(lr, size):
