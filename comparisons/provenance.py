@@ -6,6 +6,7 @@ run-record zip), so they state the same facts the same way.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -31,6 +32,15 @@ def git_state(root: Path = ROOT) -> dict:
         }
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+
+
+@functools.lru_cache(maxsize=1)
+def run_commit() -> str:
+    """The commit the code of this process came from, read once: every study calls it before it runs, so a
+    commit made while a long study runs is not what its card names. "+ uncommitted changes" when tracked
+    files differed from it."""
+    state = git_state()
+    return (state["commit"] or "unknown") + (" + uncommitted changes" if state["dirty"] else "")
 
 
 def _update_from_file(digest, path: Path) -> None:

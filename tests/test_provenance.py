@@ -60,3 +60,15 @@ def test_run_record_card_uses_the_provenance(tmp_path):
     assert card["runs"][0]["weights_sha256"] == provenance.weight_hashes([model]) != {}
     assert card["device"]["ran_on"] == ["cpu float32"] and card["device"]["cpu_count"] >= 1
     assert card["versions"]["python"] == provenance.versions()["python"]
+
+
+def test_a_study_names_the_commit_it_started_from(monkeypatch):
+    """run_commit is read once: a commit made while a long study runs does not change what its card says."""
+    from comparisons import provenance
+
+    provenance.run_commit.cache_clear()
+    states = iter([{"commit": "aaa", "dirty": True}, {"commit": "bbb", "dirty": False}])
+    monkeypatch.setattr(provenance, "git_state", lambda *a: next(states))
+    assert provenance.run_commit() == "aaa + uncommitted changes"
+    assert provenance.run_commit() == "aaa + uncommitted changes"  # not bbb: the first reading stands
+    provenance.run_commit.cache_clear()

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from comparisons.evaluate import SCORE_COLUMNS, evaluate
 from comparisons.plots import log_axis
-from comparisons.provenance import folder_digest, git_state, machine_description
+from comparisons.provenance import folder_digest, machine_description, run_commit
 from comparisons.records import read_csv, write_csv
 from sr_models.data import eval_pairs
 from sr_models.registry import get_models
@@ -420,7 +420,7 @@ def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: 
     used = sorted({n.split("@")[0] for r in rows for n in r["model"].split(">")})
     card = {
         "command": args.get("command"),
-        "commit": git_state()["commit"] or "unknown",
+        "commit": run_commit(),
         "seconds": round(seconds, 1),
         "machine": machine_description(),
         "data": args.get("data"),
@@ -478,6 +478,7 @@ def cascade_study(
     from sr_models.registry import discover
 
     models = models if models is not None else discover()
+    run_commit()  # the code this run starts from (its card names it)
     start = time.perf_counter()
     configs = study_configs(grid, aug_model, strengths, scales, aug_grid, sdedit_n1)
     rows, notes = run_study(configs, datasets, out, crop, limit, projections, models, lpips_fn, spacing)

@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 
 from comparisons.evaluate import IMAGE_SCORES, evaluate, image_scores, mean_scores
 from comparisons.plots import column_trace
-from comparisons.provenance import git_state, machine_description
+from comparisons.provenance import machine_description, run_commit
 from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.data import eval_pairs
 from sr_models.swd import SWDProtocol, swd
@@ -272,6 +272,7 @@ def perception_study(
     command: str = "",
 ) -> list[dict]:
     """Run every point over every dataset; write the CSV, the page and the run card; return the rows."""
+    run_commit()  # the code this run starts from (its card names it)
     out.mkdir(parents=True, exist_ok=True)
     base = settings or SamplingSettings(lr_projection=0)
     data = {Path(d).name: list(eval_pairs(d, scale, limit=limit, crop=crop, split=split)) for d in datasets}
@@ -306,7 +307,7 @@ def write_card(out: Path, rows, protocol: SWDProtocol, command: str, data: dict,
     answer = [line for d in dict.fromkeys(r["dataset"] for r in rows) for line in dominating(rows, dataset=d)]
     card = {
         "command": command,
-        "commit": git_state()["commit"] or "unknown",
+        "commit": run_commit(),
         "machine": machine_description(),
         "seconds": round(seconds, 1),
         "data": {name: len(pairs) for name, pairs in data.items()},

@@ -38,7 +38,7 @@ import plotly.graph_objects as go
 
 from comparisons.evaluate import evaluate, mean_scores
 from comparisons.plots import column_trace
-from comparisons.provenance import git_state, machine_description, weight_hashes
+from comparisons.provenance import machine_description, run_commit, weight_hashes
 from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.base import SRModel
 from sr_models.cascade import CascadeSR
@@ -218,6 +218,7 @@ def scales_study(
     command: str = "",
 ) -> list[dict]:
     """Run every line at every scale over every data set; write the CSV, the page and the run card."""
+    run_commit()  # the code this run starts from (its card names it)
     out.mkdir(parents=True, exist_ok=True)
     base = settings or SamplingSettings(lr_projection=0)
     lines, rows, started = study_lines(models, list(cascades)), [], time.perf_counter()
@@ -362,7 +363,7 @@ def write_card(out: Path, rows: list[dict], base: SamplingSettings, protocol: SW
     parts = list({id(p): p for p in facts.pop("parts")}.values())
     card = {
         "command": facts.pop("command"),
-        "commit": git_state()["commit"] or "unknown",
+        "commit": run_commit(),
         "machine": machine_description(),
         **facts,
         "weights": weight_hashes(parts),

@@ -22,7 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from comparisons.posterior import explore_posterior
-from comparisons.provenance import git_state, machine_description
+from comparisons.provenance import machine_description, run_commit
 from comparisons.records import write_csv
 from sr_models.data import eval_pairs
 from sr_models.types import SamplingSettings
@@ -58,6 +58,7 @@ def uncertainty_study(
 ) -> list[dict]:
     """Per-image calibration rows for every model and dataset; writes both CSVs, the page and the run card;
     returns the summary rows."""
+    run_commit()  # the code this run starts from (its card names it)
     out.mkdir(parents=True, exist_ok=True)
     rows, started = [], time.perf_counter()
     for data in datasets:
@@ -100,7 +101,7 @@ def figure(summary: list[dict]) -> go.Figure:
 def write_card(out: Path, summary: list[dict], command: str, seconds: float) -> None:
     card = {
         "command": command,
-        "commit": git_state()["commit"] or "unknown",
+        "commit": run_commit(),
         "machine": machine_description(),
         "seconds": round(seconds, 1),
         "answer": [f"{r['dataset']} {r['model']} ({r['n_images']} images): {summary_line(r)}" for r in summary],
