@@ -48,6 +48,14 @@ SHIPPED = (
         "the perception-distortion plane",
     ),
     (
+        "perception-x16/perception.csv",
+        "### At 16x: one large-scale model against a cascade, on both axes\nldm-x16 against ldm-x4>ldm-x4 (and "
+        "the regression cascade, bicubic) on Set14 and BSD100 256 px crops: the cascade wins PSNR-Y, the single "
+        "16x model the distribution (SWD).",
+        "comparisons.studies.perception:figure",
+        "the plane at 16x",
+    ),
+    (
         "presets-val/perception.csv",
         "### Where the presets come from\nThe same plane on the validation split of the training pool: each "
         "diffusion model's *fidelity* preset is its highest PSNR-Y, its *detail* preset the lowest SWD within 1 dB.",
