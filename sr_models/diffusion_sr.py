@@ -235,7 +235,7 @@ class LatentSR(DiffusionSR):
         # latent residual: the UNet denoises z(HR) - z(upsampled LR), SR3's residual idea in latent
         # space; with a zero-initialised output layer the model starts as the decoded upsample.
         self.latent_residual = bool((card or {}).get("latent_residual", False))
-        self._base: tuple | None = None  # (lr tensor, its base latent) of the current run
+        self._base: tuple | None = None  # (lr tensor, scale, its base latent) of the last run
 
     def _place(self):
         super()._place()
@@ -249,10 +249,12 @@ class LatentSR(DiffusionSR):
         return int(max(1, round(m / latent_per_lr))) if latent_per_lr < 1 else m
 
     def base_latent(self, lr: torch.Tensor, scale: int) -> torch.Tensor:
-        """The latent of the torch-bicubic upsample of ``lr`` (cached for the run of that ``lr``)."""
-        if self._base is None or self._base[0] is not lr:
-            self._base = (lr, self.encode(torch_bicubic_up(lr, scale).clamp(-1, 1)))
-        return self._base[1]
+        """The latent of the torch-bicubic upsample of ``lr``, kept while the same LR comes back at the same
+        scale: K posterior samples (or seeds of a study) of one input encode it once, not K times."""
+        cached = self._base
+        if cached is None or cached[1] != scale or cached[0].shape != lr.shape or not torch.equal(cached[0], lr):
+            self._base = (lr.clone(), scale, self.encode(torch_bicubic_up(lr, scale).clamp(-1, 1)))
+        return self._base[2]
 
     def encode(self, image: torch.Tensor) -> torch.Tensor:
         """Posterior mean of an image in [-1, 1], tile by tile (bounded memory on large images)."""

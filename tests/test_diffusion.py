@@ -332,9 +332,15 @@ def test_latent_residual_model_starts_as_the_decoded_upsample(tmp_path):
         expected = to_image(
             model.decode(model.vae.encode(torch_bicubic_up(x, 4).clamp(-1, 1)).latent_dist.mode()).clamp(-1, 1)
         )
+    encodes = []
+    encode = model.encode
+    model.encode = lambda image: encodes.append(image.shape) or encode(image)
     for seed in (0, 1):
         out = model.upscale(lr, settings=S(steps=2, seed=seed, lr_projection=0)).image
         assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+    assert len(encodes) == 1  # the second seed of the same LR reuses its base latent
+    other = model.upscale(255 - lr, settings=S(steps=2, seed=0, lr_projection=0)).image
+    assert len(encodes) == 2 and other.shape == (32, 32, 3)  # another LR is encoded anew
 
 
 def test_folders_the_stock_pipeline_cannot_run_are_marked(tmp_path):
