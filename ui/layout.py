@@ -46,7 +46,7 @@ def model_choices(models) -> list[tuple[str, str]]:
     choices = []
     for name, model in models.items():
         available = model.availability()
-        scales = "/".join(f"{s}x" for s in model.scales)
+        scales = f"any scale to {model.max_scale:g}x" if model.continuous else "/".join(f"{s}x" for s in model.scales)
         reason = available.reason.split(":")[0].split(";")[0]  # the gist; the estimate box gives the rest
         label = f"{name} ({model.family}, {scales})" + ("" if available.ok else f" - unavailable: {reason}")
         choices.append((label, name))
