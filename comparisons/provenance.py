@@ -43,6 +43,12 @@ def run_commit() -> str:
     return (state["commit"] or "unknown") + (" + uncommitted changes" if state["dirty"] else "")
 
 
+def start_run(out: Path) -> None:
+    """What every study does first: fix the commit its card will name (``run_commit``), make its folder."""
+    run_commit()
+    Path(out).mkdir(parents=True, exist_ok=True)
+
+
 def _update_from_file(digest, path: Path) -> None:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

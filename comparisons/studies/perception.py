@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 
 from comparisons.evaluate import IMAGE_SCORES, evaluate, image_scores, mean_scores
 from comparisons.plots import column_trace
-from comparisons.provenance import machine_description, run_commit
+from comparisons.provenance import machine_description, run_commit, start_run
 from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.data import eval_pairs
 from sr_models.swd import SWDProtocol, swd
@@ -272,9 +272,8 @@ def perception_study(
     command: str = "",
 ) -> list[dict]:
     """Run every point over every dataset; write the CSV, the page and the run card; return the rows."""
-    run_commit()  # the code this run starts from (its card names it)
-    out.mkdir(parents=True, exist_ok=True)
-    base = settings or SamplingSettings(lr_projection=0)
+    start_run(out)
+    base = settings or SamplingSettings(lr_projection=0)  # raw unless asked
     data = {Path(d).name: list(eval_pairs(d, scale, limit=limit, crop=crop, split=split)) for d in datasets}
     points = study_points(models, steps_list, etas, mean_seeds, mean_at, steps_for)
     rows, started = [], time.perf_counter()

@@ -38,7 +38,7 @@ import plotly.graph_objects as go
 
 from comparisons.evaluate import evaluate, mean_scores
 from comparisons.plots import column_trace
-from comparisons.provenance import machine_description, run_commit, weight_hashes
+from comparisons.provenance import machine_description, run_commit, start_run, weight_hashes
 from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.base import SRModel
 from sr_models.cascade import CascadeSR
@@ -218,9 +218,8 @@ def scales_study(
     command: str = "",
 ) -> list[dict]:
     """Run every line at every scale over every data set; write the CSV, the page and the run card."""
-    run_commit()  # the code this run starts from (its card names it)
-    out.mkdir(parents=True, exist_ok=True)
-    base = settings or SamplingSettings(lr_projection=0)
+    start_run(out)
+    base = settings or SamplingSettings(lr_projection=0)  # raw unless asked
     lines, rows, started = study_lines(models, list(cascades)), [], time.perf_counter()
     if not lines:
         raise ValueError("no models to run: give --models (or --cascades) that exist")

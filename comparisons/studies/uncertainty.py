@@ -22,7 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from comparisons.posterior import explore_posterior
-from comparisons.provenance import machine_description, run_commit
+from comparisons.provenance import machine_description, run_commit, start_run
 from comparisons.records import write_csv
 from sr_models.data import eval_pairs
 from sr_models.types import SamplingSettings
@@ -58,8 +58,7 @@ def uncertainty_study(
 ) -> list[dict]:
     """Per-image calibration rows for every model and dataset; writes both CSVs, the page and the run card;
     returns the summary rows."""
-    run_commit()  # the code this run starts from (its card names it)
-    out.mkdir(parents=True, exist_ok=True)
+    start_run(out)
     rows, started = [], time.perf_counter()
     for data in datasets:
         pairs = list(eval_pairs(data, scale, limit=limit, crop=crop, split=split))
