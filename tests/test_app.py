@@ -158,6 +158,7 @@ def test_cascade_builder_runs_next_to_single_models(client, lr_png):
     assert len(gallery) == 1 and Image.open(gallery[0]["image"]).n_frames == 2  # stage 2's two steps
 
 
+@pytest.mark.slow
 def test_studies_tab_shows_the_shipped_cascade_study(tmp_path):
     import gradio as gr
 
@@ -181,6 +182,7 @@ def test_studies_tab_shows_the_shipped_cascade_study(tmp_path):
         assert "mean of seeds" in spread and "sr3-x4" in spread
 
 
+@pytest.mark.slow
 def test_studies_tab_plots_every_shipped_study_it_lists(tmp_path):
     """Each SHIPPED entry whose CSV exists gets its plot, in the listed order."""
     import shutil

@@ -49,6 +49,7 @@ def view_path(result, file_name: str) -> str:
 
 
 # --- 1. Stop ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_stop_event_ends_the_sampler_between_steps(tiny_models_dir, lr_png):
     models = tiny(tiny_models_dir)
     slow = SlowUNet(models["tiny-ldm-x4"], delay=0.01)
@@ -162,6 +163,7 @@ def test_too_large_output_is_refused_before_any_model_loads(tiny_models_dir, tmp
         assert not models["tiny-ldm-x4"].loaded and not models["tiny-regression-x4"].loaded
 
 
+@pytest.mark.slow
 def test_time_estimate_grows_with_pixels_and_steps_and_learns_from_the_last_run(tiny_models_dir, lr_png):
     models = tiny(tiny_models_dir)
     ldm, estimator = models["tiny-ldm-x4"], TimeEstimator()
@@ -185,6 +187,7 @@ def test_loaded_model_bound_comes_from_the_environment(monkeypatch):
     assert LoadedModels().limit == 2
 
 
+@pytest.mark.slow
 def test_at_most_n_models_stay_loaded_least_recently_used_go(tiny_models_dir, lr_png):
     models = tiny(tiny_models_dir)
     loaded = LoadedModels(limit=2)
@@ -325,6 +328,7 @@ def test_every_step_is_kept_up_to_25_steps():
     assert 8 <= frames_to_keep(4_000_000) < 25  # big outputs: fewer frames, bounded memory
 
 
+@pytest.mark.slow
 def test_last_frame_is_the_output_for_ldm_x4_with_back_projection():
     models = discover()
     if "ldm-x4" not in models or not models["ldm-x4"].availability().ok:
@@ -380,6 +384,7 @@ def test_runs_leave_no_temp_folders_behind(tiny_models_dir, lr_png, tmp_path, mo
 
 
 # --- 9. ZeroGPU -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_zerogpu_wraps_the_heavy_function_when_spaces_is_importable(tiny_models_dir, lr_png, tmp_path, monkeypatch):
     calls = []
 

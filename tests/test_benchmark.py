@@ -16,6 +16,7 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_benchmark_command_writes_reports_matching_direct_metrics(image_folder, tiny_models_dir, tmp_path, capsys):
     out = tmp_path / "bench"
     code = main(
@@ -55,6 +56,7 @@ def test_benchmark_command_writes_reports_matching_direct_metrics(image_folder, 
     assert "| tiny-regression-x2 |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_limit_and_crop(image_folder, tmp_path):
     summary = run_benchmark([BicubicSR()], 4, [str(image_folder)], tmp_path, limit=2, crop=32)
     assert summary[0]["n_images"] == 2
@@ -86,6 +88,7 @@ class TinyFeatures(torch.nn.Module):
         return self.conv(x.float() / 255).mean(dim=(2, 3))
 
 
+@pytest.mark.slow
 def test_perceptual_columns_with_random_backbones(image_folder, tmp_path):
     from comparisons.perceptual import load_lpips
 
@@ -103,6 +106,7 @@ def test_perceptual_columns_with_random_backbones(image_folder, tmp_path):
     assert "patch" in (tmp_path / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_perceptual_without_weights_says_so_and_computes_the_rest(image_folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     summary = run_benchmark([BicubicSR()], 2, [str(image_folder)], tmp_path / "out", perceptual=True)
@@ -112,6 +116,7 @@ def test_perceptual_without_weights_says_so_and_computes_the_rest(image_folder, 
     assert "LPIPS skipped" in (tmp_path / "out" / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_perceptual_adds_swd_and_diversity_without_weights(image_folder, tiny_models_dir, tmp_path, monkeypatch):
     from sr_models.registry import discover, get_models
     from sr_models.types import SamplingSettings
@@ -129,6 +134,7 @@ def test_perceptual_adds_swd_and_diversity_without_weights(image_folder, tiny_mo
     assert "swd" not in plain[0] and "diversity" not in plain[0]
 
 
+@pytest.mark.slow
 def test_update_cards_writes_measured_rows(image_folder, tmp_path):
     from sr_models.cards import read_card
     from tests.conftest import save_tiny_regression
@@ -160,6 +166,7 @@ def test_update_cards_writes_measured_rows(image_folder, tmp_path):
     assert "## Measured" in card and str(row["psnr_y"]) in card
 
 
+@pytest.mark.slow
 def test_steps_study_runs_each_setting(image_folder, tmp_path):
     from comparisons.studies.cli import main as study_main
     from tests.conftest import tiny_ldm_folder
@@ -190,6 +197,7 @@ def test_steps_study_runs_each_setting(image_folder, tmp_path):
     assert (tmp_path / "s" / "study.html").exists()
 
 
+@pytest.mark.slow
 def test_spread_study_splits_sample_error_into_mean_error_and_spread(image_folder, tmp_path):
     from comparisons.studies.cli import main as study_main
     from sr_models.data import eval_pairs

@@ -24,6 +24,7 @@ def models(tiny_models_dir):
     return discover(model_dirs=[tiny_models_dir])
 
 
+@pytest.mark.slow
 def test_stage_two_receives_stage_one_output(models):
     (cascade,) = get_models(["tiny-regression-x2>tiny-regression-x4"], models)
     assert isinstance(cascade, CascadeSR) and cascade.scales == (8,)
@@ -35,6 +36,7 @@ def test_stage_two_receives_stage_one_output(models):
     assert np.array_equal(result.image, second) and result.image.shape == (64, 80, 3)
 
 
+@pytest.mark.slow
 def test_per_stage_records_sum_to_the_totals(models):
     (cascade,) = get_models(["tiny-ldm-x4>tiny-regression-x2"], models)
     result = cascade.upscale(LR, settings=S(seed=3, stages=(S(steps=3), S())))
@@ -46,6 +48,7 @@ def test_per_stage_records_sum_to_the_totals(models):
     assert result.settings.stages[0].steps == 3 and result.settings.stages[1].steps is None
 
 
+@pytest.mark.slow
 def test_cascade_nfe_is_evaluations_and_tiles_are_counted_apart(models):
     (cascade,) = get_models(["tiny-ldm-x4>tiny-ldm-x4"], models)
     result = cascade.upscale(LR, settings=S(seed=1, tile=24, stages=(S(steps=1), S(steps=1))))
@@ -55,6 +58,7 @@ def test_cascade_nfe_is_evaluations_and_tiles_are_counted_apart(models):
     assert result.tiles == sum(s.tiles for s in result.stages) == result.facts()["tiles"] > 2
 
 
+@pytest.mark.slow
 def test_seeds_reproduce_and_are_derived_per_stage(models):
     (cascade,) = get_models(["tiny-ldm-x4>tiny-ldm-x4"], models)
     run = S(seed=5, sampler="ddpm", steps=2, lr_projection=0)
@@ -71,6 +75,7 @@ def test_seeds_reproduce_and_are_derived_per_stage(models):
     assert np.array_equal(alone.image, a.stages[0].image)
 
 
+@pytest.mark.slow
 def test_back_projection_targets_the_original_lr(models):
     (cascade,) = get_models(["tiny-regression-x2>tiny-regression-x2"], models)
     raw = cascade.upscale(LR, settings=S(lr_projection=0))
@@ -138,6 +143,7 @@ def test_the_loop_continues_from_a_given_state(models):
     assert torch.allclose(full, rest, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_sdedit_strength_runs_the_last_part_of_the_schedule(models):
     model = models["tiny-ldm-x4"]
     full = model.upscale(LR, settings=S(steps=4, lr_projection=0))
@@ -146,6 +152,7 @@ def test_sdedit_strength_runs_the_last_part_of_the_schedule(models):
     assert not np.array_equal(full.image, part.image)
 
 
+@pytest.mark.slow
 def test_benchmark_cascade_rows_and_stage_file(tiny_models_dir, image_folder, tmp_path):
     from comparisons.benchmark import main
 

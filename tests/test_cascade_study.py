@@ -72,6 +72,7 @@ def study_models(tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_cascade_study_writes_its_reports(study_models, image_folder, tmp_path):
     card = cascade_study(
         [str(image_folder)],

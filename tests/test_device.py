@@ -37,6 +37,7 @@ def test_bad_device_or_dtype_is_a_plain_error(monkeypatch):
 
 
 @pytest.mark.parametrize("make", [tiny_ldm_folder, tiny_sr3_folder, save_tiny_regression])
+@pytest.mark.slow
 def test_bfloat16_agrees_with_float32_and_the_record_says_which_ran(tmp_path, make):
     model = load_model(make(tmp_path / "m", scale=4))
     lr = sample_images()["astronaut"][:32, :32]
@@ -50,6 +51,7 @@ def test_bfloat16_agrees_with_float32_and_the_record_says_which_ran(tmp_path, ma
     assert not np.array_equal(full.image, half.image) or model.family == "regression"
 
 
+@pytest.mark.slow
 def test_discover_places_every_model(tiny_models_dir):
     models = discover(model_dirs=[tiny_models_dir], device="cpu", dtype="bfloat16")
     tiny = models["tiny-regression-x2"]
@@ -59,6 +61,7 @@ def test_discover_places_every_model(tiny_models_dir):
     assert next(tiny.load().network.parameters()).dtype == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_peak_memory_is_reported_on_warm_runs_too():
     model = BicubicSR()
     lr = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
@@ -67,6 +70,7 @@ def test_peak_memory_is_reported_on_warm_runs_too():
     assert all(p > 3 for p in peaks), peaks
 
 
+@pytest.mark.slow
 def test_nested_meters_carry_the_inner_peak_outwards():
     with PeakMemory() as outer:
         with PeakMemory() as inner:

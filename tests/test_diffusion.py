@@ -53,6 +53,7 @@ SHIPPED_LDM4 = Path(__file__).resolve().parent.parent / "assets" / "ldm-x4-stock
 
 
 @pytest.mark.skipif(not (SHIPPED_LDM4 / "model_index.json").exists(), reason="no shipped ldm-x4-stock in assets/")
+@pytest.mark.slow
 def test_stock_ldm_pipeline_reproduces_the_shipped_4x_model():
     from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
         LDMSuperResolutionPipeline,
@@ -94,6 +95,7 @@ def test_latent_condition_keeps_every_lr_pixel(scale):
 
 
 @pytest.mark.parametrize("scale", [2, 8, 16])
+@pytest.mark.slow
 def test_ldm_other_scales_run_through_the_interface(tmp_path, scale):
     model = load_model(tiny_ldm_folder(tmp_path / f"x{scale}", scale=scale))
     lr = LR[:6, :10]  # sizes that need padding
@@ -101,6 +103,7 @@ def test_ldm_other_scales_run_through_the_interface(tmp_path, scale):
     assert result.image.shape == (6 * scale, 10 * scale, 3) and result.nfe == 2
 
 
+@pytest.mark.slow
 def test_seed_reproduces_and_differs(ldm4, sr3):
     for folder in (ldm4, sr3):
         model = load_model(folder)
@@ -112,6 +115,7 @@ def test_seed_reproduces_and_differs(ldm4, sr3):
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.slow
 def test_every_sampler_any_steps(ldm4, sampler):
     model = load_model(ldm4)
     for steps in (1, 3):
@@ -130,6 +134,7 @@ def test_unknown_sampler_and_bad_steps_are_input_errors(ldm4):
         model.upscale(LR, settings=S(steps=0))
 
 
+@pytest.mark.slow
 def test_callback_gets_xt_and_decoded_x0_frames_subsampled(ldm4, sr3):
     for folder, xt_channels, xt_size in ((ldm4, 3, (8, 12)), (sr3, 3, (32, 48))):
         model = load_model(folder)
@@ -148,6 +153,7 @@ def test_callback_gets_xt_and_decoded_x0_frames_subsampled(ldm4, sr3):
         assert np.array_equal(projected.noisy_frames[-1], projected.image)
 
 
+@pytest.mark.slow
 def test_recording_frames_costs_the_timed_run_nothing(ldm4):
     """Kept frames are decoded after the clock stops: with a slow decoder, the timed seconds stay those of
     a run without frames, and the decoding is reported apart as trajectory_seconds."""
@@ -171,6 +177,7 @@ def test_recording_frames_costs_the_timed_run_nothing(ldm4):
     assert plain.facts()["trajectory_seconds"] == 0
 
 
+@pytest.mark.slow
 def test_trajectory_frames_are_previews_of_at_most_512_px(ldm4, sr3):
     lr = np.random.default_rng(5).integers(0, 256, (150, 132, 3), dtype=np.uint8)  # 600x528 out, padded
     for folder in (ldm4, sr3):
@@ -187,6 +194,7 @@ def test_trajectory_frames_are_previews_of_at_most_512_px(ldm4, sr3):
         assert np.array_equal(again.image, result.image)  # recording never changes the image
 
 
+@pytest.mark.slow
 def test_sr3_residual_formulation_starts_from_bicubic(sr3):
     # With a UNet that predicts a zero residual, SR3 returns exactly the bicubic upsample.
     model = load_model(sr3)
@@ -218,6 +226,7 @@ def test_banded_ddim_step_is_the_whole_step(eta):
     assert torch.equal(banded, whole)
 
 
+@pytest.mark.slow
 def test_banded_runs_give_the_same_image(sr3, monkeypatch):
     from sr_models import sampling
     from sr_models.diffusion_sr import to_image
@@ -244,6 +253,7 @@ def test_tiled_matches_whole_for_local_functions():
         tiled(conv, x, tile=8, overlap=8)
 
 
+@pytest.mark.slow
 def test_tiled_diffusion_runs_on_large_inputs_without_seams(ldm4):
     model = load_model(ldm4)
     lr = np.full((40, 40, 3), 128, np.uint8)
@@ -252,6 +262,7 @@ def test_tiled_diffusion_runs_on_large_inputs_without_seams(ldm4):
     assert result.image.shape == (160, 160, 3) and result.nfe == 2 and result.tiles > 2  # tiles are not NFE
 
 
+@pytest.mark.slow
 def test_nfe_counts_denoiser_evaluations_whatever_the_tiling(ldm4):
     model = load_model(ldm4)
     lr = np.random.default_rng(3).integers(0, 256, (40, 44, 3), dtype=np.uint8)  # a 40x44 latent
@@ -302,6 +313,7 @@ def test_back_projection_restores_lr_consistency():
         back_project(drifted, lr[:-1], 4)
 
 
+@pytest.mark.slow
 def test_regression_tiles_large_inputs(tiny_models_dir):
     model = load_model(tiny_models_dir / "tiny-x2")
     big = np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8)
@@ -311,6 +323,7 @@ def test_regression_tiles_large_inputs(tiny_models_dir):
     assert np.abs(whole.image.astype(int) - parts.image).mean() < 1.0
 
 
+@pytest.mark.slow
 def test_latent_residual_model_starts_as_the_decoded_upsample(tmp_path):
     """A zero-initialised latent-residual LDM returns decode(encode(upsampled LR)) whatever the noise."""
     from sr_models.cards import read_card, write_card

@@ -17,6 +17,7 @@ def pair():
     return degrade(sample_images()["astronaut"], 4)  # (hr, lr)
 
 
+@pytest.mark.slow
 def test_scores_and_row_match_the_metrics_computed_by_hand(pair):
     hr, lr = pair
     evaluation = evaluate(BicubicSR(), lr, 4, SamplingSettings(seed=5), hr, name="astronaut")
@@ -33,6 +34,7 @@ def test_scores_and_row_match_the_metrics_computed_by_hand(pair):
     assert "lpips" not in row
 
 
+@pytest.mark.slow
 def test_without_a_reference_only_lr_consistency_is_measured(pair):
     _, lr = pair
     evaluation = evaluate(BicubicSR(), lr, 4)
@@ -55,6 +57,7 @@ def test_lpips_function_gets_the_output_and_the_reference(pair):
     assert np.array_equal(seen[0][0], evaluation.image) and seen[0][1] is hr
 
 
+@pytest.mark.slow
 def test_progress_and_frames_reach_the_sampler(pair, tmp_path):
     hr, lr = pair
     model = load_model(tiny_ldm_folder(tmp_path / "ldm"))

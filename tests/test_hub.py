@@ -189,6 +189,7 @@ def test_stock_folders_load_without_sr_model_json(request, which, family):
     assert model.scheduler_config.get("prediction_type", "epsilon") == expected
 
 
+@pytest.mark.slow
 def test_bin_weights_are_loaded_weights_only(ldm_bin_folder, ldm_folder, monkeypatch):
     calls = []
     real_load = torch.load
@@ -232,6 +233,7 @@ def test_missing_component_is_a_clear_error(tmp_path, ldm_folder):
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpmsolver++"])
+@pytest.mark.slow
 def test_stock_ldm_pipeline_gives_our_image(ldm_folder, sampler):
     ours = load_model(ldm_folder)
     pipe = LDMSuperResolutionPipeline.from_pretrained(str(ldm_folder), torch_dtype=torch.float32)
@@ -281,6 +283,7 @@ def test_stock_sd_upscale_pipeline_gives_our_image(sd_folder, prompt, nfe_per_st
 
 
 @pytest.mark.parametrize("which", ["ldm", "sd"])
+@pytest.mark.slow
 def test_upscale_seeds_and_trajectory(which, ldm_folder, sd_folder):
     model = load_model(ldm_folder if which == "ldm" else sd_folder)
     seen = []
@@ -334,6 +337,7 @@ def test_download_failure_is_a_plain_error(empty_hub_cache):
         download("sr-lab-tests/no-such-repo", pipeline=True)
 
 
+@pytest.mark.slow
 def test_cached_entry_runs_as_a_cascade_stage(monkeypatch, ldm_folder):
     from sr_models.registry import builtin_models
 
@@ -391,6 +395,7 @@ def test_sampler_names_are_written_once():
 
 
 @pytest.mark.parametrize("which", ["ldm_folder", "sd_folder"])
+@pytest.mark.slow
 def test_runs_in_bfloat16(request, which):
     model = load_model(request.getfixturevalue(which)).to("cpu", "bfloat16")
     model.prompt = "a red squirrel"  # ignored by the LDM; guidance on for the SD upscaler

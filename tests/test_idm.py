@@ -32,6 +32,7 @@ def idm_folder(tmp_path_factory):
     return save_tiny_idm(tmp_path_factory.mktemp("idm") / "tiny-idm")
 
 
+@pytest.mark.slow
 def test_an_idm_folder_serves_any_scale_at_round_s_times_the_size(idm_folder):
     model, deferred = load_model(idm_folder), FolderModel(idm_folder)
     assert model.continuous and deferred.continuous and model.family == deferred.family == "idm"
@@ -46,6 +47,7 @@ def test_bad_scales_are_refused_with_a_plain_message(idm_folder, bad):
         load_model(idm_folder).upscale(LR, bad)
 
 
+@pytest.mark.slow
 def test_a_zero_initialised_idm_returns_exactly_the_liif_image(tmp_path):
     liif = load_model(save_tiny_liif(tmp_path / "liif")).upscale(LR, 2.5).image
     idm = load_model(save_tiny_idm(tmp_path / "idm", zero_out=True))
@@ -54,6 +56,7 @@ def test_a_zero_initialised_idm_returns_exactly_the_liif_image(tmp_path):
 
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
+@pytest.mark.slow
 def test_samplers_and_seeds_at_a_real_valued_scale(idm_folder, sampler):
     model = load_model(idm_folder)
     a = model.upscale(LR, 2.5, SamplingSettings(steps=2, sampler=sampler, seed=5)).image
@@ -61,6 +64,7 @@ def test_samplers_and_seeds_at_a_real_valued_scale(idm_folder, sampler):
     assert not np.array_equal(a, model.upscale(LR, 2.5, SamplingSettings(steps=2, sampler=sampler, seed=6)).image)
 
 
+@pytest.mark.slow
 def test_eta_trajectory_and_tiles(idm_folder):
     model = load_model(idm_folder)
     result = model.upscale(LR, 2.5, SamplingSettings(steps=3, eta=1.0, seed=2), keep_frames=3)
@@ -73,6 +77,7 @@ def test_eta_trajectory_and_tiles(idm_folder):
     assert 0 < difference.mean() < 10  # the UNet ran on blended tiles: close to, not equal to, one pass
 
 
+@pytest.mark.slow
 def test_back_projection_at_a_real_valued_scale(idm_folder):
     model = load_model(idm_folder)
     hr, lr = degrade(np.random.default_rng(1).integers(0, 256, (50, 45, 3), dtype=np.uint8), 2.5)
@@ -94,6 +99,7 @@ def test_the_scale_embedding_modulates_the_unet_and_saturates_outside_training(i
     assert not torch.allclose(outputs[2], outputs[3]) and torch.equal(outputs[4], outputs[8])
 
 
+@pytest.mark.slow
 def test_idm_recipe_trains_two_steps_on_a_liif_model_and_exports_one_folder(image_folder, tmp_path):
     liif = tmp_path / "liif-x"
     common = ["--data", str(image_folder), "--max-steps", "2", "--batch-size", "2", "--split", "all"]
@@ -118,6 +124,7 @@ def test_idm_recipe_trains_two_steps_on_a_liif_model_and_exports_one_folder(imag
     assert main(["idm", "--liif", str(tmp_path / "nothing"), "--out", str(tmp_path / "x"), *common]) == 2
 
 
+@pytest.mark.slow
 def test_the_posterior_explorer_runs_on_idm_at_a_real_valued_scale(idm_folder):
     from comparisons.posterior import explore_posterior
 

@@ -12,6 +12,7 @@ from tests.conftest import save_tiny_regression
 LR = np.random.default_rng(0).integers(0, 256, (12, 10, 3), dtype=np.uint8)
 
 
+@pytest.mark.slow
 def test_bicubic_result_record():
     result = BicubicSR().upscale(LR, scale=4, settings=SamplingSettings(seed=3))
     assert isinstance(result, UpscaleResult)
@@ -34,6 +35,7 @@ def test_bad_inputs_raise_clear_errors():
         bicubic.upscale(LR[..., :1], scale=2)
 
 
+@pytest.mark.slow
 def test_folder_model_loads_lazily_and_runs(tiny_models_dir):
     models = discover(model_dirs=[tiny_models_dir])
     tiny = models["tiny-regression-x2"]
@@ -49,6 +51,7 @@ def test_folder_model_loads_lazily_and_runs(tiny_models_dir):
         tiny.upscale(LR, scale=4)
 
 
+@pytest.mark.slow
 def test_regression_output_is_network_output(tiny_models_dir):
     model = load_model(tiny_models_dir / "tiny-x4")
     x = torch.from_numpy(LR).permute(2, 0, 1)[None].float() / 255
@@ -87,6 +90,7 @@ def test_hub_model_offline_is_unavailable_with_reason(monkeypatch, tmp_path):
         hub.upscale(LR, scale=4)
 
 
+@pytest.mark.slow
 def test_hub_snapshot_loads_through_the_folder_code(monkeypatch, tiny_models_dir):
     # A downloaded snapshot is a plain folder: resolving it is the only Hub-specific step.
     hub = HubModel("someone/tiny", scales=(2,))
@@ -96,6 +100,7 @@ def test_hub_snapshot_loads_through_the_folder_code(monkeypatch, tiny_models_dir
     assert np.array_equal(hub.upscale(LR).image, direct.image)
 
 
+@pytest.mark.slow
 def test_lr_projection_is_a_generic_option(tiny_models_dir):
     from sr_models.metrics import lr_consistency
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("sr_models", "comparisons", "ui")
 LAYER = {"sr_models": 0, "comparisons": 1, "ui": 2, "app": 2}  # a module may import its own layer or lower ones
@@ -108,6 +110,7 @@ def test_layers_point_one_way():
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_importing_every_sr_models_module_loads_nothing_from_the_upper_layers():
     code = (
         "import importlib, pkgutil, sys, sr_models\n"

@@ -86,6 +86,7 @@ def liif_folder(tmp_path_factory):
     return save_tiny_liif(tmp_path_factory.mktemp("liif") / "tiny-liif")
 
 
+@pytest.mark.slow
 def test_a_liif_folder_serves_any_scale_at_round_s_times_the_size(liif_folder):
     model = load_model(liif_folder)
     deferred = FolderModel(liif_folder)
@@ -104,6 +105,7 @@ def test_bad_scales_are_refused_with_a_plain_message(liif_folder, bad):
         load_model(liif_folder).upscale(LR, bad)
 
 
+@pytest.mark.slow
 def test_back_projection_at_a_real_valued_scale(liif_folder):
     model = load_model(liif_folder)
     hr, lr = degrade(np.random.default_rng(1).integers(0, 256, (50, 45, 3), dtype=np.uint8), 2.5)
@@ -113,6 +115,7 @@ def test_back_projection_at_a_real_valued_scale(liif_folder):
     assert lr_consistency(projected, lr, 2.5) > lr_consistency(raw, lr, 2.5) + 3
 
 
+@pytest.mark.slow
 def test_liif_sr_works_in_bfloat16(liif_folder):
     model = LIIFSR.from_folder(liif_folder, "tiny").to("cpu", "bfloat16")
     out = model.upscale(LR, 2.5).image
@@ -137,6 +140,7 @@ def test_scale_patches_have_a_whole_lr_and_one_scale_per_batch(image_folder):
         ScalePatchSampler(image_folder, 1, 4, hr_patch=40, lr_patch=10)
 
 
+@pytest.mark.slow
 def test_liif_recipe_trains_two_steps_and_exports_an_any_scale_folder(image_folder, tmp_path):
     out = tmp_path / "liif-x"
     args = ["liif", "--data", str(image_folder), "--out", str(out), "--max-steps", "2", "--batch-size", "2"]

@@ -33,6 +33,7 @@ def test_points_cover_the_grid_once(models):
     assert [(p.steps, p.eta, p.seeds) for p in diffusion] == [(1, 0.0, 1), (2, 0.0, 1), (2, 1.0, 1), (2, 1.0, 3)]
 
 
+@pytest.mark.slow
 def test_study_writes_rows_with_swd_and_diversity(models, image_folder, tmp_path):
     rows = perception_study(
         models,

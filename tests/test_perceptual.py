@@ -73,6 +73,7 @@ def test_lpips_different_positive_and_symmetric(random_lpips):
     assert 0 < lpips_distance(a, near, random_lpips) < ab
 
 
+@pytest.mark.slow
 def test_lpips_random_backbone_is_deterministic(random_lpips):
     perceptual._build_lpips.cache_clear()
     again = load_lpips(random_backbone=True)

@@ -71,6 +71,7 @@ class CountingModel(SRModel):
         return np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1), 1, None
 
 
+@pytest.mark.slow
 def test_diffusion_samples_spread_and_the_std_map_is_the_numpy_std(posterior):
     stacked = np.stack(posterior.samples).astype(np.float64)
     assert posterior.seeds == (5, 6, 7)
@@ -82,6 +83,7 @@ def test_diffusion_samples_spread_and_the_std_map_is_the_numpy_std(posterior):
     assert posterior.lr_map.shape == HR.shape[:2] and posterior.summary["nfe"] == 3 * 2
 
 
+@pytest.mark.slow
 def test_each_sample_is_a_single_run_with_its_seed_and_its_row_is_scored(ldm, posterior):
     for i in (0, 2):
         alone = ldm.upscale(LR, 4, S(steps=2, sampler="ddim", eta=1.0, seed=5 + i)).image
@@ -103,6 +105,7 @@ def test_uncertainty_numbers_follow_the_maps(posterior):
     assert [len(trace.y) for trace in figure.data] == [100, 100, 100]
 
 
+@pytest.mark.slow
 def test_a_deterministic_model_is_allowed_and_has_no_spread():
     posterior = explore_posterior(BicubicSR(), LR, 4, S(seed=0), 2, hr=HR)
     summary = posterior.summary
@@ -112,6 +115,7 @@ def test_a_deterministic_model_is_allowed_and_has_no_spread():
     np.testing.assert_array_equal(posterior.samples[0], posterior.samples[1])
 
 
+@pytest.mark.slow
 def test_a_cascade_sample_is_the_cascade_run_with_that_seed(ldm):
     cascade = CascadeSR([(ldm, 4), (BicubicSR(), 2)])
     posterior = explore_posterior(cascade, LR, None, SETTINGS, 2)
@@ -129,6 +133,7 @@ def test_bad_k_is_refused_before_any_run(k):
     assert model.calls == 0
 
 
+@pytest.mark.slow
 def test_k_times_the_output_over_the_limit_is_refused_before_any_run():
     model = CountingModel()
     pixels = LR.shape[0] * LR.shape[1] * 16
@@ -151,6 +156,7 @@ def test_a_reference_of_the_wrong_size_is_refused_before_any_run():
     assert model.calls == 0
 
 
+@pytest.mark.slow
 def test_stop_ends_the_run_between_samples_and_progress_is_reported():
     model, seen = CountingModel(), []
     with pytest.raises(RunStopped):
@@ -195,6 +201,7 @@ def test_the_record_folder_has_every_file(posterior, tmp_path):
     assert Image.open(folder / "std_map.png").size[1] == HR.shape[0]
 
 
+@pytest.mark.slow
 def test_command_line_writes_a_record_and_refuses_bad_input_in_one_line(ldm_folder, tmp_path, capsys):
     lr_path, hr_path = tmp_path / "lr.png", tmp_path / "hr.png"
     Image.fromarray(LR).save(lr_path)

@@ -5,6 +5,7 @@ import json
 import re
 import zipfile
 
+import pytest
 from PIL import Image
 
 from comparisons import provenance
@@ -49,6 +50,7 @@ def test_versions_and_machine_name_this_process():
     assert "torch" in provenance.machine_description()
 
 
+@pytest.mark.slow
 def test_run_record_card_uses_the_provenance(tmp_path):
     model = FolderModel(save_tiny_regression(tmp_path / "m", scale=2, name="m"))  # as discover() gives it
     comparison = run_comparison(Image.fromarray(sample_images()["astronaut"]), MODE_HR, 2, [model])

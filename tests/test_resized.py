@@ -35,6 +35,7 @@ def test_a_4x_model_gives_round_s_times_the_lr_at_a_real_scale(models, scale):
     assert result.scale == scale and result.model == routed.name
 
 
+@pytest.mark.slow
 def test_the_resize_is_the_protocols_imresize_of_the_4x_output_exactly(models):
     raw = SamplingSettings(lr_projection=0)
     four = models["tiny-x4"].upscale(LR, 4, raw).image
@@ -54,6 +55,7 @@ def test_the_result_keeps_the_inner_models_facts(models):
     assert facts["n_stages"] == 1 and facts["seconds"] >= stage.seconds > 0
 
 
+@pytest.mark.slow
 def test_back_projection_runs_onto_the_original_lr_at_the_real_scale(models):
     routed = at_scale(models["tiny-x4"], 2.5)
     raw = routed.upscale(LR, settings=SamplingSettings(lr_projection=0))
@@ -88,6 +90,7 @@ def test_exact_scales_and_continuous_models_pass_through(models):
     assert at_scale(routed, 2.5).inner_scale == 4 and at_scale(routed, 4) is models["tiny-x4"]
 
 
+@pytest.mark.slow
 def test_bicubic_runs_at_the_real_scale_directly(models):
     bicubic = at_scale(models["bicubic"], 2.5)
     assert isinstance(bicubic, AnyScaleBicubic) and bicubic.name == "bicubic"

@@ -44,6 +44,7 @@ def test_hr_crops_round_up_to_the_scales_multiple_and_keep_an_8_px_lr():
     assert hr_crop(16, 64) == 128 and hr_crop(16, 64, min_lr=4) == 64 and hr_crop(3, None) is None
 
 
+@pytest.mark.slow
 def test_every_line_has_a_row_at_every_scale_it_applies_to(study):
     rows, _ = study
     pooled = {(r["line"], r["scale"]): r for r in rows if r["dataset"] == "all"}
@@ -127,6 +128,7 @@ def test_the_csv_page_and_card_are_written(study, image_folder):
     assert "## Answer" in (out / "run_card.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_command_runs_notes_missing_models_and_refuses_bad_scales(model_dir, image_folder, tmp_path, capsys):
     common = ["--data", str(image_folder), "--model-dir", str(model_dir), "--crop", "64", "--limit", "1"]
     code = main(

@@ -1,10 +1,13 @@
 """The speed benchmark's plumbing on tiny models (its numbers are measured, not tested)."""
 
+import pytest
+
 from comparisons.speed import COLUMNS, main, speed_rows, summarize
 from sr_models.registry import discover
 from tests.conftest import tiny_ldm_folder, tiny_sr3_folder
 
 
+@pytest.mark.slow
 def test_speed_rows_time_every_case_and_summarize(tmp_path):
     tiny_ldm_folder(tmp_path / "ldm")
     tiny_sr3_folder(tmp_path / "sr3")
@@ -31,6 +34,7 @@ def test_speed_command_refuses_unknown_models(tmp_path, capsys):
     assert "unknown model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_psnr_rows_score_each_dtype_like_the_benchmark(tmp_path, image_folder):
     import numpy as np
     import pytest

@@ -35,6 +35,7 @@ def test_a_rejected_flag_is_caught(capsys):
     assert "invalid int value" in capsys.readouterr().err  # --steps is the run-wide count, not a list
 
 
+@pytest.mark.slow
 def test_python_m_lists_every_sub_command():
     out = subprocess.run(
         [sys.executable, "-m", "comparisons.studies", "--help"], capture_output=True, text=True, check=True

@@ -46,6 +46,7 @@ def tiny_args(data, out, steps, every=3, extra=()):
     ]
 
 
+@pytest.mark.slow
 def test_training_exports_a_loadable_model_with_card(image_folder, tmp_path):
     out = tmp_path / "run"
     assert main(tiny_args(image_folder, out, 6, extra=["--val-data", str(image_folder), "--validate-every", "3"])) == 0
@@ -78,6 +79,7 @@ def test_resume_refuses_a_different_architecture(image_folder, tmp_path):
     assert json.loads((tmp_path / "a" / "checkpoint" / "trainer_state.json").read_text())["step"] == 3
 
 
+@pytest.mark.slow
 def test_sigkill_resumes_from_last_checkpoint(image_folder, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "sr_models.train", *tiny_args(image_folder, out, 100000, every=2)]
@@ -146,6 +148,7 @@ def test_missing_data_folder_is_a_clear_error(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_first_stage_ldm_and_sr3_commands_train_and_export(image_folder, tmp_path):
     common = [
         "--data",
@@ -228,6 +231,7 @@ def _sr3_args(data, out, batch):
     ]
 
 
+@pytest.mark.slow
 def test_two_data_parallel_processes_match_one_process_with_the_doubled_batch(image_folder, tmp_path):
     """Two gloo processes of batch 2 (torchrun, as `accelerate launch` runs them) take the same
     steps as one process of batch 4: same data, same diffusion noise, gradients averaged."""
@@ -265,6 +269,7 @@ def test_gradient_accumulation_and_bfloat16_train(image_folder, tmp_path):
     assert all(torch.isfinite(v).all() for v in state.values())
 
 
+@pytest.mark.slow
 def test_zoo_script_dry_run_on_the_cpu(image_folder, tmp_path):
     """scripts/zoo_gpu.sh end to end on a pack of the test images: one tiny step per zoo model."""
     from sr_models.pack import main as pack_main

@@ -71,6 +71,7 @@ def test_compare_outputs_name_every_api_output_once():
     assert len(filled.flat()) == len(names) + 1  # and the State last
 
 
+@pytest.mark.slow
 def test_handlers_run_without_a_server(handlers, hr_png):
     outputs = asyncio.run(
         handlers.compare(
@@ -232,6 +233,7 @@ def test_the_cascade_figure_draws_nfe_0_at_the_axis_start_and_names_the_baseline
     assert list(seconds_baselines.marker.symbol) == ["circle", "circle"]  # only the NFE axis has no 0
 
 
+@pytest.mark.slow
 def test_a_width_sets_the_scale_and_every_row_names_its_route(handlers, lr_png):
     """Any output size (issue 15): 60 px wide from a 24x20 input is 2.5x; bicubic runs at 2.5x itself, the fixed
     models by their routes (own scale then a resize, or a cascade of themselves then a resize)."""

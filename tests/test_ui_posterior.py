@@ -45,6 +45,7 @@ def _path(value) -> str:
     return value["path"] if isinstance(value, dict) else value
 
 
+@pytest.mark.slow
 def test_k_samples_give_maps_numbers_zoom_and_a_record(tab, hr_png):
     out, progress = _run(tab, str(hr_png))
     samples = out["samples"].value
@@ -76,6 +77,7 @@ def test_k_samples_give_maps_numbers_zoom_and_a_record(tab, hr_png):
     assert "tiny-ldm-x4_x4_seed9.png" in names and [s["seed"] for s in card["samples"]] == [7, 8, 9, 10]
 
 
+@pytest.mark.slow
 def test_a_click_on_a_maps_colour_bar_zooms_at_its_right_edge(tab, hr_png):
     out, _ = _run(tab, str(hr_png), k=2, steps=1)
 
@@ -86,12 +88,14 @@ def test_a_click_on_a_maps_colour_bar_zooms_at_its_right_edge(tab, hr_png):
     assert (x, y) == (63, 3) and crops[0][1].endswith("[48:64, 0:16]")
 
 
+@pytest.mark.slow
 def test_a_fixed_scale_model_explores_at_2_5x_by_its_route(tab, lr_png):
     out, _ = _run(tab, str(lr_png), mode=LR_MODE, scale=2.5, k=2, steps=1)
     assert out["summary"]["model"] == "tiny-ldm-x4 then resize to 2.5x"
     assert Image.open(_path(out["mean"])).size == (60, 50)  # round(2.5 x 24x20)
 
 
+@pytest.mark.slow
 def test_low_resolution_mode_has_no_error_map(tab, lr_png):
     out, _ = _run(tab, str(lr_png), mode=LR_MODE, k=2, steps=1)
     assert not out["error_map"].visible and "no reference" in out["status"]

@@ -64,6 +64,7 @@ def test_the_radio_fills_steps_and_eta_and_says_what_each_model_runs(handlers):
     assert "no detail preset" in tab.fill_preset("tiny-ldm-x4", "detail", 5, 1)[2]
 
 
+@pytest.mark.slow
 def test_a_comparison_under_a_preset_runs_each_models_own_settings(handlers, hr_png):
     outputs = asyncio.run(
         handlers.compare(

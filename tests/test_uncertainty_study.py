@@ -3,11 +3,13 @@
 import csv
 
 import numpy as np
+import pytest
 
 from comparisons.studies.cli import main
 from comparisons.studies.uncertainty import NUMBERS, summarize
 
 
+@pytest.mark.slow
 def test_uncertainty_study_cli_writes_calibration(image_folder, tiny_models_dir, tmp_path):
     out = tmp_path / "u"
     args = [
