@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 
+import gradio as gr
 import pytest
 
 from sr_models.cards import read_card, write_card
@@ -58,7 +59,8 @@ def test_the_radio_fills_steps_and_eta_and_says_what_each_model_runs(handlers):
     steps, eta, text = handlers.fill_preset("detail", names, 0, 0)
     assert (steps, eta) == (3, 1.0)
     assert "tiny-ldm-x4: no detail preset in its card" in text and "tiny-ldm-x4-presets 3 steps, eta 1" in text
-    assert handlers.fill_preset("custom", names, 7, 0.3)[:2] == (7, 0.3)
+    # custom fills nothing: no update, so an answer arriving after the user typed cannot undo the typing
+    assert handlers.fill_preset("custom", names, 7, 0.3)[:2] == (gr.skip(), gr.skip())
     tab = PosteriorHandlers(handlers.lab)
     assert tab.fill_preset("tiny-ldm-x4-presets", "fidelity", 0, 1)[:2] == (1, 0.0)
     assert "no detail preset" in tab.fill_preset("tiny-ldm-x4", "detail", 5, 1)[2]

@@ -177,11 +177,11 @@ class Handlers:
         except SRInputError as err:
             return steps, eta, f"⚠ {err.args[0]}"
         text = presets_text(models, preset)
-        if preset != CUSTOM:
-            own = [model_presets(m)[preset] for m in models if preset in model_presets(m)]
-            if own:
-                steps, eta = own[0]["steps"], own[0]["eta"]
-        return steps, eta, text
+        own = [model_presets(m)[preset] for m in models if preset in model_presets(m)] if preset != CUSTOM else []
+        if own:
+            return own[0]["steps"], own[0]["eta"], text
+        # nothing to fill: no update (an answer arriving after the user typed must not put back the old values)
+        return gr.skip(), gr.skip(), text
 
     # checking and estimating ------------------------------------------------------------------------
     def describe_cascade(self, scale, *builder) -> str:

@@ -118,18 +118,16 @@ class PosteriorHandlers:
 
     def fill_preset(self, model, preset, steps, eta):
         """The preset radio: fidelity / detail fill steps and eta from the model's card; custom leaves them."""
+        # where nothing is filled, no update: a late answer must not put back values typed over since
         chosen = self.models.get(model) if isinstance(model, str) else None
         if preset == CUSTOM or chosen is None:
-            return steps, eta, "Preset **custom**: the steps and eta as typed."
+            return gr.skip(), gr.skip(), "Preset **custom**: the steps and eta as typed."
         presets = model_presets(chosen)
         if not presets:
-            return steps, eta, f"{model} has no presets."
+            return gr.skip(), gr.skip(), f"{model} has no presets."
         if preset not in presets:
-            return (
-                steps,
-                eta,
-                f"⚠ {model} has no {preset} preset in its card (fidelity = {describe(presets['fidelity'])}).",
-            )
+            fidelity = describe(presets["fidelity"])
+            return gr.skip(), gr.skip(), f"⚠ {model} has no {preset} preset in its card (fidelity = {fidelity})."
         values = presets[preset]
         return values["steps"], values["eta"], f"Preset **{preset}** of {model}: {describe(values)}."
 
