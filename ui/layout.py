@@ -31,6 +31,7 @@ from ui.parse import CUSTOM, MAX_PROJECTION, MAX_STAGES, MAX_STEPS, MAX_VIEWS, M
 from ui.posterior import PosteriorHandlers
 from ui.posterior_tab import posterior_tab
 from ui.studies import studies_tab
+from ui.wiring import output_components, wire_estimate, wire_zoom
 from ui.zoom_panel import zoom_panel
 
 # Headers break between words only (not "ste ps"); the page passes this to launch(css=...).
@@ -210,20 +211,7 @@ def _api_endpoint(handlers: Handlers):
 
 def compare_outputs(page: SimpleNamespace) -> list:
     """The /compare output components, in the order ``CompareOutputs`` names them."""
-    return CompareOutputs(
-        status=page.status,
-        views=page.grid,
-        left=page.left,
-        right=page.right,
-        slider=page.slider,
-        table=page.table,
-        plot=page.plot,
-        trajectory_model=page.trajectory_model,
-        frame=page.frame,
-        frame_image=page.frame_image,
-        gifs=page.gifs,
-        state=page.state,
-    ).flat()
+    return output_components(CompareOutputs, page, views=page.grid)
 
 
 def _wire_inputs(page: SimpleNamespace, handlers: Handlers, demo: gr.Blocks) -> None:
@@ -233,15 +221,7 @@ def _wire_inputs(page: SimpleNamespace, handlers: Handlers, demo: gr.Blocks) -> 
     for control in [page.scale, *builder]:
         control.change(handlers.describe_cascade, [page.scale, *builder], page.cascade_info, api_name=False)
     estimate_inputs = [page.image, page.mode, page.scale, page.names, page.steps, page.sampler, *builder, page.width]
-    for control in estimate_inputs:
-        control.change(
-            handlers.estimate,
-            estimate_inputs,
-            page.estimate,
-            api_name=False,
-            trigger_mode="always_last",
-            show_progress="hidden",
-        )
+    wire_estimate(handlers.estimate, estimate_inputs, page.estimate)
     demo.load(handlers.estimate, estimate_inputs, page.estimate, api_name=False, show_progress="hidden")
     preset_io = [page.preset, page.names, page.steps, page.eta], [page.steps, page.eta, page.preset_info]
     for control in (page.preset, page.names):
@@ -268,15 +248,7 @@ def _wire_run(page: SimpleNamespace, handlers: Handlers, api_event, demo: gr.Blo
 
 def _wire_views(page: SimpleNamespace, handlers: Handlers) -> None:
     """Looking at a result: zoom, the slider's two sides, the trajectory frames."""
-    zoomed = [page.crops, page.zx, page.zy]
-    for view in page.grid:
-        view.select(handlers.zoom_at, [page.state, page.zsize, page.zmag], zoomed, api_name=False)
-    zoom_inputs = [page.state, page.zx, page.zy, page.zsize, page.zmag]
-    page.zgo.click(handlers.zoom, zoom_inputs, zoomed, api_name=False)
-    for box in (page.zx, page.zy):
-        box.submit(handlers.zoom, zoom_inputs, zoomed, api_name=False)
-    for control in (page.zsize, page.zmag):
-        control.release(handlers.zoom, zoom_inputs, zoomed, api_name=False)
+    wire_zoom(page, handlers, page.grid)
     for side in (page.left, page.right):
         side.change(handlers.show_pair, [page.state, page.left, page.right], page.slider, api_name=False)
     frame_outputs = [page.frame_image, page.frame]

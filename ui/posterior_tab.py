@@ -15,6 +15,7 @@ from sr_models.sampling import SAMPLERS
 from ui.inputs import DropdownIn, NumberIn, RadioIn, TextboxIn, UploadImage, appended_input
 from ui.parse import CUSTOM, MAX_PROJECTION, MAX_STEPS, MODES, PRESETS
 from ui.posterior import PosteriorHandlers, PosteriorOutputs
+from ui.wiring import output_components, wire_estimate, wire_zoom
 from ui.zoom_panel import zoom_panel
 
 SHOW_RESULTS = """() => { const top = document.getElementById('post_status');
@@ -95,31 +96,12 @@ def _results(tab: SimpleNamespace) -> None:
 
 
 def _outputs(tab: SimpleNamespace) -> list:
-    return PosteriorOutputs(
-        status=tab.status,
-        samples=tab.samples,
-        mean=tab.mean,
-        std_map=tab.std_map,
-        error_map=tab.error_map,
-        lr_map=tab.lr_map,
-        plot=tab.plot,
-        summary=tab.summary,
-        record=tab.record,
-        state=tab.state,
-    ).flat()
+    return output_components(PosteriorOutputs, tab)
 
 
 def _wire(tab: SimpleNamespace, handlers: PosteriorHandlers, stop) -> None:
     estimate_inputs = [tab.image, tab.mode, tab.model, tab.scale, tab.k, tab.steps, tab.sampler]
-    for control in estimate_inputs:
-        control.change(
-            handlers.estimate,
-            estimate_inputs,
-            tab.estimate,
-            api_name=False,
-            trigger_mode="always_last",
-            show_progress="hidden",
-        )
+    wire_estimate(handlers.estimate, estimate_inputs, tab.estimate)
     preset_io = ([tab.model, tab.preset, tab.steps, tab.eta], [tab.steps, tab.eta, tab.preset_info])
     for control in (tab.model, tab.preset):
         control.change(handlers.fill_preset, *preset_io, api_name=False)
@@ -131,14 +113,7 @@ def _wire(tab: SimpleNamespace, handlers: PosteriorHandlers, stop) -> None:
     zoomed = [tab.crops, tab.zx, tab.zy]
     run.success(handlers.zoom_centre, [tab.state, tab.zsize, tab.zmag], zoomed, api_name=False)
     tab.stop.click(stop, None, tab.status, api_name=False, cancels=[run], concurrency_limit=None)
-    for view in (tab.mean, tab.std_map, tab.error_map, tab.lr_map):
-        view.select(handlers.zoom_at, [tab.state, tab.zsize, tab.zmag], zoomed, api_name=False)
-    zoom_inputs = [tab.state, tab.zx, tab.zy, tab.zsize, tab.zmag]
-    tab.zgo.click(handlers.zoom, zoom_inputs, zoomed, api_name=False)
-    for box in (tab.zx, tab.zy):
-        box.submit(handlers.zoom, zoom_inputs, zoomed, api_name=False)
-    for control in (tab.zsize, tab.zmag):
-        control.release(handlers.zoom, zoom_inputs, zoomed, api_name=False)
+    wire_zoom(tab, handlers, (tab.mean, tab.std_map, tab.error_map, tab.lr_map))
 
 
 def posterior_tab(handlers: PosteriorHandlers, examples: list[str], stop) -> SimpleNamespace:
