@@ -28,19 +28,15 @@ from sr_models.types import SamplingSettings
 def diffusion_arguments(p):
     """The ldm and sr3 recipes' flags: the shared diffusion ones and conditioning augmentation."""
     add_diffusion_arguments(p)
-    p.add_argument(
-        "--cond-aug-blur",
-        type=float,
-        default=0.0,
-        help="conditioning augmentation for a later cascade stage: max Gaussian blur sigma of the LR (LR px)",
+    # One section of --help, whose heading says once what the three flags are for.
+    aug = p.add_argument_group(
+        "conditioning augmentation", "for a later cascade stage: random blur and noise on the LR"
     )
-    p.add_argument(
-        "--cond-aug-noise",
-        type=float,
-        default=0.0,
-        help="conditioning augmentation: max Gaussian noise std of the LR (in [0, 1] units)",
+    aug.add_argument("--cond-aug-blur", type=float, default=0.0, help="max Gaussian blur sigma of the LR (LR px)")
+    aug.add_argument(
+        "--cond-aug-noise", type=float, default=0.0, help="max Gaussian noise std of the LR ([0, 1] units)"
     )
-    p.add_argument("--cond-aug-prob", type=float, default=0.5, help="share of training LRs that are augmented")
+    aug.add_argument("--cond-aug-prob", type=float, default=0.5, help="share of training LRs that are augmented")
 
 
 def ldm_parser(sub):
