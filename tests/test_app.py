@@ -10,7 +10,8 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from tests.conftest import NO_CASCADE, app_models, compare_output, served  # noqa: E402
+from tests.compare_request import compare_inputs  # noqa: E402
+from tests.conftest import app_models, compare_output, served  # noqa: E402
 from ui.parse import MODES  # noqa: E402
 from ui.studies import STUDIES, studies_tab  # noqa: E402
 
@@ -33,20 +34,8 @@ def test_upscale_endpoint(client, lr_png):
 
 @pytest.mark.server
 def test_compare_endpoint_scores_against_the_reference(client, lr_png):
-    result = client.predict(
-        handle_file(str(lr_png)),
-        HR_MODE,
-        2,
-        ["bicubic", "tiny-regression-x2"],
-        0,
-        "",
-        0,
-        0,
-        True,
-        -1,
-        *NO_CASCADE,
-        api_name="/compare",
-    )
+    inputs = compare_inputs(handle_file(str(lr_png)), HR_MODE, 2, ["bicubic", "tiny-regression-x2"])
+    result = client.predict(*inputs, api_name="/compare")
     status, table = compare_output(result, "status"), compare_output(result, "table")
     assert "→" in status
     assert table["headers"][:3] == ["model", "PSNR-Y (dB)", "SSIM-Y"]
@@ -85,20 +74,10 @@ def test_upscale_takes_a_real_scale_and_says_the_route(client, lr_png):
 
 @pytest.mark.server
 def test_diffusion_model_in_the_app_gives_a_trajectory(client, lr_png):
-    result = client.predict(
-        handle_file(str(lr_png)),
-        LR_MODE,
-        4,
-        ["bicubic", "tiny-ldm-x4"],
-        3,
-        "ddim",
-        0,
-        1,
-        True,
-        0,
-        *NO_CASCADE,
-        api_name="/compare",
+    inputs = compare_inputs(
+        handle_file(str(lr_png)), LR_MODE, 4, ["bicubic", "tiny-ldm-x4"], steps=3, sampler="ddim", seed=1, projection=0
     )
+    result = client.predict(*inputs, api_name="/compare")
     table = compare_output(result, "table")["value"]
     assert [row[0] for row in table["data"]] == ["bicubic", "tiny-ldm-x4"]
     assert "PSNR-Y (dB)" not in table["headers"]  # no reference in LR mode

@@ -5,7 +5,6 @@ stack trace at the end."""
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from pathlib import Path
@@ -19,8 +18,8 @@ gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from tests.compare_request import compare_inputs  # noqa: E402
 from tests.conftest import NO_CASCADE, started_app  # noqa: E402
-from ui.handlers import Handlers  # noqa: E402
 from ui.parse import MODES  # noqa: E402
 
 HR, LR = list(MODES)
@@ -55,33 +54,16 @@ def upscale(image="ok.png", model="bicubic", scale=2, steps=0, sampler="", seed=
     return "/upscale", [image, model, scale, steps, sampler, seed, stage_steps]
 
 
-# /compare's inputs in the API's order, read from the handler so that they are stated once.
-COMPARE_INPUTS = [
-    name for name in inspect.signature(Handlers.compare).parameters if name not in ("self", "progress", "request")
-]
-BUILDER = COMPARE_INPUTS.index("stage1")  # where the cascade builder's six boxes start
-COMPARE_DEFAULTS = {
-    "image": "ok.png",
-    "mode": LR,
-    "scale": 2,
-    "names": ["bicubic"],
-    "steps": 0,
-    "sampler": "",
-    "eta": 0,
-    "seed": 0,
-    "record": True,
-    "projection": -1,
-}
-
-
-def compare(builder=tuple(NO_CASCADE), preset=(), width=None, **values):
-    """A /compare request: ``values`` by the handler's parameter names over the defaults, the builder's
-    boxes, then the inputs appended later (the preset, then the width), which older scripts leave out."""
-    assert set(values) <= set(COMPARE_INPUTS[:BUILDER]), f"not a /compare input before the builder: {values}"
-    given = {**COMPARE_DEFAULTS, **values}
+def compare(
+    image="ok.png", mode=LR, scale=2, names=("bicubic",), builder=tuple(NO_CASCADE), preset=(), width=None, **values
+):
+    """A /compare request; ``preset=()`` leaves the appended inputs out, as older scripts do, and a width
+    alone comes after the "custom" preset."""
     if width is not None:
         preset = (*(preset or ("custom",)), width)
-    return "/compare", [*(given[name] for name in COMPARE_INPUTS[:BUILDER]), *builder, *preset]
+    names = list(names) if isinstance(names, tuple) else names
+    appended = dict(zip(("preset", "width"), preset))
+    return "/compare", compare_inputs(image, mode, scale, names, builder, **values, **appended)
 
 
 def posterior(

@@ -13,6 +13,7 @@ from comparisons.compare import Comparison, prepare_input
 from comparisons.plots import log_axis, rename_traces, tidy_log_axes
 from comparisons.serving import MODE_LR, image_size
 from sr_models.types import SamplingSettings, SRInputError, StepInfo
+from tests.compare_request import compare_inputs
 from tests.conftest import NO_CASCADE
 from ui.handlers import CompareOutputs, Handlers
 from ui.lab import ProgressLine
@@ -73,22 +74,8 @@ def test_compare_outputs_name_every_api_output_once():
 
 @pytest.mark.slow
 def test_handlers_run_without_a_server(handlers, hr_png):
-    outputs = asyncio.run(
-        handlers.compare(
-            str(hr_png),
-            HR_MODE,
-            4,
-            ["bicubic", "tiny-regression-x4"],
-            0,
-            "",
-            0,
-            3,
-            False,
-            -1,
-            *NO_CASCADE,
-            progress=None,
-        )
-    )
+    inputs = compare_inputs(str(hr_png), HR_MODE, 4, ["bicubic", "tiny-regression-x4"], seed=3, record=False)
+    outputs = asyncio.run(handlers.compare(*inputs, progress=None))
     shown = dict(zip(CompareOutputs.api_names(), outputs))
     assert "64x64 (4x)" in shown["status"]
     table = shown["table"].value
@@ -129,9 +116,8 @@ def test_the_cascade_builder_says_when_the_scale_already_fits(handlers):
 
 def test_no_empty_plot_without_a_reference_and_seeds_as_text(handlers, lr_png):
     seed = 5836529245451711556  # above 2^53: a JavaScript number would round it
-    outputs = asyncio.run(
-        handlers.compare(str(lr_png), LR_MODE, 2, ["tiny-regression-x2"], 0, "", 0, str(seed), False, -1, *NO_CASCADE)
-    )
+    inputs = compare_inputs(str(lr_png), LR_MODE, 2, ["tiny-regression-x2"], seed=str(seed), record=False)
+    outputs = asyncio.run(handlers.compare(*inputs))
     shown = dict(zip(CompareOutputs.api_names(), outputs))
     assert shown["plot"] is None  # low-resolution mode: nothing to score, no "Quality vs time" box
     assert handlers.show_plot(outputs[-1]).visible is False
@@ -240,9 +226,8 @@ def test_a_width_sets_the_scale_and_every_row_names_its_route(handlers, lr_png):
     names = ["bicubic", "tiny-regression-x4", "tiny-regression-x2"]
     text = handlers.estimate(str(lr_png), LR_MODE, 4, names, 0, "", *NO_CASCADE, 60)
     assert "**Output** 60x50 = **2.5x** for width 60 px" in text
-    outputs = asyncio.run(
-        handlers.compare(str(lr_png), LR_MODE, 4, names, 0, "", 0, 0, False, -1, *NO_CASCADE, "custom", 60)
-    )
+    inputs = compare_inputs(str(lr_png), LR_MODE, 4, names, record=False, preset="custom", width=60)
+    outputs = asyncio.run(handlers.compare(*inputs))
     shown = dict(zip(CompareOutputs.api_names(), outputs))
     comparison = outputs[-1]["comparison"]
     assert comparison.scale == 2.5 and all(r.image.shape == (50, 60, 3) for r in comparison.results)

@@ -11,7 +11,8 @@ import pytest
 
 from sr_models.cards import read_card, write_card
 from sr_models.types import SamplingSettings
-from tests.conftest import NO_CASCADE, app_models
+from tests.compare_request import compare_inputs
+from tests.conftest import app_models
 from ui.handlers import CompareOutputs, Handlers
 from ui.lab import Lab
 from ui.parse import MODES
@@ -68,23 +69,11 @@ def test_the_radio_fills_steps_and_eta_and_says_what_each_model_runs(handlers):
 
 @pytest.mark.slow
 def test_a_comparison_under_a_preset_runs_each_models_own_settings(handlers, hr_png):
-    outputs = asyncio.run(
-        handlers.compare(
-            str(hr_png),
-            HR_MODE,
-            4,
-            ["tiny-ldm-x4", "tiny-ldm-x4-presets"],
-            9,
-            "",
-            0.5,
-            3,
-            False,
-            0,
-            *NO_CASCADE,
-            "detail",
-            progress=None,
-        )
+    names = ["tiny-ldm-x4", "tiny-ldm-x4-presets"]
+    inputs = compare_inputs(
+        str(hr_png), HR_MODE, 4, names, steps=9, eta=0.5, seed=3, record=False, projection=0, preset="detail"
     )
+    outputs = asyncio.run(handlers.compare(*inputs, progress=None))
     comparison = outputs[-1]["comparison"]
     ran = {r.model: (r.settings.steps, r.settings.eta) for r in comparison.results}
     assert ran == {"tiny-ldm-x4": (2, 0.0), "tiny-ldm-x4-presets": (3, 1.0)}
