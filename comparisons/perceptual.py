@@ -296,30 +296,41 @@ def _download(weight: WeightFile) -> None:
         torch.hub.load_state_dict_from_url(weight.url, progress=True)
 
 
+def fetch_missing_weights(download: Callable[[WeightFile], None] | None = None) -> dict[str, str]:
+    """Fetch every missing checkpoint; weight name -> one line: ``ok``, ``fetched``, ``MISSING`` or ``FAILED``
+    with the reason (no stack trace). The CLI's ``--prefetch`` and the app's start-up on a Space call it."""
+    download = download or _download
+    outcome = {}
+    for weight in WEIGHTS.values():
+        if weight.present():
+            outcome[weight.name] = f"ok       {weight.name}: {weight.path}"
+        elif weight.url is None:
+            outcome[weight.name] = (
+                f"MISSING  {weight.name}: {weight.path} ships with lpips; reinstall it (pip install lpips)"
+            )
+        else:
+            try:
+                download(weight)
+            except Exception as exc:  # one line per item, no traceback: the cause is what matters
+                reason = getattr(exc, "reason", None) or exc
+                outcome[weight.name] = (
+                    f"FAILED   {weight.name}: could not download {weight.url} to {weight.path}: {reason}"
+                )
+            else:
+                outcome[weight.name] = f"fetched  {weight.name}: {weight.path}"
+    return outcome
+
+
 def _prefetch() -> int:
-    failures = 0
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)
     try:
-        for weight in WEIGHTS.values():
-            if weight.present():
-                print(f"ok       {weight.name}: {weight.path}")
-                continue
-            if weight.url is None:
-                failures += 1
-                print(f"MISSING  {weight.name}: {weight.path} ships with lpips; reinstall it (pip install lpips)")
-                continue
-            try:
-                _download(weight)
-            except Exception as exc:  # one line per item, no traceback: the cause is what matters
-                failures += 1
-                reason = getattr(exc, "reason", None) or exc
-                print(f"FAILED   {weight.name}: could not download {weight.url} to {weight.path}: {reason}")
-            else:
-                print(f"fetched  {weight.name}: {weight.path}")
+        outcome = fetch_missing_weights()
     finally:
         socket.setdefaulttimeout(previous_timeout)
-    return 1 if failures else 0
+    for line in outcome.values():
+        print(line)
+    return 1 if any(line.startswith(("MISSING", "FAILED")) for line in outcome.values()) else 0
 
 
 def _check() -> int:

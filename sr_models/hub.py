@@ -5,9 +5,11 @@ A stock repo (``CompVis/ldm-super-resolution-4x-openimages``, ``stabilityai/stab
 has no ``sr_model.json``: ``sr_models.registry.load_model`` falls back to ``load_pipeline_folder``
 here, which picks the family from ``_class_name`` and gives it the family's defaults (steps,
 sampler, tiles; chosen for CPU use). ``HUB_MODELS`` are the well-known repos listed under short
-names by ``discover()``, offline too; they are fetched with ``python -m sr_models.prefetch``, and
-only the files the pipeline loads are downloaded (diffusers' ``DiffusionPipeline.download``:
-safetensors where present, else ``.bin``; no fp16 variants, no single-file checkpoints).
+names by ``discover()``, offline too; they are fetched with ``python -m sr_models.prefetch`` (or
+preloaded by the Space: README's ``preload_from_hub``, ``space_preload``), and only the files the
+pipeline loads are downloaded: ``HubEntry.files``, the one list of them (safetensors where the repo
+has them, else ``.bin``; no fp16 variants, no single-file checkpoints, as ``from_pretrained`` reads
+with ``use_safetensors=None``). Other pipeline repos go through ``DiffusionPipeline.download``.
 
 Kept light on purpose (no torch or diffusers import at module level): listing models stays fast.
 """
@@ -23,6 +25,8 @@ from pathlib import Path
 from sr_models.types import SAMPLERS, ModelUnavailableError
 
 PIPELINE_INDEX = "model_index.json"  # diffusers' pipeline folder marker
+# what CLIPTokenizer.from_pretrained reads of the SD upscaler's tokenizer folder (no tokenizer.json there)
+CLIP_TOKENIZER_FILES = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,14 @@ CPU_DEFAULTS = {
 }
 # an empty prompt equals the negative one, so guidance (2 network evaluations a step) is skipped until a
 # prompt is set; noise level 20 and guidance 9 are the stock pipeline's defaults
-SD_UPSCALE_DEFAULTS = {**CPU_DEFAULTS, "prompt": "", "negative_prompt": "", "guidance_scale": 9.0, "noise_level": 20}
+SD_UPSCALE_DEFAULTS = {
+    **CPU_DEFAULTS,
+    "prompt": "",
+    "negative_prompt": "",
+    "guidance_scale": 9.0,
+    "noise_level": 20,
+    "float16_overflows": True,  # its VAE's known float16 NaNs: auto takes bfloat16 or float32 on CUDA
+}
 
 # pipeline ``_class_name`` -> family
 PIPELINES: dict[str, PipelineFamily] = {
@@ -95,13 +106,53 @@ class HubEntry:
     name: str
     repo_id: str
     pipeline: str  # its model_index.json ``_class_name``
-    download_size_mb: int  # what ``DiffusionPipeline.download`` fetches (fp32 weights), roughly
+    download_size_mb: int  # what ``files`` weigh (fp32 weights), roughly
+    files: tuple[str, ...]  # every file the pipeline's ``from_pretrained`` reads: all that is downloaded
+
+    def preload_line(self) -> str:
+        """This repo as a Space's ``preload_from_hub`` entry: ``repo_id file1,file2``."""
+        return f"{self.repo_id} {','.join(self.files)}"
 
 
+def component_files(component: str, weights: str, config: str = "config.json") -> tuple[str, str]:
+    return f"{component}/{config}", f"{component}/{weights}"
+
+
+UNET_WEIGHTS = "diffusion_pytorch_model"  # diffusers' weight file name, + .safetensors or .bin
 HUB_MODELS: tuple[HubEntry, ...] = (
-    HubEntry("ldm-sr-openimages", "CompVis/ldm-super-resolution-4x-openimages", "LDMSuperResolutionPipeline", 700),
-    HubEntry("sd-x4-upscaler", "stabilityai/stable-diffusion-x4-upscaler", "StableDiffusionUpscalePipeline", 3500),
+    HubEntry(  # 2022 upload: .bin weights only (read with torch.load(weights_only=True))
+        "ldm-sr-openimages",
+        "CompVis/ldm-super-resolution-4x-openimages",
+        "LDMSuperResolutionPipeline",
+        700,
+        (
+            PIPELINE_INDEX,
+            "scheduler/scheduler_config.json",
+            *component_files("unet", f"{UNET_WEIGHTS}.bin"),
+            *component_files("vqvae", f"{UNET_WEIGHTS}.bin"),
+        ),
+    ),
+    HubEntry(  # safetensors next to each .bin (fetched: safetensors only), plus single-file checkpoints (not)
+        "sd-x4-upscaler",
+        "stabilityai/stable-diffusion-x4-upscaler",
+        "StableDiffusionUpscalePipeline",
+        3500,
+        (
+            PIPELINE_INDEX,
+            "low_res_scheduler/scheduler_config.json",
+            "scheduler/scheduler_config.json",
+            *component_files("text_encoder", "model.safetensors"),
+            *(f"tokenizer/{name}" for name in CLIP_TOKENIZER_FILES),
+            *component_files("unet", f"{UNET_WEIGHTS}.safetensors"),
+            *component_files("vae", f"{UNET_WEIGHTS}.safetensors"),
+        ),
+    ),
 )
+
+
+def space_preload() -> list[str]:
+    """The README front matter's ``preload_from_hub``: the well-known repos, their loaded files only."""
+    return [entry.preload_line() for entry in HUB_MODELS]
 
 
 def read_index(folder: str | Path) -> dict:
@@ -223,6 +274,9 @@ def download(repo_id: str, pipeline: bool | None = None) -> Path:
     if pipeline is None:
         pipeline = PIPELINE_INDEX in files and CARD_FILE not in files
     try:
+        entry = find_entry(repo_id)
+        if entry is not None:  # a well-known repo: exactly the files its pipeline reads
+            return Path(snapshot_download(repo_id, allow_patterns=list(entry.files)))
         if pipeline:
             from diffusers import DiffusionPipeline
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from sr_models.base import Availability, ModelUnavailableError, SRModel
+from sr_models.base import Availability, ModelUnavailableError, SRInputError, SRModel
 from sr_models.bicubic import BicubicSR
 from sr_models.cards import CARD_FILE, read_card
 from sr_models.device import pick_device, pick_dtype
@@ -24,6 +25,7 @@ from sr_models.device import pick_device, pick_dtype
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL_DIRS_ENV = "SR_MODEL_DIRS"  # extra folders to scan, separated by os.pathsep
 HUB_IDS_ENV = "SR_HUB_MODELS"  # extra Hub ids, comma separated
+TICK_HUB_ENV = "SR_HUB"  # 1: the app ticks Hub models that are in the local cache (``python app.py --hub``)
 
 
 def family_loader(module: str, class_name: str) -> Callable[[Path, dict], SRModel]:
@@ -70,6 +72,15 @@ def load_model(folder: str | Path) -> SRModel:
     return FAMILY_LOADERS[family](folder, meta)
 
 
+def as_unavailable(name: str, err: Exception) -> Exception:
+    """A loader's error as a run reports it (``run_comparison``: the model's error): ours as they are, any
+    other as a ModelUnavailableError with its first line only."""
+    if isinstance(err, (SRInputError, RuntimeError)):
+        return err
+    first = str(err).splitlines()[0] if str(err) else ""
+    return ModelUnavailableError(f"{name}: could not load its weights ({type(err).__name__}: {first})")
+
+
 class _Deferred(SRModel):
     """Shows a model's name, family and scales at once; loads its weights on first use."""
 
@@ -85,14 +96,33 @@ class _Deferred(SRModel):
         self.continuous, self.max_scale = bool(meta.get("continuous", False)), meta.get("max_scale", self.max_scale)
         self.meta = meta
         self._model: SRModel | None = None
+        self._loading = threading.Lock()  # one load at a time: a run arriving mid-load waits for it
+        self._failure: Exception | None = None  # a background load's error, raised by the next run
 
     def _resolve_folder(self) -> Path:
         raise NotImplementedError
 
     def load(self) -> SRModel:
-        if self._model is None:
-            self._model = load_model(self._resolve_folder()).to(self.device, self.dtype)
-        return self._model
+        with self._loading:
+            if self._model is None:
+                failure, self._failure = self._failure, None
+                if failure is not None:
+                    raise failure  # the background load's error, once: the run after it tries again
+                try:
+                    self._model = load_model(self._resolve_folder()).to(self.device, self.dtype)
+                except Exception as err:  # a broken file, a full disk: the run's plain error, not a stack trace
+                    raise as_unavailable(self.name, err) from err
+            return self._model
+
+    def preload(self) -> bool:
+        """Load now, off the request path (the app's start-up thread). A failure is not raised here: it is
+        kept, and the first run of this model reports it."""
+        try:
+            self.load()
+        except (SRInputError, RuntimeError) as err:  # what ``load`` raises: it belongs to the run that needs it
+            self._failure = err
+            return False
+        return True
 
     def _place(self):
         if self._model is None:
@@ -169,13 +199,17 @@ class HubModel(_Deferred):
 
         return cached_folder(self.repo_id, bool(self.pipeline))
 
+    def cached(self) -> bool:
+        """Whether its snapshot is in the local Hub cache (complete, for a pipeline): it loads offline."""
+        return self._cached_snapshot() is not None
+
     def availability(self) -> Availability:
         import importlib.util
 
         missing = [p for p in self.requires if importlib.util.find_spec(p) is None]
         if missing:
             return Availability(False, f"needs the package(s) {', '.join(missing)} (pip install {' '.join(missing)})")
-        if self._cached_snapshot() is not None:
+        if self.cached():
             return Availability(True)
         if self.download_size_mb is not None:
             return Availability(
@@ -198,6 +232,12 @@ class HubModel(_Deferred):
         from sr_models.hub import download
 
         return download(self.repo_id, self.pipeline)  # ModelUnavailableError with a plain message offline
+
+
+def ticks_hub_models() -> bool:
+    """Whether the app ticks the cached Hub models at start (``--hub`` or SR_HUB=1): they take minutes on a
+    CPU, so by default they are listed and left for the user to tick."""
+    return os.environ.get(TICK_HUB_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def builtin_models() -> list[HubModel]:

@@ -15,18 +15,22 @@ from typing import Any
 
 import gradio as gr
 
+from comparisons import warmup
 from comparisons.animation import frame_pair
 from comparisons.plots import benchmark_figure
 from comparisons.run_record import write_run_record
 from comparisons.serving import format_seconds, max_output_pixels
+from comparisons.step_budget import SlowRun
 from comparisons.views import INPUT_VIEW, zoom_box, zoom_crops
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.cascade import parse_cascade
 from sr_models.degradation import scaled_size
+from sr_models.registry import HubModel, ticks_hub_models
 from sr_models.resized import at_scale, route_kind
 from ui.lab import STOPPED, Lab
 from ui.parse import (
     CUSTOM,
+    DEFAULT_SCALE,
     MAX_MODELS,
     MAX_STAGES,
     MAX_VIEWS,
@@ -141,6 +145,16 @@ def status_text(comparison) -> str:
     return "\n".join(lines)
 
 
+def slow_run_text(run: SlowRun) -> str:
+    """The warning before a run of minutes: its estimate, and the steps that fit a minute."""
+    head = f"⚠ **{run.name}** at {run.steps} steps takes {format_seconds(run.seconds)} here"
+    if run.steps_that_fit is None:
+        return f"{head}, over a minute even at 1 step: crop the image or choose a smaller scale."
+    return (
+        f"{head}: set **Steps to {run.steps_that_fit}** (Diffusion sampling) for a run of about a minute, or untick it."
+    )
+
+
 def runs_itself(model, scale) -> bool:
     """Whether ``model`` reaches ``scale`` with no resize or self-cascade (bicubic and continuous models at any
     scale, a fixed model at its own)."""
@@ -159,8 +173,18 @@ class Handlers:
 
     def models_for(self, scale) -> list[str]:
         """Every available model that runs at this scale itself (its own scale, or any scale): the natural
-        comparison to start from; the others can be ticked and run by a resize."""
-        return [n for n, m in self.models.items() if runs_itself(m, scale) and m.availability().ok][:MAX_MODELS]
+        comparison to start from; the others can be ticked and run by a resize. Hub models (minutes on a CPU)
+        only with ``--hub`` (SR_HUB=1), and only those in the local cache, kept within MAX_MODELS ahead of others."""
+        fits = [n for n, m in self.models.items() if runs_itself(m, scale) and m.availability().ok]
+        hub = [n for n in fits if isinstance(self.models[n], HubModel)]
+        ticked_hub = [n for n in hub if self.models[n].cached()][:MAX_MODELS] if ticks_hub_models() else []
+        local = [n for n in fits if n not in hub]
+        return local[: MAX_MODELS - len(ticked_hub)] + ticked_hub
+
+    def start_background_work(self, scale=DEFAULT_SCALE) -> list:
+        """The start-up threads (``comparisons.warmup``): the weights of the models the page starts with
+        ticked, within the loaded-model bound, and on a Space the perceptual metrics' weights."""
+        return warmup.start([self.models[n] for n in self.models_for(scale)], self.lab.loaded)
 
     def tick_for_scale(self, scale):
         try:
@@ -219,10 +243,12 @@ class Handlers:
         waiting, ahead = self.lab.queue_ahead()
         queue = f" · **{waiting} run(s) ahead** of yours, {format_seconds(ahead)} more" if waiting else ""
         scale_note = f" = **{job.scale:.4g}x** for width {job.width} px" if job.width else ""
+        slow = "".join(f"\n\n{slow_run_text(run)}" for run in self.lab.slow_runs(job))
         return (
             f"**Output** {size[0]}x{size[1]}{scale_note} ({size[0] * size[1] / 1e6:.2f} of "
             f"{max_output_pixels() / 1e6:.1f} MP "
             f"allowed) · **estimated time** {format_seconds(total)} ({parts}){queue}; weights load once, on first use."
+            f"{slow}"
         )
 
     # running ----------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from comparisons.serving import (
     lr_size,
     max_output_pixels,
 )
+from comparisons.step_budget import SlowRun, slow_run
 from comparisons.views import INPUT_VIEW, MAP_VIEWS, posterior_views, sample_caption, views
 from sr_models.base import SRInputError
 from sr_models.cascade import MAX_STAGES as MAX_CASCADE_STAGES
@@ -309,17 +310,23 @@ class Lab:
             check_posterior_request(job.k, *size)
         return size
 
-    def estimate(self, job: Job) -> list[tuple[str, float]]:
-        """(model, estimated seconds) per model, from the file header and each model's defaults."""
+    def _to_estimate(self, job: Job) -> list[tuple]:
+        """(model routed to the scale, LR width, LR height, its settings) per chosen model; [] when the file
+        header does not say the size."""
         size = image_size(job.source)
         if size is None:
             return []
         lr_w, lr_h = lr_size(*size, job.mode, job.scale)
-        out = []
-        for model in self.routed(job)[0]:
-            settings = preset_settings(model, job.settings, job.preset)[0]
-            out.append((model.name, self.estimator.predict(model, lr_w, lr_h, job.scale, settings)))
-        return out
+        return [(m, lr_w, lr_h, preset_settings(m, job.settings, job.preset)[0]) for m in self.routed(job)[0]]
+
+    def estimate(self, job: Job) -> list[tuple[str, float]]:
+        """(model, estimated seconds) per model, from the file header and each model's defaults."""
+        return [(m.name, self.estimator.predict(m, w, h, job.scale, s)) for m, w, h, s in self._to_estimate(job)]
+
+    def slow_runs(self, job: Job) -> list[SlowRun]:
+        """The diffusion models estimated over a minute, each with the most steps that fit one."""
+        runs = (slow_run(self.estimator, m, w, h, job.scale, s) for m, w, h, s in self._to_estimate(job))
+        return [run for run in runs if run is not None]
 
     def _predict_total(self, job: Job) -> float:
         try:

@@ -24,6 +24,7 @@ MODES = {
     "High-resolution image: degrade it, then compare against it": MODE_HR,
     "My low-resolution image: just upscale it": MODE_LR,
 }
+DEFAULT_SCALE = 4  # the page's scale when it opens
 SCALES = [2, 3, 4, 8, 16]  # the scales suggested in the page; any real one from 1 to MAX_SCALE runs
 MAX_WIDTH = 100_000  # output widths above this are refused unread (the pixel limit refuses far less)
 MAX_STEPS = 200
