@@ -12,7 +12,6 @@ import gradio as gr
 from comparisons.examples import example_images
 from sr_models.device import dtype_name
 from sr_models.registry import discover
-from sr_models.sampling import SAMPLERS
 from ui.handlers import CompareOutputs, Handlers
 from ui.inputs import (
     CheckboxGroupIn,
@@ -30,6 +29,7 @@ from ui.lab import Lab
 from ui.parse import CUSTOM, MAX_PROJECTION, MAX_STAGES, MAX_STEPS, MAX_VIEWS, MODES, PRESETS
 from ui.posterior import PosteriorHandlers
 from ui.posterior_tab import posterior_tab
+from ui.sampling_boxes import sampling_boxes
 from ui.studies import studies_tab
 from ui.wiring import output_components, wire_estimate, wire_zoom
 from ui.zoom_panel import zoom_panel
@@ -70,15 +70,10 @@ def device_note(models: dict) -> str:
 
 
 def _sampling_inputs(page: SimpleNamespace) -> None:
-    # Number boxes without minimum/maximum: the browser never changes what was typed (1e9 steps, -3,
-    # eta 2); the handler answers out-of-range values with the same message as the API.
     with gr.Accordion("Diffusion sampling", open=False):
-        with gr.Row():
-            page.steps = NumberIn(0, label=f"Steps (0 = model default, at most {MAX_STEPS})", elem_id="steps")
-            page.sampler = DropdownIn(["", *SAMPLERS], value="", label="Sampler (empty = model default)")
-        with gr.Row():
-            page.eta = NumberIn(0, step=0.05, label="DDIM eta (0 to 1)", elem_id="eta")
-            page.seed = TextboxIn("0", label="Seed (a whole number below 2^63)", elem_id="seed")
+        steps_label = f"Steps (0 = model default, at most {MAX_STEPS})"
+        seed_label = "Seed (a whole number below 2^63)"
+        sampling_boxes(page, steps_label, "Sampler (empty = model default)", 0, seed_label, elem_prefix="")
         page.record = CheckboxIn(True, label="Record the denoising trajectory (every step up to 25)")
     # appended to /compare's inputs: scripts that send the 16 older values get "custom" (the boxes)
     page.preset = appended_input(

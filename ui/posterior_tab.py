@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import gradio as gr
 
 from comparisons.views import MAP_VIEWS, MEAN_VIEW
-from sr_models.sampling import SAMPLERS
-from ui.inputs import DropdownIn, NumberIn, RadioIn, TextboxIn, UploadImage, appended_input
+from ui.inputs import DropdownIn, NumberIn, RadioIn, UploadImage, appended_input
 from ui.parse import CUSTOM, MAX_PROJECTION, MAX_STEPS, MODES, PRESETS
 from ui.posterior import PosteriorHandlers, PosteriorOutputs
+from ui.sampling_boxes import sampling_boxes
 from ui.wiring import output_components, wire_estimate, wire_zoom
 from ui.zoom_panel import zoom_panel
 
@@ -48,12 +48,8 @@ def _form(tab: SimpleNamespace, handlers: PosteriorHandlers, examples: list[str]
         tab.preset = appended_input(RadioIn(list(PRESETS), value=CUSTOM, label="Preset", elem_id="post_preset"))
         tab.preset_info = gr.Markdown()
         with gr.Accordion("Sampling (sample i uses seed + i)", open=False):
-            with gr.Row():
-                tab.steps = NumberIn(0, label=f"Steps (0 = default, at most {MAX_STEPS})", elem_id="post_steps")
-                tab.sampler = DropdownIn(["", *SAMPLERS], value="", label="Sampler")
-            with gr.Row():
-                tab.eta = NumberIn(1, step=0.05, label="DDIM eta (0 to 1)", elem_id="post_eta")
-                tab.seed = TextboxIn("0", label="First seed", elem_id="post_seed")
+            steps_label = f"Steps (0 = default, at most {MAX_STEPS})"
+            sampling_boxes(tab, steps_label, "Sampler", 1, "First seed", elem_prefix="post_")
             tab.projection = NumberIn(-1, label=f"Back-projection (-1 = default, at most {MAX_PROJECTION})")
 
 
