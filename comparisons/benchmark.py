@@ -6,13 +6,19 @@
 A model name may be a cascade spec (``"ldm-x4>ldm-x4"``); ``--stage-steps 10,5`` and the other
 ``--stage-*`` options set its stages. Writes ``per_image.csv``, ``stages.csv`` (one row per
 image and stage: steps, seed, NFE, seconds of each stage), ``summary.csv``, ``summary.md`` (a
-table whose header states the protocol) and ``summary.html`` (an interactive quality-vs-time plot).
+table whose header states the protocol), ``summary.html`` (an interactive quality-vs-time plot) and
+``run_card.json`` (command, commit, weights, machine, process count).
+
+Under ``accelerate launch --num_processes N`` (or torchrun) the images are shared out over the N processes
+(``comparisons.distributed``); the files are the same as one process's, apart from the time columns.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +26,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from comparisons import distributed
 from comparisons.cli import add_settings_arguments, settings_from_args
 from comparisons.evaluate import SCORE_COLUMNS, evaluate
 from comparisons.records import STAGE_COST_COLUMNS, STAGE_SETTING_COLUMNS, write_csv
@@ -119,19 +126,21 @@ def run_benchmark(
     feature_extractor=None,
     fid_patch: int = 64,
     split: str = "all",
+    command: str = "",
 ) -> list[dict]:
     """Run every model on every folder; write the reports into ``out``; return the summary rows.
 
     ``perceptual`` adds LPIPS (per image) and patch FID / IS (per set) where their weights are
     present and says plainly which are missing; ``lpips_model`` / ``feature_extractor`` replace
-    the pretrained backbones (tests use random ones).
+    the pretrained backbones (tests use random ones). Under several processes each runs its share
+    of the images and every one returns the whole summary; the main one alone writes.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     lpips_fn, fid_on, notes = _perceptual_setup(perceptual, lpips_model, feature_extractor)
     _check_and_warm_up(models, scale, settings)
     total = sum(len(list_images(d, split)[:limit]) for d in datasets) * len(models)
     per_image, stage_rows, summary = [], [], []
-    bar = tqdm(total=total, desc="benchmark", unit="img", dynamic_ncols=True)
+    bar = tqdm(total=total, desc="benchmark", unit="img", dynamic_ncols=True, disable=not distributed.is_main())
     for data in datasets:
         dataset = Path(data).name
         pairs = list(eval_pairs(data, scale, limit=limit, crop=crop, split=split))
@@ -154,7 +163,10 @@ def run_benchmark(
                 )
             summary.append(_summary_row(model, dataset, scale, crop, rows, evaluations[-1].result.facts(), extra))
     bar.close()
-    _write_reports(out, per_image, stage_rows, summary, protocol_text(scale, crop, limit, settings, split), notes)
+    if distributed.is_main():
+        protocol = protocol_text(scale, crop, limit, settings, split)
+        _write_reports(out, per_image, stage_rows, summary, protocol, notes)
+        _write_run_card(out, models, command, protocol, time.perf_counter() - started)
     return summary
 
 
@@ -168,16 +180,20 @@ def _check_and_warm_up(models, scale: int, settings: SamplingSettings | None) ->
 
 
 def _evaluate_set(model, pairs, dataset: str, scale: int, settings, lpips_fn, save_dir: Path | None, bar) -> list:
-    """``evaluate`` on every pair of one folder; the outputs saved as PNG into ``save_dir`` if given."""
-    evaluations = []
-    for pair in pairs:
+    """``evaluate`` on every pair of one folder (shared out over the processes); the outputs saved as PNG
+    into ``save_dir`` if given."""
+
+    def one(pair):
         bar.set_postfix_str(f"{dataset}/{model.name}/{pair.name}", refresh=False)
         evaluation = evaluate(model, pair.lr, scale, settings, pair.hr, name=pair.name, lpips_fn=lpips_fn)
-        evaluations.append(evaluation)
-        if save_dir is not None:
-            save_dir.mkdir(parents=True, exist_ok=True)
+        bar.update(distributed.progress_step())
+        return evaluation
+
+    evaluations = distributed.map_images(one, pairs)
+    if save_dir is not None and distributed.is_main():
+        save_dir.mkdir(parents=True, exist_ok=True)
+        for pair, evaluation in zip(pairs, evaluations):
             Image.fromarray(evaluation.image).save(save_dir / f"{pair.name}.png")
-        bar.update(1)
     return evaluations
 
 
@@ -213,10 +229,10 @@ def _set_distribution(model, evaluations, pairs, scale: int, settings: SamplingS
     spread = 0.0
     if model.is_diffusion:
         seeds = [int(e.row["seed"]) + 1 for e in evaluations]
-        again = [
-            evaluate(model, p.lr, scale, replace(settings or SamplingSettings(), seed=seed)).image
-            for p, seed in zip(pairs, seeds)
-        ]
+        again = distributed.map_images(
+            lambda job: evaluate(model, job[0].lr, scale, replace(settings or SamplingSettings(), seed=job[1])).image,
+            list(zip(pairs, seeds)),
+        )
         spread = float(np.mean([diversity([e.image, a]) for e, a in zip(evaluations, again)]))
     return {**swd([e.image for e in evaluations], [p.hr for p in pairs], SWD_PROTOCOL), "diversity": spread}
 
@@ -241,6 +257,7 @@ def _summary_row(model, dataset: str, scale: int, crop: int | None, rows: list[d
 
 
 def _write_reports(out: Path, per_image, stage_rows, summary, protocol: str, notes: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "per_image.csv", per_image, PER_IMAGE_COLUMNS)
     write_csv(out / "stages.csv", stage_rows, STAGE_COLUMNS)
     write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
@@ -252,6 +269,24 @@ def _write_reports(out: Path, per_image, stage_rows, summary, protocol: str, not
         benchmark_figure(summary, title=protocol).write_html(out / "summary.html", include_plotlyjs="cdn")
     except ImportError:  # plotly is optional for the numbers
         pass
+
+
+def _write_run_card(out: Path, models, command: str, protocol: str, seconds: float) -> None:
+    """``run_card.json``: what reproduces the run (command, commit, weights) and where it ran (machine, processes)."""
+    from comparisons.compare import stage_models
+    from comparisons.provenance import machine, run_commit, versions, weight_hashes
+
+    card = {
+        "command": command,
+        "commit": run_commit(),
+        "seconds": round(seconds, 1),
+        "processes": distributed.processes(),
+        "machine": machine(),
+        "versions": versions(),
+        "protocol": protocol,
+        "weights_sha256": weight_hashes([part for model in models for part in stage_models(model)]),
+    }
+    (out / "run_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
 
 
 def _fmt(value) -> str:
@@ -284,7 +319,7 @@ def _perceptual_setup(perceptual: bool, lpips_model, feature_extractor):
     missing_fid = available_perceptual_metrics()["fid"] if feature_extractor is None else None
     if missing_fid:
         notes.append(f"FID/IS skipped: {missing_fid}")
-    for note in notes:
+    for note in notes if distributed.is_main() else ():
         print(f"warning: {note}", file=sys.stderr)
     return lpips_fn, not missing_fid, notes
 
@@ -312,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_settings_arguments(p)
     add_device_arguments(p)
+    distributed.add_threads_argument(p)
     p.add_argument("--model-dir", action="append", default=[], help="extra folder of model folders")
     p.add_argument("--save-images", action="store_true", help="also write the SR outputs as PNG")
     p.add_argument(
@@ -341,6 +377,7 @@ def main(argv=None) -> int:
     if missing:
         parser.error(f"the following arguments are required: {', '.join(missing)}")
     try:
+        distributed.start(args.device, args.threads)
         settings = settings_from_args(args)
         models = get_models(
             [n.strip() for n in args.models.split(",") if n.strip()],
@@ -358,10 +395,13 @@ def main(argv=None) -> int:
             perceptual=args.perceptual,
             fid_patch=args.fid_patch,
             split=args.split,
+            command="python -m comparisons.benchmark " + " ".join(sys.argv[1:] if argv is None else argv),
         )
     except (KeyError, FileNotFoundError, SRInputError, ModelUnavailableError) as err:
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
+    if not distributed.is_main():
+        return 0
     if args.update_cards:
         protocol = protocol_text(args.scale, args.crop, args.limit, settings, args.split)
         for folder in update_cards(models, summary, protocol):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
+from comparisons import distributed
 from comparisons.evaluate import SCORE_COLUMNS, evaluate
 from comparisons.plots import log_axis
 from comparisons.provenance import folder_digest, machine_description, run_commit
@@ -169,6 +171,13 @@ def _image_row(config: Config, projection: str, dataset: str, evaluation) -> dic
     }
 
 
+def _run_image(config: Config, model, settings, projection: str, dataset: str, lpips_fn, bar, pair) -> dict:
+    """One image through one configuration: its per-image row."""
+    evaluation = evaluate(model, pair.lr, config.scale, settings, pair.hr, name=pair.name, lpips_fn=lpips_fn)
+    bar.update(distributed.progress_step())
+    return _image_row(config, projection, dataset, evaluation)
+
+
 def run_study(
     configs,
     datasets,
@@ -189,20 +198,18 @@ def run_study(
     }
     total = sum(len(pairs[(d, c.scale)]) for d in datasets for c, _ in runnable) * len(projections)
     per_image = []
-    bar = tqdm(total=total, desc="cascade study", unit="img", dynamic_ncols=True)
+    bar = tqdm(total=total, desc="cascade study", unit="img", dynamic_ncols=True, disable=not distributed.is_main())
     for config, model in runnable:
         model.load_weights()
         for projection in projections:
             settings = replace(config.settings, lr_projection=PROJECTIONS[projection], seed=0, spacing=spacing)
             for data in datasets:
-                for pair in pairs[(data, config.scale)]:
-                    evaluation = evaluate(
-                        model, pair.lr, config.scale, settings, pair.hr, name=pair.name, lpips_fn=lpips_fn
-                    )
-                    per_image.append(_image_row(config, projection, Path(data).name, evaluation))
-                    bar.update(1)
+                run = partial(_run_image, config, model, settings, projection, Path(data).name, lpips_fn, bar)
+                per_image += distributed.map_images(run, pairs[(data, config.scale)])  # each process its share
     bar.close()
     rows = summarize(per_image)
+    if not distributed.is_main():
+        return rows, notes
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "cascade_per_image.csv", per_image, ["image", *COLUMNS])
     write_csv(out / "cascade.csv", rows, COLUMNS)
@@ -423,6 +430,7 @@ def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: 
         "commit": run_commit(),
         "seconds": round(seconds, 1),
         "machine": machine_description(),
+        "processes": distributed.processes(),
         "data": args.get("data"),
         "crop": args.get("crop"),
         "limit": args.get("limit"),
@@ -482,6 +490,8 @@ def cascade_study(
     start = time.perf_counter()
     configs = study_configs(grid, aug_model, strengths, scales, aug_grid, sdedit_n1)
     rows, notes = run_study(configs, datasets, out, crop, limit, projections, models, lpips_fn, spacing)
+    if not distributed.is_main():
+        return {"seconds": time.perf_counter() - start}  # the main process writes and reports
     write_page(rows, out / "cascade.html", plotly_js=True)  # plotly.js inside: works offline
     args = {
         "command": command,

@@ -14,6 +14,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+from comparisons import distributed
 from comparisons.cli import add_settings_arguments, settings_from_args
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.data import SPLITS
@@ -52,12 +53,14 @@ def _print_rows(line: str, rows: list[dict]) -> None:
 
 def _run_study(study: Callable[[], object], report: Callable, errors: tuple = STUDY_ERRORS) -> int:
     """Every sub-command's shape: run ``study``; bad input (``errors``) is one plain line on stderr and exit
-    code 2 (anything else is a bug and raises); otherwise ``report`` prints the study's summary, exit code 0."""
+    code 2 (anything else is a bug and raises); otherwise ``report`` prints the study's summary (the main
+    process's alone when launched on several), exit code 0."""
     try:
         result = study()
     except errors as err:
         return _error(err)
-    report(result)
+    if distributed.is_main():
+        report(result)
     return 0
 
 
@@ -496,11 +499,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m comparisons.studies", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="study", required=True)
     for name, (text, add_arguments, _) in SUB_COMMANDS.items():
-        add_arguments(sub.add_parser(name, help=text))
+        sub_parser = sub.add_parser(name, help=text)
+        add_arguments(sub_parser)
+        distributed.add_threads_argument(sub_parser)
     return parser
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        distributed.start(getattr(args, "device", None), args.threads)
+    except SRInputError as err:  # an unknown or absent --device
+        return _error(err)
     return SUB_COMMANDS[args.study][2](args, parser, argv)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
+from comparisons import distributed
 from comparisons.evaluate import IMAGE_SCORES, evaluate, image_scores, mean_scores
 from comparisons.plots import column_trace
 from comparisons.provenance import machine_description, run_commit, start_run
@@ -94,28 +95,29 @@ def _settings(point: Point, base: SamplingSettings, seed: int) -> SamplingSettin
 def run_point(point: Point, pairs, scale: int, base: SamplingSettings, diversity_images: int) -> dict:
     """Output images and per-image numbers of one point over one dataset. A single-sample diffusion
     point also runs seed 1 on its first ``diversity_images`` images, for diversity only (not timed)."""
-    images, rows, spreads = [], [], []
-    for i, pair in enumerate(pairs):
-        count = point.seeds if point.seeds > 1 else (2 if point.model.is_diffusion and i < diversity_images else 1)
-        runs = [evaluate(point.model, pair.lr, scale, _settings(point, base, s), pair.hr) for s in range(count)]
-        samples = [r.image for r in runs]
-        counted = runs if point.seeds > 1 else runs[:1]  # what the point costs: one sample, or all K
-        if point.seeds > 1:
-            image = np.round(pixel_mean(samples)).astype(np.uint8)
-            scores = image_scores(image, pair.lr, scale, pair.hr)
-        else:
-            image, scores = samples[0], runs[0].scores
-        images.append(image)
-        rows.append(
-            {
-                **scores,
-                "nfe": sum(r.result.nfe for r in counted),
-                "seconds": sum(r.result.seconds for r in counted),
-            }
-        )
-        if count > 1:
-            spreads.append(diversity(samples))
-    return {"images": images, "rows": rows, "diversity": spreads}
+    per_image = distributed.map_images(
+        lambda job: _run_image(point, job[1], scale, base, job[0] < diversity_images), list(enumerate(pairs))
+    )
+    return {
+        "images": [image for image, _, _ in per_image],
+        "rows": [row for _, row, _ in per_image],
+        "diversity": [spread for _, _, spread in per_image if spread is not None],
+    }
+
+
+def _run_image(point: Point, pair, scale: int, base: SamplingSettings, with_diversity: bool) -> tuple:
+    """One image of a point: (its output or the mean of its K samples, its row, the samples' diversity or None)."""
+    count = point.seeds if point.seeds > 1 else (2 if point.model.is_diffusion and with_diversity else 1)
+    runs = [evaluate(point.model, pair.lr, scale, _settings(point, base, s), pair.hr) for s in range(count)]
+    samples = [r.image for r in runs]
+    counted = runs if point.seeds > 1 else runs[:1]  # what the point costs: one sample, or all K
+    if point.seeds > 1:
+        image = np.round(pixel_mean(samples)).astype(np.uint8)
+        scores = image_scores(image, pair.lr, scale, pair.hr)
+    else:
+        image, scores = samples[0], runs[0].scores
+    row = {**scores, "nfe": sum(r.result.nfe for r in counted), "seconds": sum(r.result.seconds for r in counted)}
+    return image, row, diversity(samples) if count > 1 else None
 
 
 def summarize(point: Point, dataset: str, scale: int, runs: list[dict], refs: list, protocol: SWDProtocol) -> dict:
@@ -283,12 +285,16 @@ def perception_study(
             rows.append(summarize(point, name, scale, [runs[name]], [p.hr for p in pairs], protocol))
         all_refs = [p.hr for pairs in data.values() for p in pairs]
         rows.append(summarize(point, "all", scale, list(runs.values()), all_refs, protocol))
+        if not distributed.is_main():
+            continue  # the main process reports and writes
         progress(
             f"[{n}/{len(points)}] {point.label}: "
             + ", ".join(f"{r['dataset']} {r['psnr_y']:.2f} dB / SWD {r['swd']:.1f}" for r in rows[-len(data) - 1 :])
         )
         write_csv(out / "perception.partial.csv", rows, COLUMNS)  # nothing lost if a long run is stopped
     mark_pareto(rows)
+    if not distributed.is_main():
+        return rows
     write_csv(out / "perception.csv", rows, COLUMNS)
     write_page(rows, out / "perception.html")
     write_card(out, rows, protocol, command, data, crop, base, time.perf_counter() - started)
@@ -308,6 +314,7 @@ def write_card(out: Path, rows, protocol: SWDProtocol, command: str, data: dict,
         "command": command,
         "commit": run_commit(),
         "machine": machine_description(),
+        "processes": distributed.processes(),
         "seconds": round(seconds, 1),
         "data": {name: len(pairs) for name, pairs in data.items()},
         "crop": crop,

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import plotly.graph_objects as go
 
+from comparisons import distributed
 from comparisons.evaluate import evaluate, mean_scores
 from comparisons.plots import column_trace
 from comparisons.provenance import machine_description, run_commit, start_run, weight_hashes
@@ -142,12 +143,11 @@ def _settings(model: SRModel, base: SamplingSettings, idm_steps: int | None) -> 
 
 def run_row(model: SRModel, pairs, scale, settings: SamplingSettings) -> dict:
     """Outputs and per-image numbers of one routed model over one data set."""
-    images, rows = [], []
-    for pair in pairs:
-        run = evaluate(model, pair.lr, scale, settings, pair.hr, name=pair.name)
-        images.append(run.image)
-        rows.append({**run.scores, "nfe": run.result.nfe, "seconds": run.result.seconds})
-    return {"images": images, "rows": rows}
+    runs = distributed.map_images(
+        lambda pair: evaluate(model, pair.lr, scale, settings, pair.hr, name=pair.name), pairs
+    )
+    rows = [{**run.scores, "nfe": run.result.nfe, "seconds": run.result.seconds} for run in runs]
+    return {"images": [run.image for run in runs], "rows": rows}
 
 
 def summarize(line: Line, model: SRModel, dataset: str, scale, runs: list[dict], refs, crop, protocol) -> dict:
@@ -195,7 +195,8 @@ def run_scale(lines, scale, data: dict, settings, idm_steps, protocol, progress=
         crops = {c for _, c in data.values()}
         out.append(summarize(line, model, "all", scale, list(runs.values()), refs, crops.pop(), protocol))
         done = out[-len(data) - 1 :]
-        progress(f"{scale:g}x {model.name}: " + ", ".join(f"{r['dataset']} {r['psnr_y']:.2f} dB" for r in done))
+        if distributed.is_main():
+            progress(f"{scale:g}x {model.name}: " + ", ".join(f"{r['dataset']} {r['psnr_y']:.2f} dB" for r in done))
     return out
 
 
@@ -230,6 +231,8 @@ def scales_study(
         counts = {name: len(pairs) for name, (pairs, _) in data.items()}
         rows += run_scale(lines, scale, data, base, idm_steps, protocol, progress)
     add_gains(rows)
+    if not distributed.is_main():
+        return rows
     write_csv(out / "scales.csv", rows, COLUMNS)
     write_page(rows, out / "scales.html")
     parts = [p for line in lines for m in line.members for p in route_parts(m)]
@@ -364,6 +367,7 @@ def write_card(out: Path, rows: list[dict], base: SamplingSettings, protocol: SW
         "command": facts.pop("command"),
         "commit": run_commit(),
         "machine": machine_description(),
+        "processes": distributed.processes(),
         **facts,
         "weights": weight_hashes(parts),
         "sampling": f"each model's default (idm steps {facts['idm_steps'] or 'default'}), seed "

@@ -19,12 +19,14 @@ mean of K many-step samples scores like the 1-step output, what the extra steps 
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
 
+from comparisons import distributed
 from comparisons.evaluate import evaluate
 from comparisons.records import write_csv
 from sr_models.data import eval_pairs, list_images
@@ -75,21 +77,20 @@ def spread_study(
     rows = []
     runs = sum(len(list_images(d, split)[:limit]) for d in datasets) * seeds
     runs *= sum(len(steps_list) if m.is_diffusion else 1 for m in models)
-    bar = tqdm(total=runs, desc="spread", unit="run", dynamic_ncols=True)
+    bar = tqdm(total=runs, desc="spread", unit="run", dynamic_ncols=True, disable=not distributed.is_main())
     for data in datasets:
         pairs = list(eval_pairs(data, scale, limit=limit, crop=crop, split=split))
         for model in models:
             for steps in steps_list:
                 run = replace(settings, steps=steps if model.is_diffusion else None)
-                per_image = []
-                for pair in pairs:
-                    bar.set_postfix_str(f"{Path(data).name}/{model.name}/{steps} steps/{pair.name}", refresh=False)
-                    per_image.append(_image_spread(model, pair, scale, run, seeds, bar))
+                bar.set_postfix_str(f"{Path(data).name}/{model.name}/{steps} steps", refresh=False)
+                work = partial(_image_spread, model, scale=scale, run=run, seeds=seeds, bar=bar)
+                per_image = distributed.map_images(work, pairs)  # each process its share of the images
                 rows.append(_spread_row(Path(data).name, model, scale, seeds, model.resolve(run), per_image))
                 if not model.is_diffusion:
                     break  # one row: the step count means nothing to it
     bar.close()
-    if out is not None:
+    if out is not None and distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "spread.csv", rows, COLUMNS)
         spread_figure(rows).write_html(out / "spread.html", include_plotlyjs="cdn")
@@ -102,7 +103,7 @@ def _image_spread(model, pair, scale: int, run: SamplingSettings, seeds: int, ba
     for k in range(seeds):
         seeded = replace(run, seed=(run.seed or 0) + k)
         evaluations.append(evaluate(model, pair.lr, scale, seeded, pair.hr, name=pair.name))
-        bar.update(1)
+        bar.update(distributed.progress_step())
     samples = [e.image for e in evaluations]
     mean = np.mean(np.stack(samples).astype(np.float64), axis=0)
     single = float(np.mean([mse(s, pair.hr, scale) for s in samples]))

@@ -16,6 +16,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from comparisons import distributed
 from comparisons.benchmark import run_benchmark
 from comparisons.records import write_csv
 from sr_models.types import SamplingSettings
@@ -48,6 +49,8 @@ def steps_study(
             split=split,
         )
         rows += [{"steps": steps, **r} for r in summary]
+    if not distributed.is_main():
+        return rows
     write_csv(out / "study.csv", rows, COLUMNS)
     steps_figure(rows).write_html(out / "study.html", include_plotlyjs="cdn")
     return rows

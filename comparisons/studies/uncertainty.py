@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 
+from comparisons import distributed
 from comparisons.posterior import explore_posterior
 from comparisons.provenance import machine_description, run_commit, start_run
 from comparisons.records import write_csv
@@ -63,17 +65,24 @@ def uncertainty_study(
     for data in datasets:
         pairs = list(eval_pairs(data, scale, limit=limit, crop=crop, split=split))
         for model in models:
-            for pair in pairs:
-                post = explore_posterior(model, pair.lr, scale, replace(settings, seed=settings.seed or 0), k, pair.hr)
-                s = post.summary
-                rows.append({"dataset": Path(data).name, "model": model.name, "image": pair.name, **s})
-            progress(f"{Path(data).name} {model.name}: " + summary_line(summarize(rows[-len(pairs) :])[0]))
+            run = partial(_image_row, model, Path(data).name, scale, replace(settings, seed=settings.seed or 0), k)
+            rows += distributed.map_images(run, pairs)  # each process its share of the images
+            if distributed.is_main():
+                progress(f"{Path(data).name} {model.name}: " + summary_line(summarize(rows[-len(pairs) :])[0]))
     summary = summarize(rows)
+    if not distributed.is_main():
+        return summary
     write_csv(out / "uncertainty.csv", rows, COLUMNS)
     write_csv(out / "uncertainty_summary.csv", summary, ["n_images", *COLUMNS[:2], *COLUMNS[3:]])
     (out / "uncertainty.html").write_text(figure(summary).to_html(include_plotlyjs="cdn"))
     write_card(out, summary, command, time.perf_counter() - started)
     return summary
+
+
+def _image_row(model, dataset: str, scale: int, settings: SamplingSettings, k: int, pair) -> dict:
+    """One image's calibration numbers from its K posterior samples."""
+    post = explore_posterior(model, pair.lr, scale, settings, k, pair.hr)
+    return {"dataset": dataset, "model": model.name, "image": pair.name, **post.summary}
 
 
 def figure(summary: list[dict]) -> go.Figure:
@@ -102,6 +111,7 @@ def write_card(out: Path, summary: list[dict], command: str, seconds: float) -> 
         "command": command,
         "commit": run_commit(),
         "machine": machine_description(),
+        "processes": distributed.processes(),
         "seconds": round(seconds, 1),
         "answer": [f"{r['dataset']} {r['model']} ({r['n_images']} images): {summary_line(r)}" for r in summary],
     }
