@@ -10,6 +10,7 @@ and keep the chosen steps' x_t and x̂0 in the result, decoded to previews once 
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 
@@ -21,6 +22,7 @@ from sr_models.degradation import MAX_SCALE, protocol_scale, scaled_size
 from sr_models.device import PeakMemory, dtype_name, pick_device, pick_dtype, place
 from sr_models.types import (  # noqa: F401  (re-exported: the interface's vocabulary)
     DEFAULT_SEED,
+    HalfPrecisionOverflow,
     ModelUnavailableError,
     NetworkCalls,
     OnStep,
@@ -69,13 +71,16 @@ class SRModel:
     max_scale: float = MAX_SCALE
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
+    card: dict | None = None  # sr_model.json as read (None: a model built in memory)
+    dtype_request: str | torch.dtype | None = None  # what ``to`` was asked for: wrappers pass it on to each part
 
     def to(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> SRModel:
         """Run on ``device`` in ``dtype`` from now on (None: $SR_DEVICE / $SR_DTYPE, else the best device
-        present, float32), like a diffusers pipeline's ``.to``; returns the model. Registry models reload
-        their weights on a dtype change; a model built in memory is cast in place (down and back up loses
-        the bits in between)."""
-        self.device, self.dtype = pick_device(device), pick_dtype(dtype)
+        present, in the precision ``auto`` picks for this model there), like a diffusers pipeline's ``.to``;
+        returns the model. Registry models reload their weights on a dtype change; a model built in memory
+        is cast in place (down and back up loses the bits in between)."""
+        self.device, self.dtype_request = pick_device(device), dtype
+        self.dtype = pick_dtype(dtype, self.device, self.card)  # "auto" resolves per model, from its card
         self._place()
         return self
 
@@ -186,9 +191,7 @@ class SRModel:
             report = lambda info: on_step(replace(info, stage=self.name, stage_index=stage_index))  # noqa: E731
         with PeakMemory(self.device) as mem:
             t0 = time.perf_counter()
-            image, calls, trajectory = self._upscale(
-                lr, scale=scale, settings=settings, on_step=report, keep_frames=keep_frames
-            )
+            image, calls, trajectory = self._upscale_in_range(lr, scale, settings, report, keep_frames)
             trajectory, calls = trajectory or Trajectory(), NetworkCalls.of(calls)
             expected = (*scaled_size(lr.shape[0], lr.shape[1], scale), 3)  # (h * s, w * s) for whole s
             if image.shape != expected or image.dtype != np.uint8:  # a family bug, not user input
@@ -216,6 +219,16 @@ class SRModel:
             device=str(self.device),
             dtype=dtype_name(self.dtype),
         )
+
+    def _upscale_in_range(self, lr, scale, settings, on_step, keep_frames):
+        """``_upscale``, rerun in float32 when a float16 network call overflows (said in the log; the stage
+        record then says float32, the precision its image was really made in)."""
+        try:
+            return self._upscale(lr, scale=scale, settings=settings, on_step=on_step, keep_frames=keep_frames)
+        except HalfPrecisionOverflow as err:
+            logging.getLogger(__name__).warning("%s; running it again in float32", err)
+            self.to(self.device, torch.float32)
+            return self._upscale(lr, scale=scale, settings=settings, on_step=on_step, keep_frames=keep_frames)
 
     def load_weights(self):
         """Load what the model needs before it runs (no-op for models built in memory)."""

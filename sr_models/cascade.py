@@ -76,7 +76,7 @@ class CascadeSR(SRModel):
 
     def _place(self):
         for model, _ in self.stages:
-            model.to(self.device, self.dtype)
+            model.to(self.device, self.dtype_request)  # each stage resolves "auto" for itself
 
     def availability(self) -> Availability:
         for model, _ in self.stages:

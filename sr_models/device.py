@@ -1,9 +1,11 @@
 """Where models run and in what precision, and how much memory a run takes there.
 
 Every command takes ``--device`` / ``--dtype`` (environment: ``SR_DEVICE`` / ``SR_DTYPE``); left
-unset, the best device present is used (CUDA, then Apple MPS, then the CPU) in float32, the
-precision every published number here was measured in (half precision is one flag away, and
-``python -m comparisons.speed`` measures what it gains). Noise is always drawn from a CPU
+unset, the best device present is used (CUDA, then Apple MPS, then the CPU) in ``auto`` precision,
+resolved per model (``auto_dtype``): bfloat16 network calls on a CPU with native bf16 units
+(AVX512-BF16 or AMX, read from the CPU flags) for a model whose card records that bfloat16 moves
+its validation PSNR by at most 0.05 dB (``python -m comparisons.precision``), half precision on
+CUDA, float32 everywhere else. ``python -m comparisons.speed`` measures what it gains. Noise is always drawn from a CPU
 ``torch.Generator`` (see ``sr_models.sampling.start_state``), so a seed gives the same image on
 every device up to float error.
 """
@@ -23,6 +25,9 @@ from sr_models.types import SRInputError
 DEVICE_ENV, DTYPE_ENV = "SR_DEVICE", "SR_DTYPE"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+AUTO = "auto"
+HALF_PSNR_TOLERANCE_DB = 0.05  # what a half precision may move a model's validation PSNR-Y and still be its default
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 units that compute in bfloat16 (Zen 4, Sapphire Rapids)
 
 
 def best_device() -> str:
@@ -50,14 +55,69 @@ def pick_device(name: str | torch.device | None = None) -> torch.device:
     return torch.device(name)
 
 
-def pick_dtype(name: str | torch.dtype | None = None) -> torch.dtype:
-    """``name`` ("float32", "float16", "bfloat16"), else $SR_DTYPE, else float32."""
+def pick_dtype(
+    name: str | torch.dtype | None = None, device: torch.device | str = "cpu", card: dict | None = None
+) -> torch.dtype:
+    """``name`` ("auto", "float32", "float16", "bfloat16"), else $SR_DTYPE, else auto: the precision
+    ``auto_dtype`` picks for the model with this ``card`` on ``device``."""
     if isinstance(name, torch.dtype):
         return name
-    name = (name or os.environ.get(DTYPE_ENV) or "float32").strip().lower()
+    name = (name or os.environ.get(DTYPE_ENV) or AUTO).strip().lower()
+    if name == AUTO:
+        return auto_dtype(torch.device(device), card)
     if name not in DTYPES:
-        raise SRInputError(f"unknown dtype {name!r}; choose from {', '.join(DTYPES)}")
+        raise SRInputError(f"unknown dtype {name!r}; choose from {AUTO}, {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (/proc/cpuinfo; empty where it is missing)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 itself. Elsewhere torch emulates it, 15-400x slower than
+    float32 (measured on an AVX2-only AMD EPYC: a 3x3 convolution at 0.3-8.5 GFLOP/s vs 87-131)."""
+    return any(flag in cpu_flags() for flag in NATIVE_BF16_FLAGS)
+
+
+def validated_half(card: dict | None, dtype: str) -> bool:
+    """Whether the card records ``dtype`` moving the model's validation PSNR-Y by at most the tolerance."""
+    measured = ((card or {}).get("precision") or {}).get(dtype) or {}
+    delta = measured.get("val_psnr_y_delta_db")
+    return delta is not None and abs(delta) <= HALF_PSNR_TOLERANCE_DB
+
+
+def auto_dtype(device: torch.device, card: dict | None = None) -> torch.dtype:
+    """The fastest precision that keeps the answer: float32 unless a half precision is both fast here and
+    validated for this model (its card), or the device is a GPU. On CUDA, float16, or bfloat16 for a model
+    whose card says float16 overflows (the SD x4 upscaler's known NaNs) where the GPU has it."""
+    if device.type == "cuda":
+        if not (card or {}).get("float16_overflows"):
+            return torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu" and native_bf16() and validated_half(card, "bfloat16"):
+        return torch.bfloat16
+    return torch.float32
+
+
+def auto_reason(device: torch.device | str, card: dict | None, dtype: torch.dtype) -> str:
+    """Why ``auto`` chose ``dtype`` for this model here, in a few words (the run card and the app say it)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "half precision on the GPU" if dtype != torch.float32 else "float16 overflows and no bfloat16 here"
+    if dtype == torch.bfloat16:
+        return "native bfloat16 on this CPU, validated on the model's validation split"
+    if device.type == "cpu" and not native_bf16():
+        return "no native bfloat16 on this CPU (no AVX512-BF16 / AMX)"
+    return "bfloat16 not validated for this model" if device.type == "cpu" else "float32 on this device"
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -81,8 +141,9 @@ def add_device_arguments(parser) -> None:
     parser.add_argument(
         "--dtype",
         default=None,
-        choices=list(DTYPES),
-        help=f"precision of the networks (default: ${DTYPE_ENV}, else float32)",
+        choices=[AUTO, *DTYPES],
+        help=f"precision of the networks (default: ${DTYPE_ENV}, else auto: bfloat16 on a CPU with native bf16 "
+        "for models validated in it, half precision on CUDA, float32 otherwise)",
     )
 
 
@@ -98,7 +159,9 @@ def hardware_description() -> str:
                     break
     except OSError:
         pass
-    return f"CPU ({cpu}), {torch.get_num_threads()} threads"
+    units = [flag for flag in (*NATIVE_BF16_FLAGS, "avx512f", "avx2") if flag in cpu_flags()]
+    bf16 = "native bfloat16" if native_bf16() else "no native bfloat16"
+    return f"CPU ({cpu}; {', '.join(units) or 'no AVX'}; {bf16}), {torch.get_num_threads()} threads"
 
 
 def _release_freed_memory() -> None:

@@ -31,7 +31,7 @@ from sr_models.device import place
 from sr_models.previews import preview_factor, preview_size
 from sr_models.sampling import make_scheduler, sample, schedule, start_state
 from sr_models.tiling import tiled
-from sr_models.types import SAMPLERS, NetworkCalls, PendingFrame
+from sr_models.types import SAMPLERS, HalfPrecisionOverflow, NetworkCalls, PendingFrame
 
 FIRST_STAGE_FACTOR = 4
 
@@ -144,8 +144,12 @@ class DiffusionSR(SRModel):
 
     def network(self, module, x: torch.Tensor, *args) -> torch.Tensor:
         """``module(x, *args)`` in the networks' dtype; the sampler's state stays float32 (as k-diffusion
-        keeps it), so half precision only touches the network evaluations."""
-        return module(x.to(self.dtype), *args).sample.float()
+        keeps it), so half precision only touches the network evaluations. A float16 call that overflows
+        raises ``HalfPrecisionOverflow`` (the stage then reruns in float32) instead of leaving NaN pixels."""
+        out = module(x.to(self.dtype), *args).sample
+        if out.dtype == torch.float16 and not torch.isfinite(out).all():
+            raise HalfPrecisionOverflow(f"{self.name}: a float16 network call overflowed")
+        return out.float()
 
     # subclass hooks ------------------------------------------------------------------------------
     def _prepare(self, lr: torch.Tensor, scale: int, generator=None) -> tuple[torch.Tensor, tuple[int, ...]]:

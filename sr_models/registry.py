@@ -94,7 +94,7 @@ class _Deferred(SRModel):
         self.samplers = tuple(meta.get("samplers", ()))
         self.lr_projection_default = int(meta.get("lr_projection", 0))
         self.continuous, self.max_scale = bool(meta.get("continuous", False)), meta.get("max_scale", self.max_scale)
-        self.meta = meta
+        self.card = meta  # the card as read: precision and presets are known before loading
         self._model: SRModel | None = None
         self._loading = threading.Lock()  # one load at a time: a run arriving mid-load waits for it
         self._failure: Exception | None = None  # a background load's error, raised by the next run
@@ -276,7 +276,8 @@ def model_folders(folders) -> list[Path]:
 
 def discover(model_dirs=(), hub_ids=(), device=None, dtype=None) -> dict[str, SRModel]:
     """All models: bicubic, ``assets/``, ``model_dirs`` and $SR_MODEL_DIRS, ``hub_ids`` and $SR_HUB_MODELS,
-    set to run on ``device`` in ``dtype`` (None: $SR_DEVICE / $SR_DTYPE, else the best device, float32)."""
+    set to run on ``device`` in ``dtype`` (None: $SR_DEVICE / $SR_DTYPE, else the best device, in the
+    precision ``auto`` picks per model: ``sr_models.device.auto_dtype``)."""
     models: dict[str, SRModel] = {"bicubic": BicubicSR()}
     dirs = [ASSETS, *model_dirs, *filter(None, os.environ.get(MODEL_DIRS_ENV, "").split(os.pathsep))]
     for folder in model_folders(dirs):
@@ -291,9 +292,10 @@ def discover(model_dirs=(), hub_ids=(), device=None, dtype=None) -> dict[str, SR
     for repo_id in [*hub_ids, *filter(None, os.environ.get(HUB_IDS_ENV, "").split(","))]:
         hub = HubModel(repo_id.strip())
         models.setdefault(hub.name, hub)
-    device, dtype = pick_device(device), pick_dtype(dtype)
+    device = pick_device(device)
+    pick_dtype(dtype, device)  # an unknown name is refused here, once
     for model in models.values():
-        model.to(device, dtype)  # deferred models only note it: weights move when they load
+        model.to(device, dtype)  # deferred models only note it: weights move when they load; auto is per model
     return models
 
 

@@ -82,10 +82,10 @@ class ResizedSR(SRModel):
         self.default_steps, self.default_sampler = inner.default_steps, inner.default_sampler
         self.default_spacing, self.samplers = inner.default_spacing, inner.samplers
         self.lr_projection_default = inner.lr_projection_default
-        self.device, self.dtype = inner.device, inner.dtype
+        self.device, self.dtype, self.dtype_request = inner.device, inner.dtype, inner.dtype_request
 
     def _place(self):
-        self.inner.to(self.device, self.dtype)
+        self.inner.to(self.device, self.dtype_request)
 
     def availability(self) -> Availability:
         return self.inner.availability()
@@ -181,7 +181,7 @@ def at_scale(model: SRModel, scale) -> SRModel:
     if reach:
         return ResizedSR(model, scale, min(reach))
     stages = self_cascade(model, scale)
-    cascade = CascadeSR(stages).to(model.device, model.dtype)
+    cascade = CascadeSR(stages).to(model.device, model.dtype_request)
     total = math.prod(s for _, s in stages)
     return cascade if total == scale else ResizedSR(cascade, scale, total, source=model)
 

@@ -36,6 +36,10 @@ class ModelUnavailableError(RuntimeError):
     """The model cannot run here (weights missing, needs internet); the message says why."""
 
 
+class HalfPrecisionOverflow(RuntimeError):
+    """A float16 network call gave inf / NaN (the SD x4 upscaler's VAE is known to): the run restarts in float32."""
+
+
 @dataclass(frozen=True)
 class SamplingSettings:
     steps: int | None = None  # denoising steps (diffusion models only)
