@@ -5,11 +5,16 @@
 Per image at one output size and step count (weights loaded and one warm-up call made first,
 neither timed; each case the median of ``--repeats`` runs, cases interleaved so drift hits all):
 
-* ``ours``: our LDM-4x pipeline (``SRModel.upscale``, no back-projection) in each dtype;
+* ``ours``: our LDM-4x pipeline (``SRModel.upscale``, no back-projection) in each dtype (float32, and
+  bfloat16 where the CPU has native bf16 units; ``--dtypes`` to choose), and ``--also`` models likewise;
+  the ``default`` column marks the precision ``--dtype auto`` (the default) picks for that model here;
 * ``stock``: diffusers' ``LDMSuperResolutionPipeline`` on the same weights (float32);
 * ``bare``: the UNet called ``steps`` times plus one decode, nothing else: the floor of any loop,
   so ``ours / bare - 1`` is the sampling loop's overhead;
 * ``sr3``: SR3-4x at the same steps (pixel vs latent space);
+* ``peak``: this machine's matmul GFLOP/s per dtype, the roof: every timed row has its FLOPs
+  (``torch.utils.flop_counter``), the GFLOP/s it achieved and the fraction of the peak
+  (``comparisons.roofline``);
 * ``large`` (``--large 4096``): each 4x model at 1 step on a large output, for peak memory.
 
 With ``--psnr-data FOLDER`` each dtype's PSNR-Y on that folder's crops shows what half precision
@@ -28,10 +33,12 @@ import numpy as np
 import torch
 
 from comparisons.records import write_csv
+from comparisons.roofline import flops_of, matmul_peak, roofline_columns, significant
 from sr_models.device import (
     PeakMemory,
     add_device_arguments,
     dtype_name,
+    native_bf16,
     pick_device,
     pick_dtype,
     rss_bytes,
@@ -56,6 +63,12 @@ COLUMNS = [
     "process_rss_mb",
     "load_seconds",
     "psnr_y",
+    "default",
+    "gflop_per_step",
+    "gflop",
+    "gflops_achieved",
+    "peak_gflops",
+    "of_peak",
 ]
 
 
@@ -70,6 +83,7 @@ def test_image(side: int) -> np.ndarray:
 
 
 def _row(case, model, device, dtype, steps, output, times, peak=0.0, load=0.0, rss=0.0) -> dict:
+    """A timed row: the median of ``times`` with its range."""
     return {
         "case": case,
         "model": model,
@@ -88,32 +102,55 @@ def _row(case, model, device, dtype, steps, output, times, peak=0.0, load=0.0, r
 
 
 def speed_rows(
-    models: dict, ldm: str, sr3: str | None, size: int, steps: int, dtypes, device, repeats: int = 3, stock: bool = True
+    models: dict,
+    ldm: str,
+    sr3: str | None,
+    size: int,
+    steps: int,
+    dtypes,
+    device,
+    repeats: int = 3,
+    stock: bool = True,
+    also=(),
 ) -> list[dict]:
-    """The timed cases at output ``size`` x ``size`` (see the module doc)."""
+    """The timed cases at output ``size`` x ``size`` (see the module doc), each with its roofline columns."""
     lr = test_image(size // 4)
     settings = SamplingSettings(steps=steps, sampler="ddim", eta=0.0, seed=0, lr_projection=0, spacing="leading")
-    model = models[ldm]
+    dtypes = ["float32", *(d for d in dtypes if d != "float32")]  # the stock and bare cases run in float32
     t0 = time.perf_counter()
-    model.to(device, torch.float32).load_weights()
+    models[ldm].to(device, torch.float32).load_weights()
     load = time.perf_counter() - t0
-    cases = _cases(models, ldm, sr3, lr, settings, dtypes, device, stock)
+    cases = _cases(models, ldm, sr3, lr, settings, dtypes, device, stock, also)
+    flops = {(case, name): flops_of(fn) for (case, name, dtype), fn in cases.items() if dtype == "float32"}
     times, peaks = _time_cases(cases, repeats)
-    model.to(device, torch.float32)
-    return [
-        _row(
-            case,
-            name,
-            device,
-            dtype_name(pick_dtype(dtype)),
-            steps,
-            f"{size}x{size}",
-            times[(case, name, dtype)],
-            peaks[(case, name, dtype)],
-            load if case != "sr3" else 0.0,
-        )
-        for case, name, dtype in cases
-    ]
+    roofs = {dtype: matmul_peak(pick_dtype(dtype)) for dtype in dtypes}
+    rows = [peak_row(dtype, device, gflops) for dtype, gflops in roofs.items()]
+    for case, name, dtype in cases:
+        row = _row(case, name, device, dtype, steps, f"{size}x{size}", times[(case, name, dtype)])
+        row.update(peak_memory_mb=peaks[(case, name, dtype)], load_seconds=load if case != "sr3" else 0.0)
+        row["default"] = case in ("ours", "sr3") and dtype == _default_dtype(models[name], device)
+        row.update(roofline_columns(flops[(case, name)], flops[(case, name)] / steps, row["seconds"], roofs[dtype]))
+        rows.append(row)
+    models[ldm].to(device, torch.float32)
+    return rows
+
+
+def _default_dtype(model, device) -> str:
+    """The precision ``--dtype auto`` picks for ``model`` on ``device`` (from its card)."""
+    return dtype_name(pick_dtype("auto", device, model.card))
+
+
+def peak_row(dtype: str, device, gflops: float) -> dict:
+    row = _row("peak", "matmul", device, dtype, 0, "", [0.0])
+    row.update(gflops_achieved=significant(gflops), peak_gflops=significant(gflops), of_peak=1.0)
+    return row
+
+
+def default_dtypes(device) -> list[str]:
+    """float32, and the half precisions this device computes natively (emulated bfloat16 only costs time)."""
+    if torch.device(device).type == "cuda":
+        return ["float32", "float16", "bfloat16"]
+    return ["float32", "bfloat16"] if native_bf16() else ["float32"]
 
 
 def _timed(fn, device) -> tuple[float, float]:
@@ -124,7 +161,7 @@ def _timed(fn, device) -> tuple[float, float]:
     return seconds, mem.peak_mb
 
 
-def _cases(models: dict, ldm: str, sr3: str | None, lr, settings: SamplingSettings, dtypes, device, stock: bool):
+def _cases(models: dict, ldm: str, sr3: str | None, lr, settings: SamplingSettings, dtypes, device, stock, also=()):
     """(case, model, dtype) -> a run returning (seconds, peak MB), loading excluded."""
     model, steps = models[ldm], settings.steps
     inner = model.load()  # the float32 LatentSR behind the entry; a dtype change reloads, so it stays float32
@@ -134,8 +171,9 @@ def _cases(models: dict, ldm: str, sr3: str | None, lr, settings: SamplingSettin
         result = sr_model.to(device, dtype).upscale(lr, settings=settings)
         return result.seconds, result.peak_memory_mb
 
-    for dtype in dtypes:
-        cases[("ours", ldm, dtype)] = lambda d=dtype: run(model, d)
+    for name in [ldm, *also]:
+        for dtype in dtypes:
+            cases[("ours", name, dtype)] = lambda m=models[name], d=dtype: run(m, d)
     x = to_model_range(lr).to(device)
 
     def bare():  # the network evaluations alone: ``steps`` UNet calls and one decode
@@ -231,27 +269,40 @@ def psnr_rows(models: dict, ldm: str, dtypes, device, data: str, crop: int, step
 
 
 def summarize(rows: list[dict]) -> list[str]:
-    by = {(r["case"], r["dtype"]): r for r in rows if r["case"] != "large"}
-    lines = []
-    ours = by.get(("ours", "float32"))
-    if ours and ("stock", "float32") in by:
-        lines.append(f"ours / stock diffusers (float32): {ours['seconds'] / by[('stock', 'float32')]['seconds']:.3f}")
-    if ours and ("bare", "float32") in by:
+    """The ratios the acceptance asks for, then a line per row."""
+    timed = [r for r in rows if r["case"] not in ("large", "peak")]
+    by = {(r["case"], r["model"], r["dtype"]): r for r in timed}
+    lines = [f"{r['dtype']} matmul peak: {r['peak_gflops']:.1f} GFLOP/s" for r in rows if r["case"] == "peak"]
+    stock = next((r for r in timed if r["case"] == "stock"), None)
+    bare = next((r for r in timed if r["case"] == "bare"), None)
+    ours = next(
+        (r for r in timed if r["case"] == "ours" and stock and r["model"] == stock["model"] and r["default"]), None
+    )
+    if ours and stock:
         lines.append(
-            f"loop overhead over bare UNet calls + decode: {ours['seconds'] / by[('bare', 'float32')]['seconds'] - 1:+.1%}"
+            f"ours in its default precision ({ours['dtype']}) vs stock diffusers in float32: "
+            f"{stock['seconds'] / ours['seconds']:.3f}x the speed (time ratio ours/stock {ours['seconds'] / stock['seconds']:.3f})"
         )
-    for dtype in ("bfloat16", "float16"):
-        if ours and ("ours", dtype) in by:
-            lines.append(f"ours {dtype}: {ours['seconds'] / by[('ours', dtype)]['seconds']:.2f}x the speed of float32")
-    if ours and ("sr3", "float32") in by:
-        lines.append(
-            f"LDM-4x {by[('sr3', 'float32')]['seconds'] / ours['seconds']:.1f}x faster than SR3-4x at equal steps"
-        )
+    full = by.get(("ours", ours["model"], "float32")) if ours else None
+    if full and bare:
+        lines.append(f"loop overhead over bare UNet calls + decode: {full['seconds'] / bare['seconds'] - 1:+.1%}")
+    for r in timed:
+        if r["case"] == "ours" and r["dtype"] != "float32" and (full_r := by.get(("ours", r["model"], "float32"))):
+            lines.append(f"{r['model']} {r['dtype']}: {full_r['seconds'] / r['seconds']:.2f}x the speed of float32")
+    sr3 = next((r for r in timed if r["case"] == "sr3" and r["dtype"] == "float32"), None)
+    if full and sr3:
+        lines.append(f"LDM-4x {sr3['seconds'] / full['seconds']:.1f}x faster than SR3-4x at equal steps (float32)")
     for r in rows:
         psnr = f", PSNR-Y {r['psnr_y']:.3f}" if r.get("psnr_y") not in (None, "") else ""
+        roof = (
+            f", {r['gflop']:.1f} GFLOP, {r['gflops_achieved']:.1f} GFLOP/s = {r['of_peak']:.0%} of peak"
+            if r.get("gflop")
+            else ""
+        )
+        mark = " (default)" if r.get("default") else ""
         lines.append(
             f"{r['case']:6s} {r['model']:14s} {r['dtype']:9s} {r['output']:10s} {r['seconds']:8.3f} s  "
-            f"peak {r['peak_memory_mb']:7.1f} MB{psnr}"
+            f"peak {r['peak_memory_mb']:7.1f} MB{psnr}{roof}{mark}"
         )
     return lines
 
@@ -259,7 +310,7 @@ def summarize(rows: list[dict]) -> list[str]:
 def figure(rows: list[dict]):
     import plotly.graph_objects as go
 
-    timed = [r for r in rows if r["case"] != "large"]
+    timed = [r for r in rows if r["case"] not in ("large", "peak")]
     fig = go.Figure(
         go.Bar(
             x=[f"{r['case']} {r['model']} {r['dtype']}" for r in timed],
@@ -289,7 +340,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--ldm", default="ldm-x4-stock", help="the LDM-4x model (stock layout, for the stock pipeline)")
     p.add_argument("--sr3", default="sr3-x4", help="the SR3-4x model ('' to skip)")
-    p.add_argument("--dtypes", default="float32,bfloat16", help="dtypes of our pipeline, e.g. float32,bfloat16,float16")
+    p.add_argument(
+        "--dtypes",
+        help="dtypes of our pipeline, e.g. float32,bfloat16,float16 (default: float32 and the half precisions "
+        "this device computes natively)",
+    )
+    p.add_argument("--also", default="ldm-x4", help="more LDM models timed like --ldm, comma-separated ('' for none)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-stock", action="store_true", help="skip the stock diffusers pipeline")
     p.add_argument("--large", type=int, default=0, help="also run every 4x model once at this output side (e.g. 4096)")
@@ -303,9 +359,11 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     try:
         device = pick_device(args.device)
-        dtypes = [dtype_name(pick_dtype(d)) for d in args.dtypes.split(",") if d]
+        names = args.dtypes.split(",") if args.dtypes else default_dtypes(device)
+        dtypes = [dtype_name(pick_dtype(d)) for d in names if d]
+        also = [n for n in args.also.split(",") if n]
         models = discover(device=device)
-        for name in [args.ldm, *([args.sr3] if args.sr3 else [])]:
+        for name in [args.ldm, *also, *([args.sr3] if args.sr3 else [])]:
             if name not in models:
                 raise SRInputError(f"unknown model {name!r}; known: {', '.join(models)}")
         rows = speed_rows(
@@ -318,11 +376,12 @@ def main(argv=None) -> int:
             device,
             args.repeats,
             stock=not args.no_stock,
+            also=also,
         )
         if args.psnr_data:
             psnr = psnr_rows(models, args.ldm, dtypes, device, args.psnr_data, args.psnr_crop, args.steps)
             for r in rows:
-                if r["case"] == "ours":
+                if r["case"] == "ours" and r["model"] == args.ldm:
                     r["psnr_y"] = psnr[r["dtype"]]
         if args.large:
             rows += large_rows(models, [n for n in args.large_models.split(",") if n in models], args.large, device)
