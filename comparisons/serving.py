@@ -20,6 +20,7 @@ from sr_models.base import SRInputError, UpscaleResult
 from sr_models.cascade import CascadeSR
 from sr_models.degradation import hr_multiple, scaled_size
 from sr_models.resized import ResizedSR
+from sr_models.tiling import tile_overhead
 from sr_models.types import SamplingSettings
 
 MODE_HR = "hr"  # the image is a reference: degrade it, upscale the LR, compare to it
@@ -155,39 +156,61 @@ class LoadedModels:
         return unloaded
 
 
-# Seconds of one model run = fixed + per_mp * output MP + per_step_mp * output MP * steps, by family.
-# Measured once on a 2-core CPU (this repo's CI machine, under load) with 32 and 64 px inputs, back-
-# projection included; ``TimeEstimator`` then rescales each model by what its last run really took.
+# Seconds of one model run = fixed + (per_mp + per_step_mp * steps) * work MP, by family, where the
+# work MP are the output's megapixels times the tiling overhead (``work_megapixels``). Fitted to this
+# repo's models on a 2-core AVX2 AMD EPYC (float32, channels_last, back-projection included, 1024²
+# outputs); ``TimeEstimator`` then uses each model's own measured runs.
 FAMILY_COST = {
-    "bicubic": (0.1, 0.5, 0.0),
-    "regression": (1.0, 5.0, 0.0),
-    "ldm": (1.0, 30.0, 6.0),  # VAE encode/decode and back-projection dominate at 1-2 steps
-    "sr3": (1.0, 10.0, 75.0),  # a UNet at full output resolution every step
+    "bicubic": (0.0, 0.05, 0.0),
+    "regression": (0.1, 0.8, 0.0),
+    "ldm": (0.2, 3.0, 1.0),  # VAE encode/decode and back-projection dominate at 1-2 steps
+    "sr3": (0.2, 1.0, 14.0),  # a UNet at full output resolution every step
+    "sd-upscale": (1.0, 40.0, 60.0),  # a UNet 10x ldm-x4's size at latent resolution, guidance doubles it
 }
-DEFAULT_COST = (1.0, 30.0, 30.0)
+DEFAULT_COST = (1.0, 5.0, 5.0)
+WORKING_FACTOR = {"ldm": 4, "stock-ldm": 4, "sd-upscale": 4, "sr3": 1}  # output px per working-space px
+
+
+def work_megapixels(model, out_h: int, out_w: int) -> float:
+    """Output megapixels times what overlapping tiles add in the model's working space (its card's
+    ``tile``, default 64, and ``tile_overlap``): 1024² from sr3-x4's 256 px tiles is 1.56x its pixels."""
+    factor = WORKING_FACTOR.get(model.family)
+    card = model.card or {}
+    overhead = 1.0
+    if factor:
+        h, w = math.ceil(out_h / factor), math.ceil(out_w / factor)
+        overhead = tile_overhead(h, w, int(card.get("tile", 64)), int(card.get("tile_overlap", 16)))
+    return out_h * out_w / 1e6 * overhead
 
 
 class TimeEstimator:
-    """Run-time estimates before running: a per-family cost model, calibrated per model by its last run."""
+    """Run-time estimates before running: a model's measured run at that size and step count when there
+    is one, else the family's cost model rescaled by the model's last run."""
 
     def __init__(self):
         self.calibration: dict[str, float] = {}  # model name -> observed / modelled seconds (last run)
+        self.measured: dict[tuple, float] = {}  # (model name, out h, out w, steps) -> seconds (last run)
 
     @staticmethod
-    def _modelled(model, out_pixels: float, steps: int | None) -> float:
+    def _modelled(model, out_h: int, out_w: int, steps: int | None) -> float:
         fixed, per_mp, per_step_mp = FAMILY_COST.get(model.family, DEFAULT_COST)
-        mp = out_pixels / 1e6
-        return fixed + per_mp * mp + per_step_mp * mp * (steps or 0)
+        return fixed + (per_mp + per_step_mp * (steps or 0)) * work_megapixels(model, out_h, out_w)
+
+    def _stage_cost(self, model, out_h: int, out_w: int, steps: int | None) -> float:
+        known = self.measured.get((model.name, out_h, out_w, steps))
+        if known is not None:
+            return known
+        return self._modelled(model, out_h, out_w, steps) * self.calibration.get(model.name, 1.0)
 
     def _stages(self, model, lr_w: int, lr_h: int, settings: SamplingSettings | None):
-        """(stage model, output pixels, steps) per stage with the settings it would resolve to."""
+        """(stage model, output h, output w, steps) per stage with the settings it would resolve to."""
         resolved = model.resolve(settings)
         pairs = model.stages if isinstance(model, CascadeSR) else [(model, model.scales[0])]
         stage_settings = resolved.stages if isinstance(model, CascadeSR) else [resolved]
         out, w, h = [], lr_w, lr_h
         for (stage, stage_scale), st in zip(pairs, stage_settings):
             w, h = w * stage_scale, h * stage_scale
-            out.append((stage, w * h, st.steps))
+            out.append((stage, h, w, st.steps))
         return out
 
     def predict(self, model, lr_w: int, lr_h: int, scale, settings: SamplingSettings | None = None) -> float:
@@ -195,18 +218,20 @@ class TimeEstimator:
             return self.predict(model.inner, lr_w, lr_h, model.inner_scale, settings)
         if not isinstance(model, CascadeSR):  # the asked scale (multi-scale and continuous models)
             out_h, out_w = scaled_size(lr_h, lr_w, scale or model.scales[0])
-            stages = [(model, out_w * out_h, model.resolve(settings).steps)]
+            stages = [(model, out_h, out_w, model.resolve(settings).steps)]
         else:
             stages = self._stages(model, lr_w, lr_h, settings)
-        return sum(self._modelled(m, px, steps) * self.calibration.get(m.name, 1.0) for m, px, steps in stages)
+        return sum(self._stage_cost(*stage) for stage in stages)
 
     def observe(self, model, result: UpscaleResult) -> None:
-        """Calibrate each stage's model from this run (load time excluded)."""
-        parts = stage_models(model)
-        for part, stage in zip(parts, result.stages):
-            out_pixels = stage.image.shape[0] * stage.image.shape[1]
-            modelled = self._modelled(part, out_pixels, stage.settings.steps)
-            if stage.seconds > 0 and modelled > 0:
+        """Keep each stage's measured time at its size, and calibrate its model (load time excluded)."""
+        for part, stage in zip(stage_models(model), result.stages):
+            out_h, out_w = stage.image.shape[:2]
+            if stage.seconds <= 0:
+                continue
+            self.measured[(part.name, out_h, out_w, stage.settings.steps)] = stage.seconds
+            modelled = self._modelled(part, out_h, out_w, stage.settings.steps)
+            if modelled > 0:
                 self.calibration[part.name] = stage.seconds / modelled
 
 

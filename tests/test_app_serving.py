@@ -179,6 +179,36 @@ def test_time_estimate_grows_with_pixels_and_steps_and_learns_from_the_last_run(
     assert estimator.predict(cascade, 24, 20, 8) > estimator.predict(ldm, 48, 40, 4, SamplingSettings(steps=2))
 
 
+def test_an_estimate_at_a_size_and_step_count_already_run_is_that_runs_time():
+    from types import SimpleNamespace
+
+    from sr_models.types import StageResult, UpscaleResult
+
+    estimator, model = TimeEstimator(), SimpleNamespace(name="m", family="sr3", card={"tile": 256}, scales=(4,))
+    model.resolve = lambda settings: settings
+
+    def run(side: int, seconds: float) -> UpscaleResult:  # a 1-step run of ``side``² output taking ``seconds``
+        image = np.zeros((side, side, 3), np.uint8)
+        stage = StageResult("m", 4, SamplingSettings(steps=1), image, (side // 4, side // 4), 1, seconds, 0.0)
+        return UpscaleResult(image, 4, "m", [stage], seconds)
+
+    estimator.observe(model, run(1024, 20.0))
+    assert estimator.predict(model, 256, 256, 4, SamplingSettings(steps=1)) == 20.0  # measured at that size
+    estimator.observe(model, run(256, 1.5))
+    assert estimator.predict(model, 256, 256, 4, SamplingSettings(steps=1)) == 20.0  # still its own measure
+    # a size never run: the family model rescaled by the last run (256² output: one tile; 512²: 9 of 256)
+    unseen = estimator.predict(model, 128, 128, 4, SamplingSettings(steps=1))
+    assert 4 * 1.5 < unseen < 9 * 1.5 * 1.2
+
+
+def test_tile_overhead_counts_the_pixels_overlapping_tiles_run_on():
+    from sr_models.tiling import tile_overhead
+
+    assert tile_overhead(200, 256, 256, 16) == 1.0  # one tile
+    assert tile_overhead(1024, 1024, 256, 16) == pytest.approx(25 * 256**2 / 1024**2)  # 5 x 5 tiles of 256
+    assert tile_overhead(256, 256, 64, 16) == pytest.approx(25 * 64**2 / 256**2)
+
+
 # --- 4. bound on loaded models ------------------------------------------------------------------------
 def test_loaded_model_bound_comes_from_the_environment(monkeypatch):
     monkeypatch.delenv("SR_MAX_LOADED_MODELS", raising=False)
