@@ -26,7 +26,7 @@ import numpy as np
 
 from comparisons import distributed
 from comparisons.evaluate import Evaluation, evaluate
-from comparisons.provenance import machine_description, run_commit, start_run
+from comparisons.provenance import run_commit, run_header, start_run
 from comparisons.records import write_csv
 from sr_models.base import ModelUnavailableError, SRInputError
 from sr_models.cards import read_card, write_card
@@ -112,15 +112,11 @@ def precision_study(models, data, out: Path, dtypes=("bfloat16",), *, command: s
 
 
 def write_run_card(out: Path, command: str, data, protocol: dict, seconds: float) -> None:
-    card = {  # what was measured, then where it ran
+    card = {
+        **run_header(command, seconds),
         "data": data_description(data, protocol.get("split", "all")),
         "crop": protocol.get("crop"),
         "sampling": "each model's default steps and sampler, seed 0, raw (no back-projection)",
-        "command": command,
-        "commit": run_commit(),
-        "machine": machine_description(),
-        "processes": distributed.processes(),
-        "seconds": round(seconds, 1),
     }
     (out / "run_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
 

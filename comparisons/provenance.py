@@ -125,3 +125,17 @@ def machine_description() -> str:
     from sr_models.device import hardware_description
 
     return f"{hardware_description()}, {platform.platform()}, torch {torch.__version__}"
+
+
+def run_header(command: str, seconds: float) -> dict:
+    """The fields every run card opens with: the command, the commit it started from, the machine, the
+    number of processes it ran on (``comparisons.distributed``) and its seconds."""
+    from comparisons import distributed
+
+    return {
+        "command": command,
+        "commit": run_commit(),
+        "machine": machine_description(),
+        "processes": distributed.processes(),
+        "seconds": round(seconds, 1),
+    }

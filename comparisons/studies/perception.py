@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 from comparisons import distributed
 from comparisons.evaluate import IMAGE_SCORES, evaluate, image_scores, mean_scores
 from comparisons.plots import column_trace
-from comparisons.provenance import machine_description, run_commit, start_run
+from comparisons.provenance import run_header, start_run
 from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.data import eval_pairs
 from sr_models.swd import SWDProtocol, swd
@@ -311,11 +311,7 @@ def write_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
 def write_card(out: Path, rows, protocol: SWDProtocol, command: str, data: dict, crop, base, seconds: float) -> None:
     answer = [line for d in dict.fromkeys(r["dataset"] for r in rows) for line in dominating(rows, dataset=d)]
     card = {
-        "command": command,
-        "commit": run_commit(),
-        "machine": machine_description(),
-        "processes": distributed.processes(),
-        "seconds": round(seconds, 1),
+        **run_header(command, seconds),
         "data": {name: len(pairs) for name, pairs in data.items()},
         "crop": crop,
         "sampling": f"DDIM, timestep spacing {base.spacing or 'each model default'}, back-projection "

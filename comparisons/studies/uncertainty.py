@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 
 from comparisons import distributed
 from comparisons.posterior import explore_posterior
-from comparisons.provenance import machine_description, run_commit, start_run
+from comparisons.provenance import run_header, start_run
 from comparisons.records import write_csv
 from sr_models.data import eval_pairs
 from sr_models.types import SamplingSettings
@@ -108,11 +108,7 @@ def figure(summary: list[dict]) -> go.Figure:
 
 def write_card(out: Path, summary: list[dict], command: str, seconds: float) -> None:
     card = {
-        "command": command,
-        "commit": run_commit(),
-        "machine": machine_description(),
-        "processes": distributed.processes(),
-        "seconds": round(seconds, 1),
+        **run_header(command, seconds),
         "answer": [f"{r['dataset']} {r['model']} ({r['n_images']} images): {summary_line(r)}" for r in summary],
     }
     (out / "run_card.json").write_text(json.dumps(card, indent=2, default=str) + "\n")
