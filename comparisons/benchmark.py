@@ -264,9 +264,9 @@ def _write_reports(out: Path, per_image, stage_rows, summary, protocol: str, not
     notes = list(dict.fromkeys(n.split(": ", 1)[1] if n.startswith("FID/IS (") else n for n in notes))
     (out / "summary.md").write_text(markdown_table(summary, protocol, notes))
     try:
-        from comparisons.plots import benchmark_figure
+        from comparisons.plots import benchmark_figure, write_page
 
-        benchmark_figure(summary, title=protocol).write_html(out / "summary.html", include_plotlyjs="cdn")
+        write_page(out / "summary.html", "Benchmark", [benchmark_figure(summary, title=protocol)])
     except ImportError:  # plotly is optional for the numbers
         pass
 

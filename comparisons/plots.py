@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import plotly.graph_objects as go
 
@@ -76,3 +77,13 @@ def benchmark_figure(summary: list[dict], title: str = "") -> go.Figure:
         template="plotly_white",
     )
     return fig
+
+
+def write_page(path, title: str, figures, plotly_js: str | bool = "cdn") -> None:
+    """One HTML page of ``figures`` under a ``title`` heading: plotly.js loaded once (``plotly_js``: "cdn",
+    True to embed it, False for a page that loads it elsewhere). Every study and benchmark writes its page so."""
+    import html
+
+    parts = [f.to_html(full_html=False, include_plotlyjs=plotly_js if i == 0 else False) for i, f in enumerate(figures)]
+    head = f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>"
+    Path(path).write_text(f"{head}<h1>{html.escape(title)}</h1>" + "".join(parts) + "</body></html>\n")

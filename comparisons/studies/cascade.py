@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from comparisons import distributed
 from comparisons.evaluate import SCORE_COLUMNS, evaluate
-from comparisons.plots import log_axis
+from comparisons.plots import log_axis, write_page
 from comparisons.provenance import folder_digest, machine_description, run_commit
 from comparisons.records import read_csv, write_csv
 from sr_models.data import eval_pairs
@@ -412,14 +412,9 @@ def load_rows(path: Path) -> list[dict]:
     return read_csv(path, integers=INTEGER_COLUMNS, texts=TEXT_COLUMNS, empty=None)
 
 
-def write_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
+def write_study_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
     """The study's HTML: the scatter panels, then the heat maps over all images and over Set14."""
-    with open(page, "w") as f:
-        f.write("<html><head><meta charset='utf-8'><title>Cascade study</title></head><body>")
-        f.write(figure(rows).to_html(full_html=False, include_plotlyjs=plotly_js))
-        f.write(heatmaps(rows).to_html(full_html=False, include_plotlyjs=False))
-        f.write(heatmaps(rows, "Set14").to_html(full_html=False, include_plotlyjs=False))
-        f.write("</body></html>")
+    write_page(page, "Cascade study", [figure(rows), heatmaps(rows), heatmaps(rows, "Set14")], plotly_js)
 
 
 def run_card(out: Path, args: dict, rows: list[dict], notes: list[str], models: dict, seconds: float) -> dict:
@@ -492,7 +487,7 @@ def cascade_study(
     rows, notes = run_study(configs, datasets, out, crop, limit, projections, models, lpips_fn, spacing)
     if not distributed.is_main():
         return {"seconds": time.perf_counter() - start}  # the main process writes and reports
-    write_page(rows, out / "cascade.html", plotly_js=True)  # plotly.js inside: works offline
+    write_study_page(rows, out / "cascade.html", plotly_js=True)  # plotly.js inside: works offline
     args = {
         "command": command,
         "data": [str(d) for d in datasets],

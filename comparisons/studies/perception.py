@@ -26,7 +26,7 @@ import plotly.graph_objects as go
 
 from comparisons import distributed
 from comparisons.evaluate import IMAGE_SCORES, evaluate, image_scores, mean_scores
-from comparisons.plots import column_trace
+from comparisons.plots import column_trace, write_page
 from comparisons.provenance import run_header, start_run
 from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.data import eval_pairs
@@ -296,16 +296,19 @@ def perception_study(
     if not distributed.is_main():
         return rows
     write_csv(out / "perception.csv", rows, COLUMNS)
-    write_page(rows, out / "perception.html")
+    write_study_page(rows, out / "perception.html")
     write_card(out, rows, protocol, command, data, crop, base, time.perf_counter() - started)
     (out / "perception.partial.csv").unlink(missing_ok=True)
     return rows
 
 
-def write_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
-    figures = [figure(rows, d) for d in dict.fromkeys(r["dataset"] for r in rows)]
-    html = [f.to_html(full_html=False, include_plotlyjs=plotly_js if i == 0 else False) for i, f in enumerate(figures)]
-    page.write_text("<html><body><h1>Perception-distortion study</h1>" + "".join(html) + "</body></html>")
+def write_study_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
+    write_page(
+        page,
+        "Perception-distortion study",
+        [figure(rows, d) for d in dict.fromkeys(r["dataset"] for r in rows)],
+        plotly_js,
+    )
 
 
 def write_card(out: Path, rows, protocol: SWDProtocol, command: str, data: dict, crop, base, seconds: float) -> None:

@@ -38,7 +38,7 @@ import plotly.graph_objects as go
 
 from comparisons import distributed
 from comparisons.evaluate import evaluate, mean_scores
-from comparisons.plots import column_trace
+from comparisons.plots import column_trace, write_page
 from comparisons.provenance import machine_description, run_commit, start_run, weight_hashes
 from comparisons.records import SWD_COLUMNS, write_csv
 from sr_models.base import SRModel
@@ -234,7 +234,7 @@ def scales_study(
     if not distributed.is_main():
         return rows
     write_csv(out / "scales.csv", rows, COLUMNS)
-    write_page(rows, out / "scales.html")
+    write_study_page(rows, out / "scales.html")
     parts = [p for line in lines for m in line.members for p in route_parts(m)]
     card = {
         "command": command,
@@ -354,10 +354,9 @@ def figure(rows: list[dict], dataset: str = "all") -> go.Figure:
     return fig
 
 
-def write_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
+def write_study_page(rows: list[dict], page: Path, plotly_js="cdn") -> None:
     figures = [figure(rows, d) for d in ["all", *dict.fromkeys(r["dataset"] for r in rows if r["dataset"] != "all")]]
-    html = [f.to_html(full_html=False, include_plotlyjs=plotly_js if i == 0 else False) for i, f in enumerate(figures)]
-    page.write_text("<html><body><h1>Continuous-scale study</h1>" + "".join(html) + "</body></html>")
+    write_page(page, "Continuous-scale study", figures, plotly_js)
 
 
 def write_card(out: Path, rows: list[dict], base: SamplingSettings, protocol: SWDProtocol, facts: dict) -> None:

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from comparisons import distributed
 from comparisons.evaluate import evaluate
+from comparisons.plots import write_page
 from comparisons.records import write_csv
 from sr_models.data import eval_pairs, list_images
 from sr_models.metrics import detail_ratio, mse
@@ -93,7 +94,7 @@ def spread_study(
     if out is not None and distributed.is_main():
         out.mkdir(parents=True, exist_ok=True)
         write_csv(out / "spread.csv", rows, COLUMNS)
-        spread_figure(rows).write_html(out / "spread.html", include_plotlyjs="cdn")
+        write_page(out / "spread.html", "Spread study: samples around the posterior mean", [spread_figure(rows)])
     return rows
 
 

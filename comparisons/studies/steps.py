@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 
 from comparisons import distributed
 from comparisons.benchmark import run_benchmark
+from comparisons.plots import write_page
 from comparisons.records import write_csv
 from sr_models.types import SamplingSettings
 
@@ -52,7 +53,7 @@ def steps_study(
     if not distributed.is_main():
         return rows
     write_csv(out / "study.csv", rows, COLUMNS)
-    steps_figure(rows).write_html(out / "study.html", include_plotlyjs="cdn")
+    write_page(out / "study.html", "Steps study", [steps_figure(rows)])
     return rows
 
 

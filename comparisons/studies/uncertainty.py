@@ -23,6 +23,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from comparisons import distributed
+from comparisons.plots import write_page
 from comparisons.posterior import explore_posterior
 from comparisons.provenance import run_header, start_run
 from comparisons.records import write_csv
@@ -74,7 +75,7 @@ def uncertainty_study(
         return summary
     write_csv(out / "uncertainty.csv", rows, COLUMNS)
     write_csv(out / "uncertainty_summary.csv", summary, ["n_images", *COLUMNS[:2], *COLUMNS[3:]])
-    (out / "uncertainty.html").write_text(figure(summary).to_html(include_plotlyjs="cdn"))
+    write_page(out / "uncertainty.html", "Uncertainty study", [figure(summary)])
     write_card(out, summary, command, time.perf_counter() - started)
     return summary
 
