@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,8 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # model name -> message
     routes: dict[str, str] = field(default_factory=dict)  # model name -> how it reached the scale (route_kind)
+    seconds: float = 0.0  # wall clock of the whole comparison: every model, loading and scoring included
+    estimated_seconds: float | None = None  # what the caller estimated before the run (the app's estimate)
 
     def table(self) -> list[dict]:
         """One row per model that ran (fidelity if a reference exists, the settings it ran with, its
@@ -173,7 +176,9 @@ def run_comparison(
         if on_step is not None:
             on_step(info)
 
+    started = time.perf_counter()
     for i, model in enumerate(models):
+        comparison.seconds = time.perf_counter() - started
         check_stop()
         if on_model:
             on_model(i, len(models), model.name)
@@ -190,4 +195,5 @@ def run_comparison(
         comparison.scores.append(evaluation.scores)
         if on_result is not None:
             on_result(model, evaluation.result)
+    comparison.seconds = time.perf_counter() - started
     return comparison

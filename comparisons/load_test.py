@@ -9,6 +9,9 @@
 3. cancel: a long job cancelled by its client; how long until the server's CPU use falls;
 4. a 16x request on the largest allowed input: refused, and how much the server's memory grew.
 
+``--warm-only``: a warm 4x comparison of bicubic, regression-x4, ldm-x4 and sr3-x4 (their defaults) on a
+256x256 LR through ``gradio_client``, its time at the client and in the app against the app's estimate.
+
 Writes ``load.json`` and prints a summary. Timings depend on the machine: run it on a quiet one.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +33,8 @@ from types import SimpleNamespace
 import httpx
 import numpy as np
 from PIL import Image
+
+from comparisons.serving import MODE_LR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -166,6 +172,34 @@ def _large_16x(url: str, pid: int, image: str) -> dict:
     return {"large_16x": outcome, "large_16x_memory_growth_mb": max(peak) - rss0}
 
 
+WARM_MODELS = ("bicubic", "regression-x4", "ldm-x4", "sr3-x4")  # the 4x comparison issue 17 times
+TOOK = re.compile(r"time: ([\d.]+) s for the run(?: \(estimated before it: ([\d.]+) s\))?")
+
+
+def warm_compare(url: str, image: str, names=WARM_MODELS, runs: int = 2) -> dict:
+    """``names`` at 4x with their defaults through /compare, ``runs`` times (the first loads the weights):
+    the last run's wall clock at the client, the app's own timing and the estimate it made before it."""
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False)
+    walls, status = [], ""
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        outputs = client.predict(handle_file(image), MODE_LR, 4, list(names), api_name="/compare")
+        walls.append(time.perf_counter() - t0)
+        status = outputs[0]
+    took = TOOK.search(status)
+    app, estimate = (float(took[1]), float(took[2]) if took[2] else None) if took else (None, None)
+    return {
+        "warm_models": list(names),
+        "warm_client_seconds": round(walls[-1], 2),
+        "warm_app_seconds": app,
+        "warm_estimate_seconds": estimate,
+        "warm_estimate_ratio": round(estimate / app, 3) if estimate and app else None,
+        "first_client_seconds": round(walls[0], 2),
+    }
+
+
 def load_test(out: Path, port: int = 7871, heavy: str = "sr3-x4", heavy_steps: int = 10) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp())
@@ -182,14 +216,38 @@ def load_test(out: Path, port: int = 7871, heavy: str = "sr3-x4", heavy_steps: i
     return report
 
 
+def warm_test(out: Path, port: int = 7871, side: int = 256) -> dict:
+    """Only ``warm_compare`` on a ``side``² LR (a natural image: scikit-image's astronaut), in ``warm.json``."""
+    from comparisons.speed import test_image
+    from sr_models.device import hardware_description
+
+    out.mkdir(parents=True, exist_ok=True)
+    image = Path(tempfile.mkdtemp()) / f"lr{side}.png"
+    Image.fromarray(test_image(side)).save(image)
+    with app_process(out / "server.log", port) as server:
+        report = {"machine": hardware_description(), "input": f"{side}x{side} -> {4 * side}x{4 * side}"}
+        report.update(warm_compare(server.url, str(image)))
+        report["tracebacks_in_log"] = (out / "server.log").read_text().count("Traceback")
+    (out / "warm.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m comparisons.load_test", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True)
     p.add_argument("--port", type=int, default=7871)
     p.add_argument("--heavy", default="sr3-x4", help="the diffusion model of the heavy jobs")
     p.add_argument("--heavy-steps", type=int, default=10)
+    p.add_argument(
+        "--warm-only",
+        action="store_true",
+        help=f"only time a warm 4x comparison of {', '.join(WARM_MODELS)} on a 256x256 LR against the app's estimate",
+    )
     args = p.parse_args(argv)
-    report = load_test(Path(args.out), args.port, args.heavy, args.heavy_steps)
+    if args.warm_only:
+        report = warm_test(Path(args.out), args.port)
+    else:
+        report = load_test(Path(args.out), args.port, args.heavy, args.heavy_steps)
     print(json.dumps(report, indent=2))
     return 0
 

@@ -24,6 +24,7 @@ costs in quality. Writes ``speed.csv`` and ``speed.html``; the printed summary g
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from comparisons.plots import write_page
 from comparisons.records import write_csv
 from comparisons.roofline import flops_of, matmul_peak, roofline_columns, significant
 from sr_models.device import (
@@ -199,13 +201,15 @@ def _cases(models: dict, ldm: str, sr3: str | None, lr, settings: SamplingSettin
 
 
 def _stock_pipeline(inner):
-    """diffusers' own LDM super-resolution pipeline on the same networks (leading spacing, as diffusers)."""
+    """diffusers' own LDM super-resolution pipeline on the same weights, laid out as diffusers loads them
+    (contiguous, where ours are channels_last on a CPU), leading spacing as diffusers samples."""
     from diffusers.pipelines.latent_diffusion.pipeline_latent_diffusion_superresolution import (
         LDMSuperResolutionPipeline,
     )
 
+    vqvae, unet = (copy.deepcopy(m).to(memory_format=torch.contiguous_format) for m in (inner.vae, inner.unet))
     pipe = LDMSuperResolutionPipeline(
-        vqvae=inner.vae, unet=inner.unet, scheduler=make_scheduler("ddim", inner.scheduler_config, "leading")
+        vqvae=vqvae, unet=unet, scheduler=make_scheduler("ddim", inner.scheduler_config, "leading")
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -391,7 +395,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "speed.csv", rows, COLUMNS)
-    figure(rows).write_html(out / "speed.html", include_plotlyjs="cdn")
+    write_page(out / "speed.html", "Speed study", [figure(rows)])
     from sr_models.device import hardware_description
 
     print(f"machine: {hardware_description()}; device {device}; torch {torch.__version__}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import types
 
 import numpy as np
@@ -81,7 +82,11 @@ def test_handlers_run_without_a_server(handlers, hr_png):
     table = shown["table"].value
     assert [row[0] for row in table["data"]] == ["bicubic", "tiny-regression-x4"]
     state = outputs[-1]
-    assert state["comparison"].results[1].model == "tiny-regression-x4"
+    comparison = state["comparison"]
+    assert comparison.results[1].model == "tiny-regression-x4"
+    assert comparison.seconds >= sum(r.seconds for r in comparison.results) and comparison.estimated_seconds > 0
+    took = re.search(r"time: ([\d.]+) s for the run \(estimated before it: ([\d.]+) s\)", shown["status"])
+    assert took and float(took[1]) == round(comparison.seconds, 1)
     crops, x, y = handlers.zoom_centre(state, 16, 2)
     assert (x, y) == (32, 32) and len(crops) == 4
     record = handlers.run_record(state)

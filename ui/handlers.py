@@ -142,7 +142,16 @@ def status_text(comparison) -> str:
         lines.append(f"- routes to {scale:g}x (the table's route column): " + "; ".join(routed))
     lines += [f"- note: {n}" for n in comparison.notes]
     lines += [f"- **{name} did not run**: {msg}" for name, msg in comparison.errors.items()]
+    lines.append(time_line(comparison))
     return "\n".join(lines)
+
+
+def time_line(comparison) -> str:
+    """How long the run took against the estimate shown before it (an honest estimate is checked)."""
+    line = f"- time: {comparison.seconds:.1f} s for the run"
+    if comparison.estimated_seconds:
+        line += f" (estimated before it: {comparison.estimated_seconds:.1f} s)"
+    return line
 
 
 def slow_run_text(run: SlowRun) -> str:

@@ -347,7 +347,8 @@ class Lab:
         models, errors = self.routed(job)
         size = self.check_size(job, models)
         keep = frames_to_keep(size[0] * size[1] if size else 1_000_000) if job.record else 0
-        reporter = ProgressLine(progress, self._predict_total(job)) if progress is not None else None
+        estimate = self._predict_total(job)  # before the run: the run then calibrates the estimator
+        reporter = ProgressLine(progress, estimate) if progress is not None else None
         presets = {id(m): preset_settings(m, job.settings, job.preset) for m in models}
         comparison = run_comparison(
             job.source,
@@ -365,6 +366,7 @@ class Lab:
         )
         comparison.notes += [note for _, note in presets.values() if note]
         comparison.errors.update(errors)
+        comparison.estimated_seconds = estimate or None
         return comparison
 
     def posterior_work(self, stop, job: Job, progress=None):
