@@ -124,3 +124,14 @@ def test_help_names_the_options(capsys):
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert all(option in text for option in ("--dtypes", "--update-cards", "--split", "--crop"))
+
+
+def test_the_model_card_shows_each_measured_precision():
+    from sr_models.cards import render_card
+
+    card = {"name": "m", "family": "ldm", "scales": [4]}
+    assert "## Precision" not in render_card(card)
+    entry = {"val_psnr_y_delta_db": -0.0011, "images": 30, "crop": 128, "steps": 1, "native": False, "measured_on": "X"}
+    text = render_card({**card, "precision": {"bfloat16": entry}})
+    assert "## Precision" in text and "**bfloat16**: validation PSNR-Y -0.0011 dB" in text
+    assert "30 images, 128 px crops, 1 step, bfloat16 emulated; X" in text
