@@ -165,7 +165,7 @@ FAMILY_COST = {
     "regression": (0.1, 0.8, 0.0),
     "ldm": (0.2, 3.0, 1.0),  # VAE encode/decode and back-projection dominate at 1-2 steps
     "sr3": (0.2, 1.0, 14.0),  # a UNet at full output resolution every step
-    "sd-upscale": (1.0, 40.0, 60.0),  # a UNet 10x ldm-x4's size at latent resolution, guidance doubles it
+    "sd-upscale": (1.0, 40.0, 60.0),  # not measured (no Hub here): from its FLOPs, ~10x ldm-x4 per call, x2 guidance
 }
 DEFAULT_COST = (1.0, 5.0, 5.0)
 WORKING_FACTOR = {"ldm": 4, "stock-ldm": 4, "sd-upscale": 4, "sr3": 1}  # output px per working-space px
