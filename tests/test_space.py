@@ -30,6 +30,7 @@ def test_front_matter_has_the_documented_key_types():
     for key in ("title", "emoji", "sdk", "sdk_version", "app_file", "license", "short_description"):
         assert isinstance(meta[key], str), key
     assert meta["sdk"] in {"gradio", "docker", "static"} and (ROOT / meta["app_file"]).is_file()
+    assert len(meta["short_description"]) <= 60  # the Space card's thumbnail line (the Hub's configuration limit)
     assert {meta["colorFrom"], meta["colorTo"]} <= COLORS and isinstance(meta["pinned"], bool)
     preload = meta["preload_from_hub"]
     assert isinstance(preload, list) and all(isinstance(p, str) and PRELOAD_ENTRY.fullmatch(p) for p in preload)
