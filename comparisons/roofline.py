@@ -14,7 +14,7 @@ from sr_models.device import native_bf16
 from sr_models.types import SamplingSettings
 
 
-def matmul_peak(dtype: torch.dtype, side: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(dtype: torch.dtype, side: int = 2048, repeats: int = 10) -> float:
     """GFLOP/s of a square matmul in ``dtype`` on the CPU threads torch uses (the best of ``repeats``).
 
     Emulated bfloat16 (no AVX512-BF16 / AMX) is hundreds of times slower: a 512 side measures it in a
