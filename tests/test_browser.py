@@ -257,7 +257,11 @@ def test_out_of_range_numbers_typed_in_the_page_get_a_message_and_nothing_runs(p
     page.locator(field).fill(typed)
     page.locator(field).press("Tab")
     page.click("#run")
-    expect(page.get_by_text(message).first).to_be_visible(timeout=10_000)
+    try:  # 30 s: a loaded CI machine; one full-suite run here missed 10 s and never again (see the stop 20 note)
+        expect(page.get_by_text(message).first).to_be_visible(timeout=30_000)
+    except AssertionError:
+        page.screenshot(path=str(SHOTS / f"sr_lab_refusal_missing_{typed}.png"))  # what the page showed instead
+        raise AssertionError(f"no refusal shown; {field} holds {page.locator(field).input_value()!r}") from None
     expect(page.locator(field)).to_have_value(typed if typed != "1e9" else re.compile(r"1e9|1000000000"))
     page.wait_for_timeout(1000)
     expect(page.locator("#view0")).to_be_hidden()  # nothing ran
