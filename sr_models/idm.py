@@ -71,6 +71,12 @@ class ImplicitDiffusionSR(PixelSR):
     def _place(self):
         super()._place()
         place(self.liif, self.device, self.dtype)
+        if not getattr(self.unet.class_embedding, "_casts_input", False):
+            # diffusers' UNet2DModel feeds the float32 sinusoidal projection of class labels straight into
+            # class_embedding (timesteps get a cast; class labels do not): in half precision that is a
+            # dtype mismatch, so the embedding casts its input to its own weights' dtype
+            self.unet.class_embedding.register_forward_pre_hook(_cast_to_weights)
+            self.unet.class_embedding._casts_input = True
 
     def network(self, module, x: torch.Tensor, *args) -> torch.Tensor:
         if module is not self.unet:
@@ -112,3 +118,9 @@ def save_idm_folder(folder, unet: UNet2DModel, scheduler_config: dict, liif: LII
     liif.save_pretrained(str(folder / LIIF_SUBFOLDER), safe_serialization=True)
     meta = {"family": "idm", "continuous": True, "scales": list(NOMINAL_SCALES), "liif": LIIF_SUBFOLDER, **meta}
     save_sr3_folder(folder, unet, scheduler_config, meta)
+
+
+def _cast_to_weights(module: torch.nn.Module, args: tuple) -> tuple:
+    """A forward pre-hook: the module's input in the dtype of its weights."""
+    dtype = next(module.parameters()).dtype
+    return tuple(a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a for a in args)

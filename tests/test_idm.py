@@ -133,3 +133,15 @@ def test_the_posterior_explorer_runs_on_idm_at_a_real_valued_scale(idm_folder):
     assert posterior.scale == 2.5 and posterior.mean.shape == hr.shape and len(posterior.samples) == 3
     assert not np.array_equal(posterior.samples[0], posterior.samples[1])  # seeds differ, so do samples
     assert posterior.std_map.shape == hr.shape[:2] and posterior.std_map.max() > 0
+
+
+@pytest.mark.slow
+def test_idm_runs_in_bfloat16_and_agrees_with_float32(idm_folder):
+    # diffusers feeds the scale label's float32 projection into the class embedding uncast: half precision
+    # used to stop there with a dtype mismatch
+    model = load_model(idm_folder)
+    settings = SamplingSettings(steps=2, seed=1, lr_projection=0)
+    full = model.to("cpu", "float32").upscale(LR, 2.5, settings=settings)
+    half = model.to("cpu", "bfloat16").upscale(LR, 2.5, settings=settings)
+    assert half.stages[0].dtype == "bfloat16"
+    assert np.abs(full.image.astype(int) - half.image.astype(int)).mean() < 3.0
