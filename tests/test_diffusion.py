@@ -195,6 +195,24 @@ def test_trajectory_frames_are_previews_of_at_most_512_px(ldm4, sr3):
 
 
 @pytest.mark.slow
+def test_a_shrunk_latent_preview_decodes_in_one_piece_and_a_full_size_one_as_the_image(ldm4, monkeypatch):
+    model = load_model(ldm4)
+    calls = []
+    decode = type(model).decode
+    monkeypatch.setattr(
+        type(model), "decode", lambda self, z, tile=None: calls.append((z.shape[-2:], tile)) or decode(self, z, tile)
+    )
+    for side, factor in ((150, 2), (40, 1)):  # 600 px out: previews at half size; 160 px out: full size
+        calls.clear()
+        lr = np.random.default_rng(side).integers(0, 256, (side, side, 3), dtype=np.uint8)
+        model.upscale(lr, settings=S(steps=2, seed=0, tile=32), keep_frames=2)
+        final, previews = calls[0], calls[1:]  # the run's decode, then the kept frames'
+        assert final[1] is None and len(previews) == 4
+        for shape, tile in previews:
+            assert (tile is not None and tile >= max(shape)) if factor > 1 else tile is None
+
+
+@pytest.mark.slow
 def test_sr3_residual_formulation_starts_from_bicubic(sr3):
     # With a UNet that predicts a zero residual, SR3 returns exactly the bicubic upsample.
     model = load_model(sr3)
