@@ -13,6 +13,7 @@ starts a process group: :func:`map_images` is then a plain loop.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -45,7 +46,15 @@ def _state(cpu: bool = False):
         if state.num_processes != processes():
             raise RuntimeError(f"WORLD_SIZE is {processes()}, but the process group has {state.num_processes}")
         _STATE.append(state)
+        atexit.register(_leave)
     return _STATE[0]
+
+
+def _leave() -> None:
+    """Leave the process group before the interpreter shuts down: a gloo group still alive then can abort the
+    process ("terminate called without an active exception", exit -6) after its work is done."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def is_main() -> bool:
