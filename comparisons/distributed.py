@@ -40,6 +40,10 @@ _STATE = []  # accelerate's PartialState once this process has joined the group
 def _state(cpu: bool = False):
     """The process group, joined on first use (``cpu``: gloo even where GPUs are present)."""
     if not _STATE:
+        # torch._dynamo (diffusers imports it) keeps a reference to the world group when it is imported after
+        # the group exists: destroy_process_group could then not free the group, and gloo's threads, still
+        # running into interpreter shutdown, aborted a process after its work (exit -6) now and then
+        import torch._dynamo  # noqa: F401
         from accelerate import PartialState  # only under a launcher: a plain run never imports or starts it
 
         state = PartialState(cpu=cpu)  # nccl on GPUs (each process on its own), gloo on the CPU
@@ -51,8 +55,9 @@ def _state(cpu: bool = False):
 
 
 def _leave() -> None:
-    """Leave the process group before the interpreter shuts down: a gloo group still alive then can abort the
-    process ("terminate called without an active exception", exit -6) after its work is done."""
+    """Leave the process group before the interpreter shuts down: a gloo worker thread that releases its last
+    collective's tensors during shutdown cannot take the GIL and aborts the process ("terminate called without
+    an active exception", exit -6) after its work is done. Freeing the group joins those threads."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 

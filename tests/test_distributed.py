@@ -65,6 +65,50 @@ def test_spread_study_on_two_processes_writes_what_one_process_writes(image_fold
     assert unmeasured(tmp_path / "two" / "spread.csv") == unmeasured(tmp_path / "one" / "spread.csv")
 
 
+LEAVE_SCRIPT = """
+import os
+import time
+from comparisons import distributed
+from sr_models.registry import discover
+
+distributed.start("cpu")
+discover(model_dirs=[os.environ["MODELS"]])["tiny-ldm-x4"].load()  # imports diffusers, so torch._dynamo
+distributed.map_images(str, [1, 2, 3])
+distributed._leave()  # what runs at exit
+
+
+def gloo_threads():
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            names.append(open(f"/proc/self/task/{task}/comm").read())
+        except OSError:  # gone while listed
+            pass
+    return sum("gloo" in name for name in names)
+
+
+for _ in range(50):  # a joined thread can stay listed a moment
+    if gloo_threads() == 0:
+        break
+    time.sleep(0.1)
+os.write(1, f"gloo threads left: {gloo_threads()}\\n".encode())  # one write: the two processes share stdout
+"""
+
+
+@pytest.mark.multiprocess
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_leaving_the_group_stops_gloo_threads_after_a_model_loads(tiny_models_dir, tmp_path):
+    # threads left running into interpreter shutdown aborted a process now and then (exit -6)
+    script = tmp_path / "leave.py"
+    script.write_text(LEAVE_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MODELS": str(tiny_models_dir), "PYTHONPATH": str(ROOT)}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command = [*launcher, "--master_port", str(free_port()), str(script)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("gloo threads left: 0") == 2, done.stdout
+
+
 def test_a_plain_run_is_one_process_and_maps_in_order(monkeypatch):
     for variable in distributed.WORLD_SIZE_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
