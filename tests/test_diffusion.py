@@ -171,7 +171,8 @@ def test_recording_frames_costs_the_timed_run_nothing(ldm4):
     kept = model.upscale(LR, settings=settings, keep_frames=4)
     assert np.array_equal(plain.image, kept.image) and len(kept.frames) == 4
     assert plain.seconds >= delay  # the returned image's own decode is part of the run
-    assert abs(kept.seconds - plain.seconds) <= 0.1 * plain.seconds
+    # the 8 frame decodes inside the clock would add 8 x delay; a margin of one delay absorbs a busy machine
+    assert kept.seconds < plain.seconds + delay
     assert kept.trajectory_seconds >= 8 * delay  # x_t and x̂0 of 4 frames, after the clock
     assert kept.facts()["trajectory_seconds"] == kept.stages[0].facts()["trajectory_seconds"] > 0
     assert plain.facts()["trajectory_seconds"] == 0
